@@ -1,0 +1,5 @@
+"""Allow ``python -m signals``."""
+
+from signals.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""The ``signals`` command line: one entry point, a sub-command per job.
+
+Heavy libraries (vectorbt, optuna, plotting) are imported inside the commands that need them, so
+``signals live`` and ``--help`` start fast and stay thin.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from signals import __version__
+from signals.data.cli import data_app
+from signals.errors import SignalsError
+
+app = typer.Typer(
+    name="signals",
+    help="Turn closed candles into BUY/SELL signals: research them honestly, stream them live.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+def _register_research_commands() -> None:
+    from research.cli import register
+
+    register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"signals {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+) -> None:
+    """signals: strategies defined once, researched out of sample, streamed live."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+_register_research_commands()
+
+
+def main() -> None:
+    """Run the CLI, turning `SignalsError` into a one-line message and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except SignalsError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Typed settings loaded from one YAML file (``--config`` or ``./signals.yaml``).
+
+Every setting has a default, so the reference schema of ARCHITECTURE.md needs no file at all.
+Unknown keys are errors that name the key and suggest the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from signals.errors import ConfigError
+from signals.timeframes import TIMEFRAMES
+
+DEFAULT_CONFIG_NAME = "signals.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnMap(_Strict):
+    """Column names of the candle table; ``None`` means the column does not exist."""
+
+    symbol: str | None = "symbol"
+    timeframe: str | None = "timeframe"
+    timestamp: str = "timestamp"
+    open: str = "open"
+    high: str = "high"
+    low: str = "low"
+    close: str = "close"
+    volume: str = "volume"
+    buy_volume: str | None = "buy_volume"
+    trades: str | None = "trades"
+    closed: str | None = "closed"
+
+
+class CandleSource(_Strict):
+    """Where candles live and how the table is laid out."""
+
+    table: str = "candles"
+    columns: ColumnMap = ColumnMap()
+    timestamp_unit: Literal["s", "ms"] = "s"
+    symbol: str | None = Field(
+        default=None, description="the one symbol of a table that has no symbol column"
+    )
+    timeframe: str | None = Field(
+        default=None, description="the one timeframe of a table that has no timeframe column"
+    )
+
+    @field_validator("timeframe")
+    @classmethod
+    def _known_timeframe(cls, value: str | None) -> str | None:
+        if value is not None and value not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {value!r}; valid: {', '.join(TIMEFRAMES)}")
+        return value
+
+
+class DataSettings(_Strict):
+    """Databases read by default and the candle-table layout."""
+
+    candles_db: Path | None = None
+    analysis_db: Path | None = None
+    symbol: str = "BTCUSDT"
+    source: CandleSource = CandleSource()
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+
+
+class CostSettings(_Strict):
+    """Default trading costs (per side), used when a command is given none."""
+
+    fee_bps: float = Field(default=5.5, ge=0, description="Bybit taker fee, 0.055%")
+    slippage_bps: float = Field(default=1.0, ge=0)
+
+
+class LiveSettings(_Strict):
+    """Live runner defaults."""
+
+    socket: Path = Path("signals.sock")
+    tcp: str | None = None
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    journal: Path | None = None
+    stale_after_s: float = Field(default=300.0, ge=0)
+
+
+class Settings(_Strict):
+    """All settings of one ``signals.yaml``."""
+
+    data: DataSettings = DataSettings()
+    costs: CostSettings = CostSettings()
+    live: LiveSettings = LiveSettings()
+
+
+def load_settings(path: Path | str | None = None, *, cwd: Path | None = None) -> Settings:
+    """Load settings from `path`, else ``./signals.yaml`` if present, else the defaults."""
+    if path is None:
+        candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
+        if not candidate.exists():
+            return Settings()
+        path = candidate
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return parse_settings(raw, origin=str(path))
+
+
+def parse_settings(raw: dict[str, Any], *, origin: str = "<config>") -> Settings:
+    """Validate a mapping into `Settings`, with messages that name the key."""
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(err) for err in exc.errors()]
+        raise ConfigError(f"{origin}: invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def _describe(err: Any) -> str:
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        hint = f"; did you mean {'.'.join([*loc[:-1], close[0]])!r}?" if close else ""
+        return f"{key}: unknown key{hint} (valid here: {', '.join(valid)})"
+    return f"{key}: {err['msg']}"
+
+
+def _valid_keys(parent: list[str]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in parent:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

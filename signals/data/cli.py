@@ -1,0 +1,15 @@
+"""``signals data ...``: build, import, fetch, export and check candle databases."""
+
+from __future__ import annotations
+
+import typer
+
+from signals.data import cli_generate, cli_import, cli_io
+
+data_app = typer.Typer(
+    help="Build, import, fetch, export and check candle databases.",
+    no_args_is_help=True,
+)
+cli_import.register(data_app)
+cli_io.register(data_app)
+cli_generate.register(data_app)

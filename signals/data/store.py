@@ -1,0 +1,307 @@
+"""Read and write the candle store (SQLite, WAL) that research and live share.
+
+Readers open the database read-only through a ``file:...?mode=ro`` URI with a busy timeout, so
+the pipeline can keep writing. Only closed candles are ever returned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from signals.config import CandleSource
+from signals.data.schema import ANALYSIS_COLUMNS, ANALYSIS_DDL, CANDLE_COLUMNS, CANDLES_DDL
+from signals.errors import DataError
+from signals.timeframes import timeframe_seconds
+
+Clock = Callable[[], float]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect_readonly(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """Open an existing SQLite database read-only, or raise `DataError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: database not found")
+    uri = f"file:{path.resolve().as_posix()}?mode=ro"
+    try:
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=busy_timeout_ms / 1000, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    except sqlite3.Error as exc:
+        raise DataError(f"{path}: cannot open database: {exc}") from None
+    return conn
+
+
+def connect_writable(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """Open (creating if needed) a database in WAL mode with the reference schema."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(CANDLES_DDL)
+    return conn
+
+
+def empty_frame() -> pd.DataFrame:
+    """Return an empty candle frame with the standard columns and a UTC index."""
+    index = pd.DatetimeIndex([], tz="UTC", name="time")
+    return pd.DataFrame({c: pd.Series([], dtype="float64") for c in CANDLE_COLUMNS}, index=index)
+
+
+def frame_from_rows(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
+    """Build a candle frame (UTC index ``time``, float64 columns) from ``timestamp, ...`` rows."""
+    if not rows:
+        frame = empty_frame()
+        for extra in columns[1:]:
+            if extra not in frame:
+                frame[extra] = pd.Series([], dtype="float64")
+        return frame
+    array = np.array(rows, dtype=object)
+    ts = array[:, 0].astype("int64")
+    index = pd.DatetimeIndex(pd.to_datetime(ts, unit="s", utc=True), name="time")
+    data = {
+        name: pd.to_numeric(array[:, i + 1], errors="coerce").astype("float64")
+        for i, name in enumerate(columns[1:])
+    }
+    return pd.DataFrame(data, index=index)
+
+
+class CandleStore:
+    """Read-only access to closed candles of one database (plus optional analysis.db)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        analysis_db: Path | str | None = None,
+        source: CandleSource | None = None,
+        busy_timeout_ms: int = 5000,
+        clock: Clock = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.source = source or CandleSource()
+        self.clock = clock
+        self._conn = connect_readonly(self.path, busy_timeout_ms=busy_timeout_ms)
+        self.analysis_db = Path(analysis_db) if analysis_db else None
+        if self.analysis_db is not None:
+            if not self.analysis_db.exists():
+                raise DataError(f"{self.analysis_db}: analysis database not found")
+            uri = f"file:{self.analysis_db.resolve().as_posix()}?mode=ro"
+            self._conn.execute("ATTACH DATABASE ? AS an", (uri,))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> CandleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """Return SQLite's ``PRAGMA data_version``: it changes when another connection commits."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def series(self) -> list[tuple[str, str]]:
+        """Return the (symbol, timeframe) pairs present in the store."""
+        cols, src = self.source.columns, self.source
+        sym = _quote(cols.symbol) if cols.symbol else "?"
+        tf = _quote(cols.timeframe) if cols.timeframe else "?"
+        params = [
+            p for p, c in ((src.symbol, cols.symbol), (src.timeframe, cols.timeframe)) if not c
+        ]
+        sql = f"SELECT DISTINCT {sym}, {tf} FROM {_quote(src.table)} ORDER BY 1, 2"
+        with self._errors("listing series"):
+            return [(str(s), str(t)) for s, t in self._conn.execute(sql, params)]
+
+    def history(
+        self,
+        symbol: str,
+        timeframe: str,
+        *,
+        start: pd.Timestamp | int | None = None,
+        end: pd.Timestamp | int | None = None,
+        with_analysis: bool = False,
+    ) -> pd.DataFrame:
+        """Return closed candles with open time in [start, end] as a frame on a UTC index."""
+        where, params = self._series_filter(symbol, timeframe)
+        if start is not None:
+            where.append(f"{self._ts_expr()} >= ?")
+            params.append(_epoch(start))
+        if end is not None:
+            where.append(f"{self._ts_expr()} <= ?")
+            params.append(_epoch(end))
+        return self._select(where, params, order="ASC", limit=None, with_analysis=with_analysis)
+
+    def last_closed(self, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
+        """Return the last `n` closed candles, oldest first."""
+        where, params = self._series_filter(symbol, timeframe)
+        frame = self._select(where, params, order="DESC", limit=n, with_analysis=False)
+        return frame.iloc[::-1]
+
+    def closed_since(self, symbol: str, timeframe: str, after: pd.Timestamp | int) -> pd.DataFrame:
+        """Return closed candles whose open time is strictly after `after`, oldest first."""
+        where, params = self._series_filter(symbol, timeframe)
+        where.append(f"{self._ts_expr()} > ?")
+        params.append(_epoch(after))
+        return self._select(where, params, order="ASC", limit=None, with_analysis=False)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _ts_expr(self) -> str:
+        col = "c." + _quote(self.source.columns.timestamp)
+        return f"({col} / 1000)" if self.source.timestamp_unit == "ms" else col
+
+    def _series_filter(self, symbol: str, timeframe: str) -> tuple[list[str], list[object]]:
+        cols, src = self.source.columns, self.source
+        where: list[str] = []
+        params: list[object] = []
+        if cols.symbol:
+            where.append(f"c.{_quote(cols.symbol)} = ?")
+            params.append(symbol)
+        elif src.symbol and src.symbol != symbol:
+            raise DataError(f"{self.path}: table holds only {src.symbol}, not {symbol}")
+        if cols.timeframe:
+            where.append(f"c.{_quote(cols.timeframe)} = ?")
+            params.append(timeframe)
+        elif src.timeframe and src.timeframe != timeframe:
+            raise DataError(f"{self.path}: table holds only {src.timeframe}, not {timeframe}")
+        if cols.closed:
+            where.append(f"c.{_quote(cols.closed)} = 1")
+        else:
+            where.append(f"{self._ts_expr()} + ? <= ?")
+            params.extend([timeframe_seconds(timeframe), int(self.clock())])
+        return where, params
+
+    def _select(
+        self,
+        where: list[str],
+        params: list[object],
+        *,
+        order: str,
+        limit: int | None,
+        with_analysis: bool,
+    ) -> pd.DataFrame:
+        cols = self.source.columns
+        names = ["timestamp", *CANDLE_COLUMNS]
+        exprs = [self._ts_expr()]
+        for name in CANDLE_COLUMNS:
+            mapped = getattr(cols, name)
+            exprs.append(f"c.{_quote(mapped)}" if mapped else "NULL")
+        join = ""
+        if with_analysis:
+            if self.analysis_db is None:
+                raise DataError("with_analysis=True needs an analysis database")
+            exprs += [f"a.{c}" for c in ANALYSIS_COLUMNS]
+            names += list(ANALYSIS_COLUMNS)
+            sym = f"c.{_quote(cols.symbol)}" if cols.symbol else "a.symbol"
+            tf = f"c.{_quote(cols.timeframe)}" if cols.timeframe else "a.timeframe"
+            join = (
+                " LEFT JOIN an.analysis a ON a.symbol = "
+                f"{sym} AND a.timeframe = {tf} AND a.timestamp = {self._ts_expr()}"
+            )
+        sql = (
+            f"SELECT {', '.join(exprs)} FROM {_quote(self.source.table)} c{join}"
+            f" WHERE {' AND '.join(where) or '1'} ORDER BY {self._ts_expr()} {order}"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._errors("reading candles"):
+            rows = self._conn.execute(sql, params).fetchall()
+        return frame_from_rows(rows, names)
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise DataError(f"{self.path}: {what} failed: {exc}") from None
+
+
+def _epoch(value: pd.Timestamp | int | str) -> int:
+    if isinstance(value, int | np.integer):
+        return int(value)
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.timestamp())
+
+
+def write_candles(
+    conn: sqlite3.Connection,
+    frame: pd.DataFrame,
+    *,
+    symbol: str,
+    timeframe: str,
+    closed: bool | pd.Series = True,
+) -> int:
+    """Upsert a candle frame into the reference table; re-writing the same rows changes nothing."""
+    if frame.empty:
+        return 0
+    ts = (
+        (frame.index.asi8 // 10**9).astype("int64")
+        if isinstance(frame.index, pd.DatetimeIndex)
+        else frame.index.to_numpy("int64")
+    )
+    closed_values = (
+        closed.astype(int).to_numpy()
+        if isinstance(closed, pd.Series)
+        else np.full(len(frame), int(closed))
+    )
+
+    def col(name: str) -> list[object]:
+        if name not in frame:
+            return [None] * len(frame)
+        values = frame[name].to_numpy("float64")
+        return [None if np.isnan(v) else float(v) for v in values]
+
+    trades = [None if v is None else int(v) for v in col("trades")]
+    rows = zip(
+        [symbol] * len(frame),
+        [timeframe] * len(frame),
+        ts.tolist(),
+        col("open"),
+        col("high"),
+        col("low"),
+        col("close"),
+        col("volume"),
+        col("buy_volume"),
+        trades,
+        closed_values.tolist(),
+        strict=True,
+    )
+    sql = (
+        "INSERT INTO candles (symbol, timeframe, timestamp, open, high, low, close, volume, "
+        "buy_volume, trades, closed) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(symbol, timeframe, timestamp) DO UPDATE SET open=excluded.open, "
+        "high=excluded.high, low=excluded.low, close=excluded.close, volume=excluded.volume, "
+        "buy_volume=excluded.buy_volume, trades=excluded.trades, closed=excluded.closed"
+    )
+    with conn:
+        conn.executemany(sql, rows)
+    return len(frame)
+
+
+def create_analysis_db(path: Path | str) -> sqlite3.Connection:
+    """Open (creating if needed) an analysis database with the reference table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(ANALYSIS_DDL)
+    return conn

@@ -1,0 +1,126 @@
+"""Indicators, all computed with TA-Lib, as pandas Series on the input's index.
+
+Each function takes Series (float64) and returns Series aligned to the same index, NaN where the
+indicator is not yet defined. Warm-up needs of each are in :mod:`strategies.warmup`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import talib
+
+MA_SMA = 0  # TA-Lib MA_Type.SMA: Stochastic smoothing stays windowed (exact after its period)
+
+
+def _values(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype="float64")
+
+
+def _wrap(values: np.ndarray, like: pd.Series, name: str) -> pd.Series:
+    return pd.Series(values, index=like.index, name=name)
+
+
+def ema(close: pd.Series, period: int) -> pd.Series:
+    """Exponential moving average (TA-Lib EMA, seeded with the SMA of the first `period`)."""
+    return _wrap(talib.EMA(_values(close), timeperiod=period), close, f"ema_{period}")
+
+
+def sma(series: pd.Series, period: int) -> pd.Series:
+    """Simple moving average."""
+    return _wrap(talib.SMA(_values(series), timeperiod=period), series, f"sma_{period}")
+
+
+def rsi(close: pd.Series, period: int = 14) -> pd.Series:
+    """Relative strength index with Wilder smoothing (0..100)."""
+    return _wrap(talib.RSI(_values(close), timeperiod=period), close, f"rsi_{period}")
+
+
+def macd(
+    close: pd.Series, fast: int = 12, slow: int = 26, signal: int = 9
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """MACD line, signal line and histogram."""
+    line, sig, hist = talib.MACD(
+        _values(close), fastperiod=fast, slowperiod=slow, signalperiod=signal
+    )
+    return (
+        _wrap(line, close, "macd"),
+        _wrap(sig, close, "macd_signal"),
+        _wrap(hist, close, "macd_hist"),
+    )
+
+
+def bollinger(
+    close: pd.Series, period: int = 20, stddev: float = 2.0
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Bollinger bands (upper, middle, lower) around an SMA, `stddev` population deviations wide."""
+    upper, middle, lower = talib.BBANDS(
+        _values(close), timeperiod=period, nbdevup=stddev, nbdevdn=stddev, matype=MA_SMA
+    )
+    return (
+        _wrap(upper, close, "bb_upper"),
+        _wrap(middle, close, "bb_middle"),
+        _wrap(lower, close, "bb_lower"),
+    )
+
+
+def bollinger_squeeze(
+    upper: pd.Series,
+    middle: pd.Series,
+    lower: pd.Series,
+    lookback: int = 120,
+    quantile: float = 0.2,
+) -> pd.Series:
+    """Squeeze flag: band width (upper-lower)/middle at or below its rolling `quantile`.
+
+    A squeeze marks unusually narrow bands: volatility contraction that often precedes a breakout.
+    The comparison is windowed, so it is exact after ``period + lookback`` candles. NaN widths give
+    ``False``.
+    """
+    width = (upper - lower) / middle
+    threshold = width.rolling(lookback, min_periods=lookback).quantile(quantile)
+    return ((width <= threshold) & threshold.notna()).rename("bb_squeeze")
+
+
+def stochastic(
+    high: pd.Series,
+    low: pd.Series,
+    close: pd.Series,
+    k_period: int = 14,
+    k_smooth: int = 3,
+    d_period: int = 3,
+) -> tuple[pd.Series, pd.Series]:
+    """Slow Stochastic %K and %D (0..100), both smoothed with SMAs."""
+    k, d = talib.STOCH(
+        _values(high),
+        _values(low),
+        _values(close),
+        fastk_period=k_period,
+        slowk_period=k_smooth,
+        slowk_matype=MA_SMA,
+        slowd_period=d_period,
+        slowd_matype=MA_SMA,
+    )
+    return _wrap(k, close, "stoch_k"), _wrap(d, close, "stoch_d")
+
+
+def atr(high: pd.Series, low: pd.Series, close: pd.Series, period: int = 14) -> pd.Series:
+    """Average true range with Wilder smoothing."""
+    values = talib.ATR(_values(high), _values(low), _values(close), timeperiod=period)
+    return _wrap(values, close, f"atr_{period}")
+
+
+def volume_ma(volume: pd.Series, period: int = 20) -> pd.Series:
+    """Simple moving average of volume."""
+    return sma(volume, period).rename(f"volume_ma_{period}")
+
+
+def buy_ratio(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
+    """Taker-buy share of volume (0..1); NaN where volume is zero or buy volume unknown."""
+    ratio = buy_volume / volume.where(volume > 0)
+    return ratio.rename("buy_ratio")
+
+
+def net_flow(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
+    """Taker buy volume minus taker sell volume (base units); NaN where buy volume is unknown."""
+    return (2.0 * buy_volume - volume).rename("net_flow")
