@@ -24,7 +24,7 @@ def aggregate(frame: pd.DataFrame, *, base: str, target: str) -> pd.DataFrame:
         out = frame.iloc[0:0].copy()
         out["complete"] = pd.Series([], dtype=bool)
         return out
-    seconds = frame.index.asi8 // 10**9
+    seconds = frame.index.as_unit("s").asi8  # pandas 3 indexes may be s, ms, us or ns
     bucket = pd.DatetimeIndex(pd.to_datetime(seconds - seconds % size, unit="s", utc=True))
     grouped = frame.groupby(bucket, sort=True)
     out = pd.DataFrame(

@@ -254,7 +254,7 @@ def write_candles(
     if frame.empty:
         return 0
     ts = (
-        (frame.index.asi8 // 10**9).astype("int64")
+        frame.index.as_unit("s").asi8.astype("int64")
         if isinstance(frame.index, pd.DatetimeIndex)
         else frame.index.to_numpy("int64")
     )
