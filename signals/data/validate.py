@@ -1,0 +1,304 @@
+"""Validate candle frames: integrity violations, gaps, and higher-timeframe consistency.
+
+Violations (each one names the origin file, timeframe, symbol, candle timestamp and field):
+
+- duplicate or out-of-order timestamps, timestamps not aligned to the timeframe step;
+- ``high`` below ``max(open, close)``, ``low`` above ``min(open, close)``;
+- negative, NaN or infinite ``open``/``high``/``low``/``close``/``volume``; negative or infinite
+  ``buy_volume``/``trades`` (NaN there means *unknown* and is allowed);
+- ``buy_volume`` above ``volume`` (relative tolerance 1e-9);
+- a complete higher-timeframe candle that disagrees with the aggregation of its base candles.
+
+Gap policy
+----------
+A gap (candles missing between two stored candles) is *not* a violation. Gaps are reported:
+`find_gaps` counts them, `list_gaps` lists them, and `signals.data.load.load_candles` logs a
+warning with the count and the largest one. Gaps are never filled with invented prices (no
+forward fill, no interpolation): strategies see exactly the candles that exist, and indicators
+computed over a gap span it as the exchange data does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from signals.data.aggregate import aggregate
+from signals.errors import DataError
+from signals.timeframes import timeframe_seconds
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+REQUIRED_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("buy_volume", "trades")
+BUY_VOLUME_RTOL = 1e-9
+PRICE_RTOL = 1e-9
+VOLUME_RTOL = 1e-6
+
+
+def iso(ts: int | None) -> str:
+    """Format epoch seconds as ``2023-04-01T00:05:00Z`` (``-`` for None)."""
+    if ts is None:
+        return "-"
+    return pd.Timestamp(int(ts), unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule on one candle (or on the series when `timestamp` is None)."""
+
+    origin: str
+    symbol: str
+    timeframe: str
+    timestamp: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.origin} {self.timeframe} {self.symbol} {iso(self.timestamp)} "
+            f"{self.field}: {self.message}"
+        )
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Missing candles: `n_missing` candles starting at open time `start` (epoch seconds)."""
+
+    start: int
+    n_missing: int
+
+
+@dataclass(frozen=True)
+class GapReport:
+    """Summary of the gaps of one series."""
+
+    count: int
+    missing_candles: int
+    largest: int
+    largest_at: int | None
+
+    def __str__(self) -> str:
+        if not self.count:
+            return "no gaps"
+        return (
+            f"{self.count} gaps, {self.missing_candles} missing candles, largest "
+            f"{self.largest} candles at {iso(self.largest_at)}"
+        )
+
+
+def epoch_seconds(index: pd.Index) -> np.ndarray:
+    """Return the candle open times of a frame index as int64 epoch seconds."""
+    if isinstance(index, pd.DatetimeIndex):
+        return index.as_unit("s").asi8.astype("int64")
+    return np.asarray(index, dtype="int64")
+
+
+# -- integrity ---------------------------------------------------------------------------------
+
+
+class _Collector:
+    """Gather violations with the row position they belong to, for ordering."""
+
+    def __init__(self, ts: np.ndarray, *, origin: str, symbol: str, timeframe: str) -> None:
+        self.ts = ts
+        self.origin, self.symbol, self.timeframe = origin, symbol, timeframe
+        self.items: list[tuple[int, int, Violation]] = []
+
+    def add(self, mask: np.ndarray, field: str, messages: list[str]) -> None:
+        """Record one violation per True position of `mask` with its message."""
+        positions = np.flatnonzero(mask)
+        for pos, message in zip(positions.tolist(), messages, strict=True):
+            violation = Violation(
+                self.origin, self.symbol, self.timeframe, int(self.ts[pos]), field, message
+            )
+            self.items.append((pos, len(self.items), violation))
+
+    def sorted(self) -> list[Violation]:
+        """Return the violations in row order (check order within a row)."""
+        return [v for _, _, v in sorted(self.items, key=lambda item: item[:2])]
+
+
+def _fmt(values: np.ndarray) -> list[str]:
+    return [repr(float(v)) for v in values]
+
+
+def _check_index(out: _Collector, ts: np.ndarray, step: int) -> None:
+    if len(ts) > 1:
+        diff = np.diff(ts)
+        dup = np.concatenate([[False], diff == 0])
+        out.add(dup, "timestamp", ["duplicate timestamp"] * int(dup.sum()))
+        back = np.concatenate([[False], diff < 0])
+        prev = ts[:-1][back[1:]]
+        out.add(back, "timestamp", [f"out of order: after {iso(p)}" for p in prev])
+    misaligned = ts % step != 0
+    offsets = ts[misaligned] % step
+    out.add(
+        misaligned, "timestamp", [f"not aligned to the {step} s step (+{o} s)" for o in offsets]
+    )
+
+
+def _check_values(out: _Collector, frame: pd.DataFrame) -> None:
+    for col in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
+        values = frame[col].to_numpy("float64")
+        if col in REQUIRED_COLUMNS:
+            nan = np.isnan(values)
+            out.add(nan, col, [f"{col} is NaN"] * int(nan.sum()))
+        inf = np.isinf(values)
+        out.add(inf, col, [f"{col} is infinite"] * int(inf.sum()))
+        neg = values < 0
+        out.add(neg, col, [f"{col} {v} is negative" for v in _fmt(values[neg])])
+
+
+def _check_ohlc(out: _Collector, frame: pd.DataFrame) -> None:
+    o, h, low, c = (frame[col].to_numpy("float64") for col in PRICE_COLUMNS)
+    top, bottom = np.fmax(o, c), np.fmin(o, c)
+    bad_high = h < top
+    out.add(
+        bad_high,
+        "high",
+        [
+            f"high {a} below max(open, close) {b}"
+            for a, b in zip(_fmt(h[bad_high]), _fmt(top[bad_high]), strict=True)
+        ],
+    )
+    bad_low = low > bottom
+    out.add(
+        bad_low,
+        "low",
+        [
+            f"low {a} above min(open, close) {b}"
+            for a, b in zip(_fmt(low[bad_low]), _fmt(bottom[bad_low]), strict=True)
+        ],
+    )
+
+
+def _check_buy_volume(out: _Collector, frame: pd.DataFrame) -> None:
+    vol = frame["volume"].to_numpy("float64")
+    buy = frame["buy_volume"].to_numpy("float64")
+    bad = buy - vol > BUY_VOLUME_RTOL * np.abs(vol)
+    out.add(
+        bad,
+        "buy_volume",
+        [
+            f"buy_volume {a} above volume {b}"
+            for a, b in zip(_fmt(buy[bad]), _fmt(vol[bad]), strict=True)
+        ],
+    )
+
+
+def check_frame(
+    frame: pd.DataFrame, *, timeframe: str, symbol: str, origin: str
+) -> list[Violation]:
+    """Return every integrity violation of a candle frame, in row order."""
+    step = timeframe_seconds(timeframe)
+    missing = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c not in frame]
+    if missing:
+        message = f"missing columns: {', '.join(missing)}"
+        return [Violation(origin, symbol, timeframe, None, missing[0], message)]
+    ts = epoch_seconds(frame.index)
+    out = _Collector(ts, origin=origin, symbol=symbol, timeframe=timeframe)
+    _check_index(out, ts, step)
+    _check_values(out, frame)
+    _check_ohlc(out, frame)
+    _check_buy_volume(out, frame)
+    return out.sorted()
+
+
+def validate_or_raise(frame: pd.DataFrame, *, timeframe: str, symbol: str, origin: str) -> None:
+    """Raise `DataError` naming the first violation of `frame` and how many more there are."""
+    violations = check_frame(frame, timeframe=timeframe, symbol=symbol, origin=origin)
+    if violations:
+        raise DataError(_violation_message(violations))
+
+
+def _violation_message(violations: list[Violation]) -> str:
+    first = violations[0]
+    more = len(violations) - 1
+    tail = f" (and {more} more violation{'s' if more != 1 else ''};" if more else " ("
+    return (
+        f"{first.origin}: invalid candle data: {first}{tail} "
+        "run `signals data check` for the full list)"
+    )
+
+
+# -- gaps --------------------------------------------------------------------------------------
+
+
+def list_gaps(frame: pd.DataFrame, timeframe: str) -> list[Gap]:
+    """Return each gap of the series: first missing open time and number of missing candles."""
+    step = timeframe_seconds(timeframe)
+    ts = np.unique(epoch_seconds(frame.index))
+    if len(ts) < 2:
+        return []
+    diff = np.diff(ts)
+    where = np.flatnonzero(diff > step)
+    missing = (diff[where] - 1) // step
+    starts = ts[where] + step
+    return [Gap(int(s), int(n)) for s, n in zip(starts, missing, strict=True) if n > 0]
+
+
+def find_gaps(frame: pd.DataFrame, timeframe: str) -> GapReport:
+    """Summarise the gaps of the series (count, missing candles, largest and where)."""
+    gaps = list_gaps(frame, timeframe)
+    if not gaps:
+        return GapReport(count=0, missing_candles=0, largest=0, largest_at=None)
+    largest = max(gaps, key=lambda g: (g.n_missing, -g.start))
+    return GapReport(
+        count=len(gaps),
+        missing_candles=sum(g.n_missing for g in gaps),
+        largest=largest.n_missing,
+        largest_at=largest.start,
+    )
+
+
+# -- consistency between timeframes --------------------------------------------------------------
+
+_COMPARED: tuple[tuple[str, float], ...] = (
+    ("open", PRICE_RTOL),
+    ("high", PRICE_RTOL),
+    ("low", PRICE_RTOL),
+    ("close", PRICE_RTOL),
+    ("volume", VOLUME_RTOL),
+    ("buy_volume", VOLUME_RTOL),
+    ("trades", 0.0),
+)
+
+
+def check_consistency(
+    higher: pd.DataFrame,
+    base: pd.DataFrame,
+    *,
+    base_tf: str,
+    higher_tf: str,
+    symbol: str = "",
+    origin: str = "",
+) -> list[Violation]:
+    """Return the complete `higher` candles that disagree with the aggregation of `base`.
+
+    Only higher candles whose base candles are all present are compared. Prices use a relative
+    tolerance of 1e-9, volumes 1e-6; ``buy_volume`` and ``trades`` are compared only where both
+    sides know them.
+    """
+    expected = aggregate(base, base=base_tf, target=higher_tf)
+    expected = expected[expected["complete"]]
+    higher = higher[~higher.index.duplicated(keep="first")]
+    common = higher.index.intersection(expected.index)
+    got, want = higher.loc[common], expected.loc[common]
+    ts = epoch_seconds(common)
+    out = _Collector(ts, origin=origin, symbol=symbol, timeframe=higher_tf)
+    for col, rtol in _COMPARED:
+        a, b = got[col].to_numpy("float64"), want[col].to_numpy("float64")
+        known = ~(np.isnan(a) & np.isnan(b)) if col in REQUIRED_COLUMNS else ~np.isnan(a + b)
+        same = np.isclose(a, b, rtol=rtol, atol=0.0) | ~known
+        bad = ~same
+        out.add(
+            bad,
+            col,
+            [
+                f"{col} {x} differs from {y} aggregated from {base_tf} candles"
+                for x, y in zip(_fmt(a[bad]), _fmt(b[bad]), strict=True)
+            ],
+        )
+    return out.sorted()
