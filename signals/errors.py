@@ -13,3 +13,7 @@ class ConfigError(SignalsError):
 
 class DataError(SignalsError):
     """A database or data file is missing, locked, malformed or inconsistent."""
+
+
+class ParamsError(SignalsError, ValueError):
+    """Strategy parameters are unknown, of the wrong type or out of range."""

@@ -124,3 +124,14 @@ def buy_ratio(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
 def net_flow(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
     """Taker buy volume minus taker sell volume (base units); NaN where buy volume is unknown."""
     return (2.0 * buy_volume - volume).rename("net_flow")
+
+
+def crossed_above(a: pd.Series, b: pd.Series) -> pd.Series:
+    """True on the candle where `a` moves from at or below `b` to above it."""
+    return ((a > b) & (a.shift(1) <= b.shift(1))).rename("crossed_above")
+
+
+def within(event: pd.Series, candles: int) -> pd.Series:
+    """True where `event` happened on this candle or on one of the previous ``candles - 1``."""
+    flags = event.fillna(False).astype("int8")
+    return flags.rolling(candles, min_periods=1).max().astype(bool)

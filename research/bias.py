@@ -1,0 +1,150 @@
+"""Lookahead and warm-up bias checks for any strategy, on the user's own candles.
+
+- **Lookahead (truncation).** Signals and scores computed on history cut at candle t must equal
+  those computed on all of history, for every candle up to t. A strategy that peeks at future
+  candles (``shift(-1)``, centred windows, full-sample normalisation) fails.
+- **Warm-up.** Starting the history later must not change any decision once the strategy's
+  declared ``lookback`` has passed. A strategy that under-declares the warm-up of a recursive
+  indicator fails.
+
+Cut points (at signal candles, where a peek would change a decision, and at random
+candles) and start offsets are drawn with a seeded generator; the seed is in the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from strategies import SignalFrame, Strategy
+
+SCORE_TOLERANCE = 1e-9
+_COLUMNS = ("buy", "sell", "buy_score", "sell_score")
+
+
+@dataclass(frozen=True)
+class BiasFinding:
+    """The first candle and column where a recomputation disagrees with full history."""
+
+    check: str
+    at: pd.Timestamp
+    column: str
+    full_value: float
+    other_value: float
+    detail: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.check}: {self.column} differs at {self.at.isoformat()} "
+            f"(full history {self.full_value!r}, {self.detail} {self.other_value!r})"
+        )
+
+
+@dataclass(frozen=True)
+class BiasReport:
+    """Outcome of `check_bias`: what was checked and every disagreement found."""
+
+    strategy: str
+    candles: int
+    lookback: int
+    seed: int
+    cuts: list[pd.Timestamp]
+    starts: list[pd.Timestamp]
+    findings: list[BiasFinding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no check found a difference."""
+        return not self.findings
+
+    def verdict(self) -> str:
+        """Return a readable verdict naming the first candle and column that differ."""
+        head = (
+            f"{self.strategy}: {self.candles} candles, lookback {self.lookback}, "
+            f"{len(self.cuts)} truncation cuts, {len(self.starts)} later starts (seed {self.seed})"
+        )
+        if self.ok:
+            return f"PASS  {head}\n  no lookahead, declared warm-up sufficient"
+        lines = [f"FAIL  {head}"] + [f"  {f}" for f in self.findings]
+        return "\n".join(lines)
+
+
+def check_bias(
+    strategy: Strategy,
+    candles: pd.DataFrame,
+    params: Any = None,
+    *,
+    cuts: int = 12,
+    starts: int = 4,
+    seed: int = 0,
+) -> BiasReport:
+    """Run the lookahead and warm-up checks of `strategy` on `candles`."""
+    params = params if params is not None else strategy.params()
+    lookback = strategy.lookback(params)
+    n = len(candles)
+    if n < 2 * lookback + 2:
+        raise ValueError(f"need at least {2 * lookback + 2} candles for the checks, got {n}")
+    rng = np.random.default_rng(seed)
+    full = strategy.signals(candles, params)
+    cut_pos = _cut_points(full, lookback, cuts, rng)
+    start_pos = sorted(
+        rng.choice(
+            np.arange(1, n - 2 * lookback), size=min(starts, n - 2 * lookback - 1), replace=False
+        )
+    )
+    findings = []
+    for cut in cut_pos:
+        part = strategy.signals(candles.iloc[: cut + 1], params)
+        finding = _first_difference(
+            full, part, 0, f"cut at {candles.index[cut].isoformat()} gives", "lookahead"
+        )
+        if finding:
+            findings.append(finding)
+    for start in start_pos:
+        part = strategy.signals(candles.iloc[start:], params)
+        finding = _first_difference(
+            full,
+            part,
+            lookback - 1,
+            f"history from {candles.index[start].isoformat()} gives",
+            "warm-up",
+        )
+        if finding:
+            findings.append(finding)
+    return BiasReport(
+        strategy=strategy.name,
+        candles=n,
+        lookback=lookback,
+        seed=seed,
+        cuts=[candles.index[i] for i in cut_pos],
+        starts=[candles.index[i] for i in start_pos],
+        findings=findings,
+    )
+
+
+def _cut_points(full: SignalFrame, lookback: int, cuts: int, rng: np.random.Generator) -> list[int]:
+    """Cut at signal candles (where a peek would change a decision) and at random candles."""
+    n = len(full.buy)
+    fired = np.flatnonzero((full.buy | full.sell).to_numpy())
+    chosen = set(rng.choice(fired, size=min(cuts, fired.size), replace=False).tolist())
+    pool = np.arange(lookback, n - 1)
+    chosen |= set(rng.choice(pool, size=min(cuts, pool.size), replace=False).tolist())
+    return sorted(int(i) for i in chosen)
+
+
+def _first_difference(
+    full: SignalFrame, part: SignalFrame, skip: int, detail: str, check: str
+) -> BiasFinding | None:
+    index = part.buy.index[skip:]
+    best: BiasFinding | None = None
+    for column in _COLUMNS:
+        a = getattr(full, column).reindex(index).to_numpy(dtype="float64")
+        b = getattr(part, column).iloc[skip:].to_numpy(dtype="float64")
+        bad = np.flatnonzero(~np.isclose(a, b, rtol=0.0, atol=SCORE_TOLERANCE))
+        if bad.size and (best is None or index[bad[0]] < best.at):
+            i = bad[0]
+            best = BiasFinding(check, index[i], column, float(a[i]), float(b[i]), detail)
+    return best

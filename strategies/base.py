@@ -1,0 +1,191 @@
+"""The strategy contract: rules in, scored and edge-triggered BUY/SELL signals out.
+
+A strategy subclasses `Strategy`, declares ``name``, ``timeframes`` and a frozen ``Params``
+dataclass (see :mod:`strategies.params`), and implements two methods:
+
+- ``rules(candles, params)``: vectorised boolean `Rule` series for each side (plus an optional
+  gate per side, e.g. a regime filter);
+- ``warmup(params)``: the candles its indicators need before they equal their full-history
+  values (derived with :mod:`strategies.warmup`).
+
+`Strategy.signals` turns rules into decisions, identically in research and live:
+
+1. **Score.** A side's score is the weighted share of its rules that fire (0..1). A rule whose
+   inputs are unknown on a candle (``Rule.known`` False, e.g. no taker-buy volume in the data)
+   abstains: it leaves both numerator and denominator. A closed gate forces the score to 0.
+2. **Trigger.** A side triggers on the candle where its score first reaches ``threshold``
+   (edge-triggered: score >= threshold now, < threshold on the previous candle).
+3. **Debounce.** A trigger is dropped when the same side triggered in the previous ``cooldown``
+   candles. The rule looks at triggers, not at emitted signals, so each decision depends on a
+   bounded window of candles and a live window reproduces it exactly.
+4. **Conflict.** If BUY and SELL trigger on one candle the higher score wins; a tie emits nothing.
+5. **Warm-up.** No signal is emitted in the first ``lookback(params) - 1`` candles of any history,
+   so a signal never depends on where the data happened to start.
+
+A signal at candle t uses candles up to and including t only (no lookahead); the research engine
+decides what to do with it at the next candle.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from strategies.params import ScoringParams, make_params
+
+BUY = "BUY"
+SELL = "SELL"
+P = TypeVar("P", bound=ScoringParams)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One named condition of one side: a boolean series, its weight and a readable reason."""
+
+    name: str
+    fired: pd.Series
+    weight: float = 1.0
+    known: pd.Series | None = None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A strategy's rules for both sides, with an optional gate per side (True = allowed)."""
+
+    buy: list[Rule]
+    sell: list[Rule]
+    buy_gate: pd.Series | None = None
+    sell_gate: pd.Series | None = None
+    buy_gate_reason: str | None = None
+    sell_gate_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalFrame:
+    """Per-candle scores, rule firings and the BUY/SELL decisions, on the candles' index."""
+
+    buy_score: pd.Series
+    sell_score: pd.Series
+    buy_rules: pd.DataFrame
+    sell_rules: pd.DataFrame
+    buy: pd.Series
+    sell: pd.Series
+    gate_reasons: dict[str, str | None] = field(default_factory=dict)
+
+    def signal_rows(self) -> pd.DataFrame:
+        """Return one row per emitted signal: side, confidence and reasons, on the candle index."""
+        parts = []
+        for side, mask, score, rules in (
+            (BUY, self.buy, self.buy_score, self.buy_rules),
+            (SELL, self.sell, self.sell_score, self.sell_rules),
+        ):
+            idx = mask.index[mask.to_numpy()]
+            if len(idx) == 0:
+                continue
+            fired = rules.loc[idx]
+            gate = self.gate_reasons.get(side)
+            reasons = [
+                [name for name in fired.columns if row[name]] + ([gate] if gate else [])
+                for row in fired.to_dict("records")
+            ]
+            parts.append(
+                pd.DataFrame(
+                    {"signal": side, "confidence": score.loc[idx].to_numpy(), "reasons": reasons},
+                    index=idx,
+                )
+            )
+        if not parts:
+            return pd.DataFrame(
+                {"signal": pd.Series([], dtype=object), "confidence": [], "reasons": []},
+                index=self.buy.index[:0],
+            )
+        return pd.concat(parts).sort_index(kind="stable")
+
+
+class Strategy(ABC, Generic[P]):
+    """Base class of every strategy: declarations plus the shared scoring pipeline."""
+
+    name: ClassVar[str]
+    timeframes: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type[ScoringParams]]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def rules(self, candles: pd.DataFrame, params: P) -> RuleSet:
+        """Return the BUY and SELL rules evaluated on every candle."""
+
+    @abstractmethod
+    def warmup(self, params: P) -> int:
+        """Return the candles the indicators need to equal their full-history values."""
+
+    def lookback(self, params: P) -> int:
+        """Return the candles a window needs so its last decision equals full history's."""
+        return self.warmup(params) + params.cooldown + 2
+
+    def params(self, values: dict[str, Any] | None = None) -> P:
+        """Build validated `Params` from overrides on top of the defaults."""
+        return make_params(self.Params, values or {})  # type: ignore[return-value]
+
+    def signals(self, candles: pd.DataFrame, params: P | None = None) -> SignalFrame:
+        """Score the rules on `candles` and derive the BUY/SELL signals (see the module doc)."""
+        params = params if params is not None else self.params()
+        ruleset = self.rules(candles, params)
+        index = candles.index
+        buy_score, buy_rules = _score(ruleset.buy, ruleset.buy_gate, index)
+        sell_score, sell_rules = _score(ruleset.sell, ruleset.sell_gate, index)
+        buy = _debounce(_edges(buy_score, params.threshold), params.cooldown)
+        sell = _debounce(_edges(sell_score, params.threshold), params.cooldown)
+        both = buy & sell
+        buy_wins = both & (buy_score > sell_score)
+        sell_wins = both & (sell_score > buy_score)
+        buy = (buy & ~both) | buy_wins
+        sell = (sell & ~both) | sell_wins
+        settled = np.arange(len(index)) >= self.lookback(params) - 1
+        return SignalFrame(
+            buy_score=buy_score,
+            sell_score=sell_score,
+            buy_rules=buy_rules,
+            sell_rules=sell_rules,
+            buy=(buy & settled).rename("buy"),
+            sell=(sell & settled).rename("sell"),
+            gate_reasons={BUY: ruleset.buy_gate_reason, SELL: ruleset.sell_gate_reason},
+        )
+
+
+def _score(
+    rules: list[Rule], gate: pd.Series | None, index: pd.Index
+) -> tuple[pd.Series, pd.DataFrame]:
+    fired = pd.DataFrame({r.name: r.fired.fillna(False).astype(bool) for r in rules}, index=index)
+    known = pd.DataFrame(
+        {
+            r.name: (r.known.fillna(False).astype(bool) if r.known is not None else True)
+            for r in rules
+        },
+        index=index,
+    )
+    weights = np.array([r.weight for r in rules], dtype="float64")
+    fired = fired & known
+    total = known.to_numpy(dtype="float64") @ weights
+    hit = fired.to_numpy(dtype="float64") @ weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(total > 0, hit / total, 0.0)
+    if gate is not None:
+        score = np.where(gate.fillna(False).astype(bool).to_numpy(), score, 0.0)
+    return pd.Series(score, index=index, dtype="float64"), fired
+
+
+def _edges(score: pd.Series, threshold: float) -> pd.Series:
+    above = score >= threshold - 1e-12
+    return above & ~above.shift(1, fill_value=False)
+
+
+def _debounce(triggers: pd.Series, cooldown: int) -> pd.Series:
+    if cooldown <= 0:
+        return triggers
+    recent = triggers.shift(1, fill_value=False).astype("int8")
+    recent = recent.rolling(cooldown, min_periods=1).max().astype(bool)
+    return triggers & ~recent

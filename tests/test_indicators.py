@@ -1,0 +1,67 @@
+"""Every indicator wrapper equals TA-Lib called directly (or its documented formula)."""
+
+from __future__ import annotations
+
+import numpy as np
+import talib
+
+from strategies import indicators as ind
+from tests.candles import random_walk
+
+C = random_walk(600, seed=4)
+CLOSE, HIGH, LOW, VOL = (C[k].to_numpy() for k in ("close", "high", "low", "volume"))
+
+
+def same(series, expected) -> None:  # type: ignore[no-untyped-def]
+    assert series.index.equals(C.index)
+    np.testing.assert_array_equal(series.to_numpy(), expected)
+
+
+def test_moving_averages_and_rsi() -> None:
+    same(ind.ema(C["close"], 13), talib.EMA(CLOSE, timeperiod=13))
+    same(ind.sma(C["close"], 50), talib.SMA(CLOSE, timeperiod=50))
+    same(ind.rsi(C["close"], 9), talib.RSI(CLOSE, timeperiod=9))
+    same(ind.volume_ma(C["volume"], 20), talib.SMA(VOL, timeperiod=20))
+
+
+def test_macd_bollinger_stochastic_atr() -> None:
+    for got, want in zip(ind.macd(C["close"], 8, 21, 5), talib.MACD(CLOSE, 8, 21, 5), strict=True):
+        same(got, want)
+    for got, want in zip(
+        ind.bollinger(C["close"], 20, 2.5), talib.BBANDS(CLOSE, 20, 2.5, 2.5, 0), strict=True
+    ):
+        same(got, want)
+    k, d = ind.stochastic(C["high"], C["low"], C["close"], 10, 3, 3)
+    want_k, want_d = talib.STOCH(HIGH, LOW, CLOSE, 10, 3, 0, 3, 0)
+    same(k, want_k)
+    same(d, want_d)
+    same(ind.atr(C["high"], C["low"], C["close"], 14), talib.ATR(HIGH, LOW, CLOSE, 14))
+
+
+def test_flow_indicators() -> None:
+    buy = C["buy_volume"].to_numpy()
+    same(ind.buy_ratio(C["buy_volume"], C["volume"]), buy / VOL)
+    np.testing.assert_allclose(
+        ind.net_flow(C["buy_volume"], C["volume"]), buy - (VOL - buy), rtol=1e-12
+    )
+
+
+def test_squeeze_flags_the_narrowest_bands() -> None:
+    upper, middle, lower = ind.bollinger(C["close"], 20, 2.0)
+    squeeze = ind.bollinger_squeeze(upper, middle, lower, lookback=100, quantile=0.2)
+    width = ((upper - lower) / middle).to_numpy()
+    for i in (150, 300, 599):
+        window = width[i - 99 : i + 1]
+        assert squeeze.iloc[i] == (width[i] <= np.quantile(window, 0.2))
+    assert not squeeze.iloc[:118].any()  # not defined before period + lookback - 1
+
+
+def test_crossed_above_and_within() -> None:
+    a = C["close"]
+    b = ind.sma(a, 10)
+    cross = ind.crossed_above(a, b)
+    expect = (a > b) & (a.shift(1) <= b.shift(1))
+    assert cross.equals(expect.rename("crossed_above"))
+    near = ind.within(cross, 3)
+    for i in np.flatnonzero(cross.to_numpy())[:5]:
+        assert near.iloc[i : i + 3].all()
