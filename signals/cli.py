@@ -57,7 +57,7 @@ _register_research_commands()
 def main() -> None:
     """Run the CLI, turning `SignalsError` into a one-line message and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except SignalsError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
@@ -73,6 +73,9 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    # without standalone mode click *returns* the code of a `typer.Exit(code)` instead of exiting
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
