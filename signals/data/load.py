@@ -55,7 +55,7 @@ def load_candles(
             with_analysis=analysis_db is not None,
         )
         if frame.empty:
-            raise DataError(_no_rows_message(store, db, symbol, timeframe, start, end))
+            raise DataError(no_rows_message(store, db, symbol, timeframe, start, end))
     validate_or_raise(frame, timeframe=timeframe, symbol=symbol, origin=str(db))
     _log_gaps(frame, db=db, symbol=symbol, timeframe=timeframe)
     return frame
@@ -67,9 +67,10 @@ def _as_bound(value: When) -> pd.Timestamp | int | None:
     return parse_when(str(value))
 
 
-def _no_rows_message(
+def no_rows_message(
     store: CandleStore, db: Path, symbol: str, timeframe: str, start: When, end: When
 ) -> str:
+    """Explain that (symbol, timeframe) has no candles in range, listing the stored series."""
     series = store.series()
     listing = ", ".join(f"{s} {t}" for s, t in series) or "none"
     where = f"{db}: no closed candles for {symbol} {timeframe}"
