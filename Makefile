@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## create .venv and install the project with dev extras
 
 demo: $(STAMP)  ## build a sample database, run every strategy over it, write a report
-	$(BIN)/signals data synth --out $(DEMO_DIR) --days 30 --seed 7
+	$(BIN)/signals data synth --out $(DEMO_DIR) --days 90 --seed 7
 	$(BIN)/signals demo --db $(DEMO_DIR)/candles.db --out $(DEMO_DIR)
 
 test: $(STAMP)  ## lint, then the whole test suite

@@ -1,9 +1,175 @@
-"""Research commands: scan, bias (and later backtest, sweep, walk-forward)."""
+"""Research commands: ``scan``, ``bias`` and ``demo`` (backtest, sweep and walk-forward follow).
+
+Command functions parse options and call public functions; heavy imports happen inside them.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+STRATEGY = typer.Option(..., "--strategy", "-s", help="Strategy name (see `signals strategies`).")
+DB = typer.Option(None, "--db", help="Candle database (default: data.candles_db in the config).")
+TIMEFRAME = typer.Option(..., "--timeframe", "-t", help="Candle timeframe: 1m 5m 15m 1h 4h 1d.")
+SYMBOL = typer.Option(None, "--symbol", help="Symbol (default: data.symbol, BTCUSDT).")
+PARAMS = typer.Option(None, "--params", help="Frozen parameter file (JSON) to take params from.")
+SET = typer.Option(None, "--set", help="Override one parameter: name=value (repeatable).")
+FROM = typer.Option(None, "--from", help="First candle (ISO UTC date/time or epoch s).")
+TO = typer.Option(None, "--to", help="Last candle (ISO UTC date/time or epoch s).")
+CONFIG = typer.Option(None, "--config", help="YAML config (default: ./signals.yaml if present).")
+
+
+def strategies_command() -> None:
+    """List the registered strategies with their timeframes and parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from strategies import get_strategy, strategy_names
+    from strategies.params import ranges
+
+    table = Table("strategy", "timeframes", "parameters (default [low..high])", "about")
+    for name in strategy_names():
+        strategy = get_strategy(name)
+        defaults = strategy.params()
+        spaces = ranges(strategy.Params)
+        described = ", ".join(
+            f"{k}={getattr(defaults, k)} [{s.low:g}..{s.high:g}]" for k, s in spaces.items()
+        )
+        table.add_row(name, " ".join(strategy.timeframes), described, strategy.description)
+    Console().print(table)
+
+
+def scan_command(
+    strategy: str = STRATEGY,
+    db: Path = DB,
+    timeframe: str = TIMEFRAME,
+    symbol: str = SYMBOL,
+    params: Path = PARAMS,
+    set_: list[str] = SET,
+    from_: str = FROM,
+    to: str = TO,
+    format_: str = typer.Option(
+        "table", "--format", "-f", help="table (readable) or jsonl (wire-protocol signal objects)."
+    ),
+    config: Path = CONFIG,
+) -> None:
+    """List every signal the strategy gives over the stored history (the live runner's reference).
+
+    Candles before --from still warm the indicators up; only signals from --from on are listed.
+    """
+    from research.inputs import prepare_run
+    from signals.scan import signal_records
+
+    if format_ not in {"table", "jsonl"}:
+        raise typer.BadParameter("use table or jsonl", param_hint="--format")
+    run = prepare_run(
+        strategy_name=strategy,
+        db=db,
+        timeframe=timeframe,
+        symbol=symbol,
+        params_file=params,
+        assignments=set_,
+        start=from_,
+        end=to,
+        config=config,
+    )
+    records = signal_records(
+        run.candles,
+        run.strategy,
+        run.params,
+        symbol=run.symbol,
+        timeframe=run.timeframe,
+        since=run.since,
+    )
+    if format_ == "jsonl":
+        for record in records:
+            typer.echo(json.dumps(record, separators=(",", ":")))
+        return
+    _print_signal_table(records, title=f"{run.strategy.name} {run.symbol} {run.timeframe}")
+
+
+def _print_signal_table(records: list[dict], *, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from signals.data.validate import iso
+
+    table = Table(title=f"{title}: {len(records)} signals", show_lines=False)
+    for column in ("candle (UTC open)", "signal", "price", "confidence", "reasons"):
+        table.add_column(column)
+    for r in records:
+        style = "green" if r["signal"] == "BUY" else "red"
+        table.add_row(
+            iso(r["candle_ts"]),
+            f"[{style}]{r['signal']}[/]",
+            f"{r['price']:.2f}",
+            f"{r['confidence']:.2f}",
+            "; ".join(r["reasons"]),
+        )
+    Console().print(table)
+
+
+def bias_command(
+    strategy: str = STRATEGY,
+    db: Path = DB,
+    timeframe: str = TIMEFRAME,
+    symbol: str = SYMBOL,
+    params: Path = PARAMS,
+    set_: list[str] = SET,
+    from_: str = FROM,
+    to: str = TO,
+    cuts: int = typer.Option(12, help="Truncation points to test (signal candles + random)."),
+    starts: int = typer.Option(4, help="Later starting points to test the declared warm-up."),
+    seed: int = typer.Option(
+        0, help="Seed for choosing cuts and starts (recorded in the verdict)."
+    ),
+    config: Path = CONFIG,
+) -> None:
+    """Check a strategy for lookahead and insufficient warm-up on your own candles.
+
+    Recomputes signals on history cut at sampled candles (must equal full history up to the cut)
+    and on history starting later (must agree once the declared lookback has passed). Exits 1
+    and names the first candle and column that differ when a check fails.
+    """
+    from research.bias import check_bias
+    from research.inputs import prepare_run
+
+    run = prepare_run(
+        strategy_name=strategy,
+        db=db,
+        timeframe=timeframe,
+        symbol=symbol,
+        params_file=params,
+        assignments=set_,
+        start=from_,
+        end=to,
+        config=config,
+    )
+    report = check_bias(run.strategy, run.candles, run.params, cuts=cuts, starts=starts, seed=seed)
+    typer.echo(report.verdict())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def demo_command(
+    db: Path = typer.Option(..., "--db", help="Candle database (e.g. from `signals data synth`)."),
+    out: Path = typer.Option(Path("reports/demo"), "--out", help="Folder for the demo report."),
+    symbol: str = typer.Option("BTCUSDT", "--symbol", help="Symbol to run on."),
+    last: int = typer.Option(5, "--last", help="How many recent signals to show per run."),
+) -> None:
+    """Run every strategy on every timeframe it declares and write a signal report."""
+    from research.demo import run_demo
+
+    report = run_demo(db=db, out=out, symbol=symbol, last=last)
+    typer.echo(report.read_text(encoding="utf-8"))
+    typer.echo(f"report written to {report}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the research commands to the root app."""
+    app.command("strategies")(strategies_command)
+    app.command("scan")(scan_command)
+    app.command("bias")(bias_command)
+    app.command("demo")(demo_command)

@@ -1,0 +1,122 @@
+"""`signals scan`, `bias`, `strategies` and `demo` as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from signals.data.load import load_candles
+from signals.data.synth import write_synth_db
+from signals.scan import signal_records
+from strategies import get_strategy
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "signals", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def synth_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    write_synth_db(out, days=40, seed=3, symbol="BTCUSDT")
+    return out / "candles.db"
+
+
+def test_scan_jsonl_matches_the_library(synth_db: Path) -> None:
+    result = run("scan", "--strategy", "scalping", "--db", str(synth_db), "-t", "5m", "-f", "jsonl")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    strategy = get_strategy("scalping")
+    candles = load_candles(synth_db, symbol="BTCUSDT", timeframe="5m")
+    expected = signal_records(
+        candles, strategy, strategy.params(), symbol="BTCUSDT", timeframe="5m"
+    )
+    assert lines == json.loads(json.dumps(expected))
+    assert {r["signal"] for r in lines} == {"BUY", "SELL"}
+    keys = {"type", "signal", "symbol", "timeframe", "candle_ts", "price", "confidence", "reasons"}
+    assert keys | {"strategy", "params_id"} == set(lines[0])
+
+
+def test_scan_from_keeps_warmup_and_filters(synth_db: Path) -> None:
+    full = run("scan", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "-f", "jsonl")
+    part = run(
+        "scan",
+        "-s",
+        "scalping",
+        "--db",
+        str(synth_db),
+        "-t",
+        "5m",
+        "-f",
+        "jsonl",
+        "--from",
+        "2024-01-20",
+    )
+    assert part.returncode == 0, part.stderr
+    cut = 1705708800  # 2024-01-20T00:00Z
+    expected = [line for line in full.stdout.splitlines() if json.loads(line)["candle_ts"] >= cut]
+    assert part.stdout.splitlines() == expected and expected
+
+
+def test_scan_set_changes_signals_and_params_id(synth_db: Path) -> None:
+    base = run("scan", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "-f", "jsonl")
+    tuned = run(
+        "scan",
+        "-s",
+        "scalping",
+        "--db",
+        str(synth_db),
+        "-t",
+        "5m",
+        "-f",
+        "jsonl",
+        "--set",
+        "threshold=0.4",
+        "--set",
+        "cooldown=0",
+    )
+    a = [json.loads(x) for x in base.stdout.splitlines()]
+    b = [json.loads(x) for x in tuned.stdout.splitlines()]
+    assert a[0]["params_id"] != b[0]["params_id"]
+    assert len(b) > len(a) and all(r["confidence"] >= 0.4 for r in b)
+
+
+def test_scan_table_and_errors(synth_db: Path) -> None:
+    table = run("scan", "-s", "swing", "--db", str(synth_db), "-t", "15m")
+    assert table.returncode == 0 and "signals" in table.stdout
+    bad = run("scan", "-s", "scalpin", "--db", str(synth_db), "-t", "1m")
+    assert bad.returncode == 2 and "did you mean 'scalping'" in bad.stderr
+    missing = run("scan", "-s", "scalping", "--db", str(synth_db.parent / "nope.db"), "-t", "1m")
+    assert missing.returncode == 2 and "nope.db" in missing.stderr
+    wrong = run("scan", "-s", "scalping", "--db", str(synth_db), "-t", "1m", "--set", "ema_fsat=3")
+    assert wrong.returncode == 2 and "did you mean 'ema_fast'" in wrong.stderr
+    absent = run("scan", "-s", "scalping", "--db", str(synth_db), "-t", "1m", "--symbol", "ETHUSDT")
+    assert absent.returncode == 2 and "BTCUSDT 1m" in absent.stderr
+
+
+def test_bias_command_passes_shipped_strategy(synth_db: Path) -> None:
+    result = run("bias", "-s", "swing", "--db", str(synth_db), "-t", "15m", "--cuts", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("PASS")
+
+
+def test_demo_writes_report(synth_db: Path, tmp_path: Path) -> None:
+    result = run("demo", "--db", str(synth_db), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "signals.md").read_text()
+    for heading in ("## scalping 1m", "## scalping 5m", "## swing 15m", "## swing 1h"):
+        assert heading in report
+    jsonl = (tmp_path / "signals.jsonl").read_text().splitlines()
+    assert len(jsonl) > 0 and all(json.loads(x)["type"] == "signal" for x in jsonl)
+
+
+def test_help_explains_every_command() -> None:
+    for command in ("scan", "bias", "demo", "strategies"):
+        result = run(command, "--help")
+        assert result.returncode == 0 and "Usage" in result.stdout
