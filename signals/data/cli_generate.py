@@ -1,6 +1,6 @@
 """``signals data synth | analysis | fetch``: generate, derive and download candle databases.
 
-Heavy imports (ccxt, numba) happen inside the commands, so ``signals --help`` stays fast.
+Heavy imports (ccxt, numba, TA-Lib) happen inside the commands, so ``signals --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -58,7 +58,76 @@ def analysis(
     typer.echo(f"analysis: {target} ({sum(written.values())} rows)")
 
 
+def fetch(
+    exchange: str = typer.Option(
+        "bybit", "--exchange", help="ccxt exchange id to download from (bybit, binance, okx, ...)."
+    ),
+    symbol: str = typer.Option(
+        "BTC/USDT", "--symbol", help="Market in ccxt notation, e.g. BTC/USDT or BTC/USDT:USDT."
+    ),
+    timeframe: str = typer.Option("1m", "--timeframe", help="Candle timeframe to download."),
+    since: str = typer.Option(
+        ...,
+        "--since",
+        help="First candle to fetch: ISO date/datetime in UTC or epoch seconds. Ignored when "
+        "the database already holds later candles (the fetch resumes after the last one).",
+    ),
+    db: Path = typer.Option(..., "--db", help="Candle database to write (created if missing)."),
+    until: str | None = typer.Option(
+        None,
+        "--until",
+        help="Stop before this time (ISO date/datetime UTC or epoch seconds); default: now.",
+    ),
+    store_symbol: str | None = typer.Option(
+        None, "--store-symbol", help="Symbol name in the database; default: BTC/USDT -> BTCUSDT."
+    ),
+    limit: int = typer.Option(
+        1000, "--limit", min=1, help="Candles requested per call (the exchange may cap it)."
+    ),
+    retries: int = typer.Option(
+        5, "--retries", min=0, help="Retries of a call on network or rate-limit errors."
+    ),
+    api_url: str | None = typer.Option(
+        None,
+        "--api-url",
+        help="Override the exchange's REST base URL (a testnet, a proxy or a local fake).",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Backfill candles through ccxt, resuming from the last stored candle, then aggregate."""
+    import ccxt
+
+    from signals.data.fetch import fetch_candles
+    from signals.data.timeparse import parse_when
+    from signals.errors import SignalsError
+    from signals.timeframes import timeframe_seconds
+
+    timeframe_seconds(timeframe)  # a clear error for an unknown timeframe, before any network
+    factory = getattr(ccxt, exchange, None)
+    if exchange not in ccxt.exchanges or factory is None:
+        raise SignalsError(f"unknown exchange {exchange!r}; ccxt knows e.g. bybit, binance, okx")
+    client = factory({"enableRateLimit": True})
+    if api_url:
+        urls = client.urls.get("api")
+        client.urls["api"] = {k: api_url for k in urls} if isinstance(urls, dict) else api_url
+    summary = fetch_candles(
+        exchange=client,
+        symbol=symbol,
+        timeframe=timeframe,
+        since=parse_when(since),
+        until=parse_when(until) if until else None,
+        db=db,
+        store_symbol=store_symbol,
+        limit=limit,
+        retries=retries,
+        progress=progress,
+    )
+    typer.echo(summary.describe())
+    typer.echo(f"candles: {db} (run `signals data analysis --db {db}` to refresh indicators)")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the ``signals data`` app."""
     app.command("synth")(synth)
     app.command("analysis")(analysis)
+    app.command("fetch")(fetch)
