@@ -9,6 +9,7 @@ EMA 9/21, SMA 50/200, RSI 14, MACD (12, 26, 9), Bollinger (20, 2.0) with its squ
 from __future__ import annotations
 
 import sqlite3
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,14 @@ def compute_analysis(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rows(symbol: str, timeframe: str, analysis: pd.DataFrame) -> list[tuple]:
-    values = analysis.to_numpy("float64")
-    cells = values.astype(object)
-    cells[np.isnan(values)] = None
     ts = analysis.index.as_unit("s").asi8.tolist()
-    return [(symbol, timeframe, t, *row) for t, row in zip(ts, cells.tolist(), strict=True)]
+    columns = []
+    for name in ANALYSIS_COLUMNS:
+        values = analysis[name].to_numpy("float64")
+        cells = values.astype(object)
+        cells[np.isnan(values)] = None
+        columns.append(cells.tolist())
+    return list(zip(repeat(symbol), repeat(timeframe), ts, *columns))
 
 
 def replace_analysis(
