@@ -251,6 +251,24 @@ def write_candles(
     closed: bool | pd.Series = True,
 ) -> int:
     """Upsert a candle frame into the reference table; re-writing the same rows changes nothing."""
+    with conn:
+        return upsert_candles(conn, frame, symbol=symbol, timeframe=timeframe, closed=closed)
+
+
+def upsert_candles(
+    conn: sqlite3.Connection,
+    frame: pd.DataFrame,
+    *,
+    symbol: str,
+    timeframe: str,
+    closed: bool | pd.Series = True,
+    keep_closed: bool = False,
+) -> int:
+    """Upsert like `write_candles` inside the caller's transaction (no commit).
+
+    With ``keep_closed`` an incoming ``closed = 0`` row never replaces a stored closed candle:
+    an incomplete aggregate must not overwrite a complete candle of the same open time.
+    """
     if frame.empty:
         return 0
     ts = (
@@ -292,8 +310,9 @@ def write_candles(
         "high=excluded.high, low=excluded.low, close=excluded.close, volume=excluded.volume, "
         "buy_volume=excluded.buy_volume, trades=excluded.trades, closed=excluded.closed"
     )
-    with conn:
-        conn.executemany(sql, rows)
+    if keep_closed:
+        sql += " WHERE excluded.closed = 1 OR candles.closed = 0"
+    conn.executemany(sql, rows)
     return len(frame)
 
 
