@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +279,59 @@ def test_format_float_is_shortest_round_trip(value: float, text: str) -> None:
     assert format_float(value) == text
     if text:
         assert float(text) == value
+
+
+def test_check_foreign_schema_through_config_counts_forming_candles(tmp_path: Path) -> None:
+    db = tmp_path / "klines.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE klines (open_time INTEGER, o REAL, h REAL, l REAL, c REAL, v REAL)")
+    rows = [(T0 * 1000 + 60_000 * i, 10.0, 11.0, 9.0, 10.5, 1.0) for i in range(5)]
+    now_minute = int(time.time()) // 60 * 60
+    rows.append((now_minute * 1000, 10.0, 11.0, 9.0, 10.5, 1.0))  # still forming
+    rows.append((T0 * 1000 + 60_000 * 2, 10.0, 11.0, 9.0, 10.5, 1.0))  # a duplicate
+    conn.executemany("INSERT INTO klines VALUES (?,?,?,?,?,?)", rows)
+    conn.commit()
+    conn.close()
+    config = tmp_path / "foreign.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            data:
+              source:
+                table: klines
+                timestamp_unit: ms
+                symbol: BTCUSDT
+                timeframe: 1m
+                columns: {symbol: null, timeframe: null, closed: null, buy_volume: null,
+                          trades: null, timestamp: open_time, open: o, high: h, low: l,
+                          close: c, volume: v}
+            """
+        )
+    )
+    result = run("check", "--db", db, "--config", config, "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # the duplicate
+    (series,) = json.loads(result.stdout)["series"]
+    assert (series["symbol"], series["timeframe"]) == ("BTCUSDT", "1m")
+    assert series["rows"] == 6 and series["incomplete"] == 1
+    (item,) = series["violations"]["items"]
+    assert item["field"] == "timestamp" and item["message"] == "duplicate timestamp"
+    assert item["time"] == "2023-04-01T00:02:00Z"
+    assert series["gaps"]["count"] == 0
+
+
+def test_check_reports_a_series_with_an_unknown_timeframe(clean_db: Path) -> None:
+    conn = sqlite3.connect(clean_db)
+    conn.execute("INSERT INTO candles (symbol, timeframe, timestamp) VALUES ('BTCUSDT', '3m', 0)")
+    conn.commit()
+    conn.close()
+    result = run("check", "--db", clean_db, "--json", cwd=clean_db.parent)
+    assert result.returncode == 1
+    series = {s["timeframe"]: s for s in json.loads(result.stdout)["series"]}
+    assert "unknown timeframe '3m'" in series["3m"]["violations"]["items"][0]["message"]
+    assert series["1m"]["violations"]["count"] == 0
+
+
+def test_check_symbol_filter_and_absent_symbol(clean_db: Path) -> None:
+    result = run("check", "--db", clean_db, "--symbol", "ETHUSDT", cwd=clean_db.parent)
+    assert result.returncode == 2
+    assert "no candle series for ETHUSDT" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signals.config import parse_settings
 from signals.data.aggregate import aggregate
 from signals.data.load import load_candles
 from signals.data.store import connect_writable, write_candles
@@ -382,3 +384,23 @@ def test_parse_when(text: str, expected: int) -> None:
 def test_parse_when_rejects_bad_input_clearly(text: str) -> None:
     with pytest.raises(SignalsError, match="cannot read"):
         parse_when(text)
+
+
+def test_load_candles_honours_the_configured_source(tmp_path: Path) -> None:
+    db = tmp_path / "klines.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE k (t INTEGER, o REAL, h REAL, l REAL, c REAL, v REAL)")
+    conn.executemany(
+        "INSERT INTO k VALUES (?,?,?,?,?,?)",
+        [(T0 + 300 * i, 10.0, 11.0, 9.0, 10.5, 2.0) for i in range(4)],
+    )
+    conn.commit()
+    conn.close()
+    columns = {"symbol": None, "timeframe": None, "closed": None, "buy_volume": None}
+    columns |= {"trades": None, "timestamp": "t", "open": "o", "high": "h", "low": "l"}
+    columns |= {"close": "c", "volume": "v"}
+    raw = {"table": "k", "symbol": "BTCUSDT", "timeframe": "5m", "columns": columns}
+    settings = parse_settings({"data": {"source": raw, "busy_timeout_ms": 100}})
+    frame = load_candles(db, symbol="BTCUSDT", timeframe="5m", settings=settings)
+    assert len(frame) == 4 and frame["close"].eq(10.5).all()
+    assert frame["buy_volume"].isna().all()
