@@ -105,7 +105,8 @@ def test_check_json_reports_rows_incomplete_gaps_and_consistency(clean_db: Path)
     assert series["1h"]["rows"] == 3 and series["1h"]["incomplete"] == 1
     assert series["1h"]["last_time"] == "2023-04-01T02:00:00Z"
     assert series["5m"]["rows"] == 42 and series["5m"]["incomplete"] == 0
-    assert series["1h"]["consistency"] == {"base": "1m", "count": 0, "items": []}
+    assert series["1h"]["consistency"] == {"base": "1m", "compared": 3, "count": 0, "items": []}
+    assert series["5m"]["consistency"]["compared"] == 42
     assert series["1m"]["gaps"]["count"] == 0
 
 

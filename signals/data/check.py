@@ -14,10 +14,11 @@ import pandas as pd
 from signals.config import CandleSource, Settings
 from signals.data.store import CandleStore, connect_readonly
 from signals.data.validate import (
+    ConsistencyReport,
     GapReport,
     Violation,
-    check_consistency,
     check_frame,
+    compare_timeframes,
     epoch_seconds,
     find_gaps,
     iso,
@@ -39,12 +40,17 @@ class SeriesReport:
     incomplete: int
     gaps: GapReport
     violations: list[Violation]
-    consistency: list[Violation] | None = None  # None: not compared (no 1m, or this is 1m)
+    consistency: ConsistencyReport | None = None  # None: not compared (no 1m, or this is 1m)
+
+    @property
+    def disagreements(self) -> list[Violation]:
+        """Candles that disagree with their 1m candles (empty when not compared)."""
+        return self.consistency.violations if self.consistency else []
 
     @property
     def problems(self) -> int:
         """Number of violations, consistency disagreements included."""
-        return len(self.violations) + len(self.consistency or [])
+        return len(self.violations) + len(self.disagreements)
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def _series_report(
     consistency = None
     base = frames.get((symbol, BASE_TIMEFRAME))
     if base is not None and timeframe != BASE_TIMEFRAME:
-        consistency = check_consistency(
+        consistency = compare_timeframes(
             frame, base, base_tf=BASE_TIMEFRAME, higher_tf=timeframe, symbol=symbol, origin=origin
         )
     return SeriesReport(
@@ -165,8 +171,9 @@ def _series_dict(s: SeriesReport, limit: int) -> dict[str, Any]:
     if s.consistency is not None:
         consistency = {
             "base": BASE_TIMEFRAME,
-            "count": len(s.consistency),
-            "items": [_violation_dict(v) for v in s.consistency[:limit]],
+            "compared": s.consistency.compared,
+            "count": len(s.disagreements),
+            "items": [_violation_dict(v) for v in s.disagreements[:limit]],
         }
     return {
         "symbol": s.symbol,

@@ -82,7 +82,7 @@ def _print_report(report: DatabaseReport) -> None:
         table.add_row(*_row(s))
     console.print(table)
     for s in report.series:
-        listed = [*s.violations, *(s.consistency or [])]
+        listed = [*s.violations, *s.disagreements]
         for violation in listed[:SHOWN_VIOLATIONS]:
             console.print(str(violation), soft_wrap=True, markup=False, highlight=False)
         if len(listed) > SHOWN_VIOLATIONS:
@@ -94,7 +94,9 @@ def _print_report(report: DatabaseReport) -> None:
 
 def _row(s: SeriesReport) -> list[str]:
     largest = f"{s.gaps.largest} at {iso(s.gaps.largest_at)}" if s.gaps.count else "-"
-    vs_base = "-" if s.consistency is None else str(len(s.consistency))
+    vs_base = "-"
+    if s.consistency is not None:
+        vs_base = f"{len(s.disagreements)} bad of {s.consistency.compared}"
     return [
         s.symbol,
         s.timeframe,

@@ -266,6 +266,14 @@ _COMPARED: tuple[tuple[str, float], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """How many complete higher candles could be compared, and those that disagree."""
+
+    compared: int
+    violations: list[Violation]
+
+
 def check_consistency(
     higher: pd.DataFrame,
     base: pd.DataFrame,
@@ -281,18 +289,31 @@ def check_consistency(
     tolerance of 1e-9, volumes 1e-6; ``buy_volume`` and ``trades`` are compared only where both
     sides know them.
     """
+    return compare_timeframes(
+        higher, base, base_tf=base_tf, higher_tf=higher_tf, symbol=symbol, origin=origin
+    ).violations
+
+
+def compare_timeframes(
+    higher: pd.DataFrame,
+    base: pd.DataFrame,
+    *,
+    base_tf: str,
+    higher_tf: str,
+    symbol: str = "",
+    origin: str = "",
+) -> ConsistencyReport:
+    """Like `check_consistency`, also counting the higher candles that could be compared."""
     expected = aggregate(base, base=base_tf, target=higher_tf)
     expected = expected[expected["complete"]]
     higher = higher[~higher.index.duplicated(keep="first")]
     common = higher.index.intersection(expected.index)
     got, want = higher.loc[common], expected.loc[common]
-    ts = epoch_seconds(common)
-    out = _Collector(ts, origin=origin, symbol=symbol, timeframe=higher_tf)
+    out = _Collector(epoch_seconds(common), origin=origin, symbol=symbol, timeframe=higher_tf)
     for col, rtol in _COMPARED:
         a, b = got[col].to_numpy("float64"), want[col].to_numpy("float64")
         known = ~(np.isnan(a) & np.isnan(b)) if col in REQUIRED_COLUMNS else ~np.isnan(a + b)
-        same = np.isclose(a, b, rtol=rtol, atol=0.0) | ~known
-        bad = ~same
+        bad = ~(np.isclose(a, b, rtol=rtol, atol=0.0) | ~known)
         out.add(
             bad,
             col,
@@ -301,4 +322,4 @@ def check_consistency(
                 for x, y in zip(_fmt(a[bad]), _fmt(b[bad]), strict=True)
             ],
         )
-    return out.sorted()
+    return ConsistencyReport(compared=len(common), violations=out.sorted())
