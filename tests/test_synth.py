@@ -161,3 +161,19 @@ def test_cli_synth_subprocess(tmp_path: Path) -> None:
     with sqlite3.connect(out / "analysis.db") as conn:
         rows = conn.execute("SELECT COUNT(*) FROM analysis WHERE timeframe = '1m'").fetchone()
     assert rows == (3 * 1440,)
+
+
+def test_compiled_kernel_matches_plain_python() -> None:
+    from signals.data import synth
+
+    rng = np.random.Generator(np.random.PCG64(1))
+    n = 3000
+    shocks = rng.standard_normal(n)
+    season = 1.0 + 0.2 * np.sin(np.arange(n) / 100.0)
+    drift = np.where(np.arange(n) < 1000, 1e-5, 0.0)
+    ranging = np.arange(n) >= 1500
+    params = synth._garch_params()
+    fast = synth._simulate_kernel(shocks, season, drift, ranging, *params)
+    slow = synth._simulate_py(shocks, season, drift, ranging, *params)
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-12)

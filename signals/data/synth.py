@@ -22,6 +22,7 @@ plain Python (same arithmetic, slower).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,12 +180,19 @@ def _simulate_py(
     return returns, sigma
 
 
-try:  # numba ships with vectorbt; fall back to the plain loop when it is missing
-    from numba import njit
+def _compile_kernel() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """numba-compile the recursion (cached on disk when possible); the plain loop without numba."""
+    try:  # numba ships with vectorbt
+        from numba import njit
+    except ImportError:  # pragma: no cover - depends on the environment
+        return _simulate_py
+    try:
+        return njit(cache=True, nogil=True)(_simulate_py)
+    except RuntimeError:  # pragma: no cover - no writable cache location
+        return njit(nogil=True)(_simulate_py)
 
-    _simulate_kernel = njit(cache=True, nogil=True)(_simulate_py)
-except ImportError:  # pragma: no cover - depends on the environment
-    _simulate_kernel = _simulate_py
+
+_simulate_kernel = _compile_kernel()
 
 
 def _simulate(
