@@ -6,6 +6,7 @@ import gzip
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +168,18 @@ def test_binance_klines(tmp_path: Path, unit: int, header: bool) -> None:
     assert_candles_equal(db, frame)  # taker buy base → buy_volume, count → trades
 
 
-def test_binance_zip_gzip_and_mixed_units(tmp_path: Path) -> None:
+def test_binance_zip_archive(tmp_path: Path) -> None:
+    frame = candles(10)
+    path = tmp_path / "BTCUSDT-1m-2025-01-01.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("BTCUSDT-1m-2025-01-01.csv", binance_text(frame, unit=10**6))
+    db = tmp_path / "c.db"
+    (item,) = import_files([path], db=db, progress=False).files
+    assert (item.format, item.rows_written) == ("binance", 10)
+    assert_candles_equal(db, frame)
+
+
+def test_binance_gzip_with_mixed_units(tmp_path: Path) -> None:
     frame = candles(10)
     text = binance_text(frame.iloc[:5], unit=1000) + binance_text(frame.iloc[5:], unit=10**6)
     path = write(tmp_path / "k.csv.gz", text, gz=True)

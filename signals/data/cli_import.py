@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         files: list[Path] = typer.Argument(
             ...,
             help="Files to import: interchange CSV, Binance kline CSV or Bybit trade dump "
-            "(plain or .gz; the format is detected).",
+            "(plain, .gz or a one-file .zip; the format is detected).",
             show_default=False,
         ),
         db: Path = typer.Option(..., "--db", help="Candle database to write (created if missing)."),

@@ -1,7 +1,7 @@
 """Import candle and trade files into the candle store.
 
-Three formats are recognised from a file's first line (gzip or plain, gzip found by its magic
-bytes):
+Three formats are recognised from a file's first line (plain, gzip or a single-member zip as
+data.binance.vision ships them; compression is found by the magic bytes, not the name):
 
 * ``interchange``: the project's CSV (ARCHITECTURE.md), header
   ``timestamp,open,high,low,close,volume,buy_volume,trades``, open time in epoch seconds.
@@ -26,6 +26,7 @@ import gzip
 import io
 import sqlite3
 import time
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ BINANCE_COLUMNS: tuple[str, ...] = (
 BYBIT_REQUIRED: tuple[str, ...] = ("timestamp", "symbol", "side", "size", "price")
 
 GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True)
@@ -134,18 +136,32 @@ class ParsedFile:
 def _open_text(path: Path) -> io.TextIOBase:
     try:
         with path.open("rb") as fh:
-            magic = fh.read(2)
+            magic = fh.read(4)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
-    if magic == GZIP_MAGIC:
+    if magic[:2] == GZIP_MAGIC:
         return gzip.open(path, "rt", encoding="utf-8-sig")  # type: ignore[return-value]
+    if magic == ZIP_MAGIC:  # data.binance.vision ships one CSV per .zip
+        return _open_zip_member(path)
     return path.open("r", encoding="utf-8-sig")
 
 
+def _open_zip_member(path: Path) -> io.TextIOBase:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{path}: corrupt zip archive: {exc}") from None
+    members = [n for n in archive.namelist() if not n.endswith("/")]
+    if len(members) != 1:
+        archive.close()
+        raise DataError(f"{path}: a zip archive must hold exactly one CSV, found {members}")
+    return io.TextIOWrapper(archive.open(members[0]), encoding="utf-8-sig")
+
+
 def read_text(path: Path | str) -> str:
-    """Return the whole decoded text of a plain or gzip file, or raise `DataError`."""
+    """Return the whole decoded text of a plain, gzip or zip file, or raise `DataError`."""
     path = Path(path)
     try:
         with _open_text(path) as fh:
@@ -155,7 +171,7 @@ def read_text(path: Path | str) -> str:
 
 
 def first_line(path: Path | str) -> str:
-    """Return the first line of a plain or gzip file, without its line ending."""
+    """Return the first line of a plain, gzip or zip file, without its line ending."""
     path = Path(path)
     try:
         with _open_text(path) as fh:
