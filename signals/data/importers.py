@@ -13,6 +13,8 @@ data.binance.vision ships them; compression is found by the magic bytes, not the
   ``volume`` = sum of ``size``, ``buy_volume`` = sum of ``size`` of taker buys (``side == Buy``),
   ``trades`` = number of trades. A minute without trades gives no candle. Every candle of a
   dump is written as closed: Bybit publishes one dump per whole UTC day, after the day ended.
+  ``size`` is taken as base units (linear USDT contracts, spot); inverse contracts, whose size
+  is in USD, are not converted.
 
 Every file is parsed and validated completely before anything is written; then its base
 candles and every aggregated higher timeframe are written in one transaction. Higher timeframes
@@ -298,8 +300,8 @@ def detect_timeframe(timestamps: Iterable[int] | np.ndarray) -> str:
     diffs = diffs[diffs > 0]
     if diffs.size == 0:
         raise DataError("cannot detect the timeframe from fewer than two candles; pass --timeframe")
-    values, counts = np.unique(diffs, return_counts=True)
-    spacing = int(values[np.argmax(counts)])
+    spacings, counts = np.unique(diffs, return_counts=True)
+    spacing = int(spacings[np.argmax(counts)])
     try:
         return timeframe_from_seconds(spacing)
     except TimeframeError:
@@ -309,7 +311,10 @@ def detect_timeframe(timestamps: Iterable[int] | np.ndarray) -> str:
         ) from None
 
 
-def _resolve_timeframe(ts: np.ndarray, timeframe: str | None, ctx: tuple[Path, int]) -> str:
+def _resolve_timeframe(
+    ts: np.ndarray, timeframe: str | None, ctx: tuple[Path, int], column: str
+) -> str:
+    """Detect (or take) the timeframe and check every open time is aligned to it."""
     path, first = ctx
     if timeframe is None:
         try:
@@ -320,7 +325,8 @@ def _resolve_timeframe(ts: np.ndarray, timeframe: str | None, ctx: tuple[Path, i
     misaligned = ts % step != 0
     if misaligned.any():
         i = int(np.flatnonzero(misaligned)[0])
-        raise _fail(path, i + first, "timestamp", f"not aligned to {timeframe} candles", str(ts[i]))
+        problem = f"open time {int(ts[i])} not aligned to {timeframe} candles"
+        raise _fail(path, i + first, column, problem, "")
     return timeframe
 
 
@@ -341,7 +347,7 @@ def _parse_interchange(text: str, fmt: FileFormat, path: Path, timeframe: str | 
     cols["buy_volume"] = _numeric(raw, "buy_volume", ctx, required=False)
     cols["trades"] = _numeric(raw, "trades", ctx, required=False, integer=True)
     _check_timestamps(ts, ctx, "timestamp")
-    tf = _resolve_timeframe(ts, timeframe, ctx)
+    tf = _resolve_timeframe(ts, timeframe, ctx, "timestamp")
     return ParsedFile(path, fmt.name, tf, len(raw), _candle_frame(ts, cols))
 
 
@@ -377,7 +383,7 @@ def _parse_binance(text: str, fmt: FileFormat, path: Path, timeframe: str | None
     cols["buy_volume"] = _numeric(raw, "taker_buy_volume", ctx)
     cols["trades"] = _numeric(raw, "count", ctx, integer=True)
     _check_timestamps(ts, ctx, "open_time")
-    tf = _resolve_timeframe(ts, timeframe, ctx)
+    tf = _resolve_timeframe(ts, timeframe, ctx, "open_time")
     return ParsedFile(path, fmt.name, tf, len(raw), _candle_frame(ts, cols))
 
 
