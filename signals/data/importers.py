@@ -20,6 +20,11 @@ Every file is parsed and validated completely before anything is written; then i
 candles and every aggregated higher timeframe are written in one transaction. Higher timeframes
 are re-aggregated from the base candles read back from the database over whole buckets, so a
 bucket split across two files becomes complete (``closed = 1``) once both are imported.
+
+When files of different timeframes overlap, the finer data wins where it is complete: an
+incomplete aggregate never replaces a stored closed candle, and a coarser file imported after
+finer ones does not replace the candles built from their complete buckets. The result does not
+depend on the order of the files.
 """
 
 from __future__ import annotations
