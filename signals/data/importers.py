@@ -23,8 +23,8 @@ bucket split across two files becomes complete (``closed = 1``) once both are im
 
 When files of different timeframes overlap, the finer data wins where it is complete: an
 incomplete aggregate never replaces a stored closed candle, and a coarser file imported after
-finer ones does not replace the candles built from their complete buckets. The result does not
-depend on the order of the files.
+finer ones does not replace the candles built from their complete buckets, so the stored higher
+timeframes agree with the finest complete candles whichever order the files come in.
 """
 
 from __future__ import annotations
