@@ -1,0 +1,150 @@
+"""One obvious way to run a backtest: strategy signals -> execution model -> metrics.
+
+>>> result = run_backtest(candles, get_strategy("scalping"), timeframe="1m")  # doctest: +SKIP
+>>> result.metrics["sharpe"], len(result.trades)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import vectorbt as vbt
+
+from research.costs import CostModel
+from research.execution import ExecutionModel, simulate
+from research.metrics import TradeArrays, metrics_table
+from strategies import SignalFrame, Strategy
+
+BREAK_EVEN_MAX_BPS = 1000.0
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Metrics, trades, equity curve and the signals of one backtest."""
+
+    metrics: dict[str, float]
+    trades: pd.DataFrame
+    equity: pd.Series
+    signals: SignalFrame
+    execution: ExecutionModel
+    costs: CostModel
+    params: Any = field(default=None)
+
+
+def portfolio_metrics(pf: vbt.Portfolio, candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Return the metrics table (one row per portfolio column) of a simulated portfolio."""
+    records = pf.trades.values
+    equity = pf.value().to_numpy()
+    assets = pf.assets().to_numpy()
+    orders = pf.orders.values
+    k = equity.shape[1] if equity.ndim == 2 else 1
+    fees = np.bincount(orders["col"], weights=orders["fees"], minlength=k)
+    trades = TradeArrays(
+        col=records["col"],
+        pnl=records["pnl"],
+        ret=records["return"],
+        entry_idx=records["entry_idx"],
+        exit_idx=records["exit_idx"],
+    )
+    return metrics_table(
+        equity=equity,
+        init_cash=float(np.asarray(pf.init_cash).ravel()[0]),
+        trades=trades,
+        fees_paid=fees,
+        exposure=(assets != 0).mean(axis=0),
+        close=candles["close"].to_numpy(),
+        timeframe=timeframe,
+    )
+
+
+def trade_list(pf: vbt.Portfolio, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Return the trades as a tidy table (entry/exit time and price, size, fees, pnl, return)."""
+    r = pf.trades.values
+    return pd.DataFrame(
+        {
+            "direction": np.where(r["direction"] == 0, "long", "short"),
+            "entry_time": index[r["entry_idx"]],
+            "entry_price": r["entry_price"],
+            "exit_time": index[r["exit_idx"]],
+            "exit_price": r["exit_price"],
+            "size": r["size"],
+            "fees": r["entry_fees"] + r["exit_fees"],
+            "pnl": r["pnl"],
+            "return": r["return"],
+            "status": np.where(r["status"] == 0, "open", "closed"),
+        }
+    )
+
+
+def run_backtest(
+    candles: pd.DataFrame,
+    strategy: Strategy,
+    params: Any = None,
+    *,
+    timeframe: str,
+    execution: ExecutionModel | None = None,
+    costs: CostModel | None = None,
+) -> BacktestResult:
+    """Backtest `strategy` on `candles`: its signals, simulated fills, metrics and trades."""
+    params = params if params is not None else strategy.params()
+    execution = execution or ExecutionModel()
+    costs = costs or CostModel()
+    frame = strategy.signals(candles, params)
+    pf = simulate(
+        candles, frame.buy, frame.sell, execution=execution, costs=costs, timeframe=timeframe
+    )
+    metrics = portfolio_metrics(pf, candles, timeframe).iloc[0].to_dict()
+    metrics["cost_break_even_bps"] = cost_break_even_bps(
+        candles, frame, timeframe=timeframe, execution=execution, costs=costs
+    )
+    equity = pd.Series(pf.value().to_numpy().ravel(), index=candles.index)
+    return BacktestResult(
+        metrics=metrics,
+        trades=trade_list(pf, candles.index),
+        equity=equity.rename("equity"),
+        signals=frame,
+        execution=execution,
+        costs=costs,
+        params=params,
+    )
+
+
+def cost_break_even_bps(
+    candles: pd.DataFrame,
+    frame: SignalFrame,
+    *,
+    timeframe: str,
+    execution: ExecutionModel,
+    costs: CostModel,
+    tolerance_bps: float = 0.01,
+) -> float:
+    """Return the fee + slippage per side (bps) at which net total return reaches zero.
+
+    NaN when the strategy loses money even without costs (or never trades); the search cap
+    (`BREAK_EVEN_MAX_BPS`) when it is still profitable there.
+    """
+
+    def net(total_bps: float) -> float:
+        pf = simulate(
+            candles,
+            frame.buy,
+            frame.sell,
+            execution=execution,
+            costs=costs.with_total_bps(total_bps),
+            timeframe=timeframe,
+        )
+        value = pf.value().to_numpy()
+        return float(value[-1].ravel()[0] / execution.init_cash - 1.0)
+
+    if not (frame.buy.any() or frame.sell.any()) or net(0.0) <= 0:
+        return float("nan")
+    low, high = 0.0, BREAK_EVEN_MAX_BPS
+    if net(high) > 0:
+        return high
+    while high - low > tolerance_bps:
+        mid = (low + high) / 2
+        low, high = (mid, high) if net(mid) > 0 else (low, mid)
+    return round((low + high) / 2, 4)
