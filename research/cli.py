@@ -153,6 +153,73 @@ def bias_command(
         raise typer.Exit(1)
 
 
+def backtest_command(
+    strategy: str = STRATEGY,
+    db: Path = DB,
+    timeframe: str = TIMEFRAME,
+    symbol: str = SYMBOL,
+    params: Path = PARAMS,
+    set_: list[str] = SET,
+    from_: str = FROM,
+    to: str = TO,
+    direction: str = typer.Option("long", help="long (default), short, or both (reverses)."),
+    fill: str = typer.Option(
+        "next_open",
+        help="next_open: a signal at a close fills at the next open; close: same close.",
+    ),
+    fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
+    slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
+    stop_loss: float = typer.Option(None, help="Stop-loss as a fraction of entry, e.g. 0.02."),
+    take_profit: float = typer.Option(None, help="Take-profit as a fraction of entry."),
+    size: float = typer.Option(None, help="Fraction of equity per position (default: all-in)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object of metrics."),
+    trades_out: Path = typer.Option(None, help="Write the trade list to this CSV file."),
+    config: Path = CONFIG,
+) -> None:
+    """Backtest a strategy on stored candles under fees and slippage, and print its metrics.
+
+    Signals come from the strategy's own signal function (the one the live runner calls); fills
+    follow the execution model in the README (next open by default, long only, all-in).
+    """
+    from research.backtest import run_backtest
+    from research.execution import ExecutionModel
+    from research.inputs import prepare_run, resolve_costs
+    from research.report import metrics_json, print_metrics
+
+    run = prepare_run(
+        strategy_name=strategy,
+        db=db,
+        timeframe=timeframe,
+        symbol=symbol,
+        params_file=params,
+        assignments=set_,
+        start=from_,
+        end=to,
+        config=config,
+    )
+    execution = _execution(ExecutionModel, fill, direction, size, stop_loss, take_profit)
+    costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    candles = run.candles if run.since is None else run.candles[run.candles.index >= run.since]
+    result = run_backtest(
+        candles, run.strategy, run.params, timeframe=run.timeframe, execution=execution, costs=costs
+    )
+    if trades_out is not None:
+        result.trades.to_csv(trades_out, index=False)
+    if as_json:
+        typer.echo(json.dumps(metrics_json(result, run), sort_keys=False))
+    else:
+        print_metrics(result, run)
+
+
+def _execution(model: type, fill: str, direction: str, size, stop_loss, take_profit):  # type: ignore[no-untyped-def]
+    try:
+        return model(
+            fill=fill, direction=direction, size=size, stop_loss=stop_loss, take_profit=take_profit
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def demo_command(
     db: Path = typer.Option(..., "--db", help="Candle database (e.g. from `signals data synth`)."),
     out: Path = typer.Option(Path("reports/demo"), "--out", help="Folder for the demo report."),
@@ -172,4 +239,5 @@ def register(app: typer.Typer) -> None:
     app.command("strategies")(strategies_command)
     app.command("scan")(scan_command)
     app.command("bias")(bias_command)
+    app.command("backtest")(backtest_command)
     app.command("demo")(demo_command)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from research.costs import CostModel
 from signals.config import Settings, load_settings
 from signals.data.load import load_candles
 from signals.data.timeparse import parse_when
@@ -107,3 +108,14 @@ def prepare_run(
         path, symbol=symbol, timeframe=timeframe, start=warm_start, end=end, settings=settings
     )
     return RunInputs(strategy, params, candles, symbol, timeframe, path, since)
+
+
+def resolve_costs(
+    config: Path | None, *, fee_bps: float | None = None, slippage_bps: float | None = None
+) -> CostModel:
+    """Return the cost model: the config's defaults, overridden by explicit bps values."""
+    settings = load_settings(config)
+    return CostModel(
+        fee_bps=settings.costs.fee_bps if fee_bps is None else fee_bps,
+        slippage_bps=settings.costs.slippage_bps if slippage_bps is None else slippage_bps,
+    )

@@ -120,3 +120,52 @@ def test_help_explains_every_command() -> None:
     for command in ("scan", "bias", "demo", "strategies"):
         result = run(command, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+REQUIRED_METRICS = {
+    "total_return", "annual_return", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate",
+    "profit_factor", "expectancy", "sqn", "trades", "exposure", "fees_paid", "buy_hold_return",
+    "cost_break_even_bps",
+}  # fmt: skip
+
+
+def test_backtest_json_and_trades_out(synth_db: Path, tmp_path: Path) -> None:
+    trades = tmp_path / "trades.csv"
+    result = run(
+        "backtest", "-s", "swing", "--db", str(synth_db), "-t", "15m", "--json",
+        "--direction", "both", "--trades-out", str(trades),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert set(metrics) >= REQUIRED_METRICS
+    assert metrics["direction"] == "both" and metrics["trades"] > 0
+    assert -1.0 <= metrics["max_drawdown"] <= 0.0 and 0.0 <= metrics["exposure"] <= 1.0
+    rows = trades.read_text().splitlines()
+    assert rows[0].startswith("direction,entry_time") and len(rows) == metrics["trades"] + 1
+
+
+def test_backtest_costs_lower_the_return(synth_db: Path) -> None:
+    def total(fee: str) -> float:
+        result = run(
+            "backtest", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "--json",
+            "--fee-bps", fee, "--slippage-bps", "0",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["total_return"]
+
+    assert total("0") > total("10") > total("30")
+
+
+def test_backtest_table_and_bad_direction(synth_db: Path) -> None:
+    table = run("backtest", "-s", "scalping", "--db", str(synth_db), "-t", "5m")
+    assert (
+        table.returncode == 0 and "sharpe" in table.stdout and "cost_break_even_bps" in table.stdout
+    )
+    bad = run("backtest", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "--direction", "up")
+    assert bad.returncode == 2 and "direction" in bad.stderr
+
+
+def test_usage_errors_are_short_and_exit_2() -> None:
+    result = run("scan")
+    assert result.returncode == 2
+    assert "Missing option '--strategy'" in result.stderr and "Traceback" not in result.stderr

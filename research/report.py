@@ -1,0 +1,82 @@
+"""Present backtest results: a readable metrics table and a JSON object with snake_case keys."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from research.backtest import BacktestResult
+from research.inputs import RunInputs
+from strategies import params_id
+from strategies.params import as_dict
+
+_PERCENT = {
+    "total_return",
+    "annual_return",
+    "max_drawdown",
+    "win_rate",
+    "expectancy",
+    "exposure",
+    "buy_hold_return",
+}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def metrics_json(result: BacktestResult, run: RunInputs) -> dict[str, Any]:
+    """Return the metrics (fractions as fractions, NaN/inf as null) with what was run."""
+    index = result.equity.index
+    out: dict[str, Any] = {k: _finite(float(v)) for k, v in result.metrics.items()}
+    out["trades"] = int(result.metrics["trades"])
+    out.update(
+        strategy=run.strategy.name,
+        symbol=run.symbol,
+        timeframe=run.timeframe,
+        params=as_dict(result.params),
+        params_id=params_id(run.strategy, run.timeframe, result.params),
+        candles=len(index),
+        first_candle=index[0].isoformat(),
+        last_candle=index[-1].isoformat(),
+        fee_bps=result.costs.fee_bps,
+        slippage_bps=result.costs.slippage_bps,
+        fill=result.execution.fill,
+        direction=result.execution.direction,
+    )
+    return out
+
+
+def format_metric(key: str, value: float) -> str:
+    """Format one metric for people: percentages, ratios, counts."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if key in _PERCENT:
+        return f"{value:+.2%}" if key != "win_rate" and key != "exposure" else f"{value:.1%}"
+    if key == "trades":
+        return f"{int(value)}"
+    if key == "cost_break_even_bps":
+        return f"{value:.1f} bps"
+    return f"{value:.3f}" if math.isfinite(value) else "inf"
+
+
+def print_metrics(result: BacktestResult, run: RunInputs) -> None:
+    """Print the metrics as a table with the run's context in its title."""
+    from rich.console import Console
+    from rich.table import Table
+
+    index = result.equity.index
+    title = (
+        f"{run.strategy.name} {run.symbol} {run.timeframe}  {index[0]:%Y-%m-%d} .. "
+        f"{index[-1]:%Y-%m-%d}  ({len(index)} candles, fill {result.execution.fill}, "
+        f"{result.execution.direction}, fee {result.costs.fee_bps:g} bps, "
+        f"slippage {result.costs.slippage_bps:g} bps)"
+    )
+    table = Table("metric", "value")
+    for key, value in result.metrics.items():
+        table.add_row(key, format_metric(key, float(value)))
+    console = Console()
+    console.print(title, highlight=False)
+    console.print(table)
