@@ -220,6 +220,40 @@ def _execution(model: type, fill: str, direction: str, size, stop_loss, take_pro
         raise typer.BadParameter(str(exc)) from None
 
 
+def freeze_command(
+    strategy: str = STRATEGY,
+    timeframe: str = TIMEFRAME,
+    out: Path = typer.Option(..., "--out", "-o", help="Frozen parameter file to write (JSON)."),
+    symbol: str = typer.Option("BTCUSDT", "--symbol", help="Symbol the parameters are for."),
+    set_: list[str] = SET,
+    direction: str = typer.Option("long", help="long, short or both."),
+) -> None:
+    """Freeze a strategy's defaults (or --set values) into a frozen file, without optimisation.
+
+    The live runner can then run before any walk-forward; the walk-forward writes the same format
+    with its provenance and out-of-sample metrics.
+    """
+    from research.inputs import parse_assignments
+    from signals.frozen import freeze, write_frozen
+
+    frozen = freeze(
+        strategy=strategy,
+        timeframe=timeframe,
+        params=get_params(strategy, parse_assignments(set_)),
+        symbol=symbol,
+        direction=direction,
+    )
+    path = write_frozen(frozen, out)
+    typer.echo(f"wrote {path}: {frozen.strategy} {frozen.timeframe} params_id {frozen.params_id}")
+
+
+def get_params(strategy: str, values: dict[str, str]) -> object:
+    """Return validated parameters of `strategy` from string overrides."""
+    from strategies import get_strategy
+
+    return get_strategy(strategy).params(values)
+
+
 def demo_command(
     db: Path = typer.Option(..., "--db", help="Candle database (e.g. from `signals data synth`)."),
     out: Path = typer.Option(Path("reports/demo"), "--out", help="Folder for the demo report."),
@@ -240,4 +274,5 @@ def register(app: typer.Typer) -> None:
     app.command("scan")(scan_command)
     app.command("bias")(bias_command)
     app.command("backtest")(backtest_command)
+    app.command("freeze")(freeze_command)
     app.command("demo")(demo_command)

@@ -43,7 +43,7 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
 
 
 def read_params_file(path: Path, strategy: Strategy) -> dict[str, Any]:
-    """Read the ``params`` of a frozen parameter file (JSON) written for `strategy`."""
+    """Read the ``params`` of a frozen file (verified) or of any JSON with a ``params`` object."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -52,6 +52,10 @@ def read_params_file(path: Path, strategy: Strategy) -> dict[str, Any]:
         raise SignalsError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict):
         raise SignalsError(f"{path}: expected an object with a 'params' object")
+    if "schema_version" in doc:  # a frozen file: verify it against the code
+        from signals.frozen import load_frozen
+
+        load_frozen(path)
     named = doc.get("strategy", strategy.name)
     if named != strategy.name:
         raise SignalsError(f"{path}: written for strategy {named!r}, not {strategy.name!r}")

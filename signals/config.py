@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -119,26 +119,33 @@ def parse_settings(raw: dict[str, Any], *, origin: str = "<config>") -> Settings
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
+        lines = validation_messages(exc, Settings)
         raise ConfigError(f"{origin}: invalid configuration\n  " + "\n  ".join(lines)) from None
 
 
-def _describe(err: Any) -> str:
+def validation_messages(exc: ValidationError, root: type[BaseModel]) -> list[str]:
+    """Return one line per pydantic error: the dotted key, and "did you mean" for unknown keys."""
+    return [_describe(err, root) for err in exc.errors()]
+
+
+def _describe(err: Any, root: type[BaseModel]) -> str:
     loc = [str(part) for part in err["loc"]]
     key = ".".join(loc)
     if err["type"] == "extra_forbidden":
-        valid = _valid_keys(loc[:-1])
+        valid = _valid_keys(root, loc[:-1])
         close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
         hint = f"; did you mean {'.'.join([*loc[:-1], close[0]])!r}?" if close else ""
         return f"{key}: unknown key{hint} (valid here: {', '.join(valid)})"
     return f"{key}: {err['msg']}"
 
 
-def _valid_keys(parent: list[str]) -> list[str]:
-    model: type[BaseModel] = Settings
+def _valid_keys(root: type[BaseModel], parent: list[str]) -> list[str]:
+    model: type[BaseModel] = root
     for part in parent:
-        annotation = model.model_fields[part].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        field = model.model_fields.get(part)
+        candidates = [field.annotation, *get_args(field.annotation)] if field else []
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
             return []
-        model = annotation
+        model = nested[0]
     return list(model.model_fields)

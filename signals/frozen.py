@@ -1,0 +1,212 @@
+"""The frozen parameter file: what the live runner trades, with where it came from.
+
+Written by ``signals freeze`` and the walk-forward; read by ``signals live`` and ``promote``.
+JSON, UTF-8, keys sorted, two-space indent, written atomically. Loading checks the schema
+version, unknown keys (with "did you mean"), the strategy name, its parameters, that
+``params_id`` matches its content, and that ``strategy_hash`` matches the code that would run
+(unless explicitly allowed). The file is the single source of truth for parameters: no setting
+elsewhere overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from signals import __version__
+from signals.config import validation_messages
+from signals.errors import ParamsError, SignalsError
+from strategies import get_strategy, params_id, strategy_hash
+from strategies.params import as_dict
+
+SCHEMA_VERSION = 1
+
+
+class FrozenFileError(SignalsError):
+    """A frozen parameter file is missing, corrupt, or does not match the code."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataInfo(_Strict):
+    """The candles the parameters were chosen on."""
+
+    source: str
+    first_candle: str | None = None
+    last_candle: str | None = None
+    rows: int = 0
+
+
+class WalkForwardInfo(_Strict):
+    """How the parameters were tuned (absent for hand-frozen files)."""
+
+    scheme: str
+    folds: int
+    trials: int
+    seed: int
+    objective: str | None = None
+
+
+class Promotion(_Strict):
+    """How the file passed (or was forced through) the promotion gate."""
+
+    passed: bool
+    forced: bool = False
+    failures: list[str] = Field(default_factory=list)
+    promoted_at: str | None = None
+
+
+class FrozenParams(_Strict):
+    """The frozen parameter file's content (ARCHITECTURE.md, "Frozen parameter file")."""
+
+    schema_version: int
+    params_id: str
+    strategy: str
+    strategy_hash: str
+    symbol: str
+    timeframe: str
+    params: dict[str, Any]
+    direction: Literal["long", "short", "both"] = "long"
+    costs: dict[str, float] = Field(default_factory=dict)
+    data: DataInfo | None = None
+    walkforward: WalkForwardInfo | None = None
+    metrics: dict[str, float | None] | None = None
+    promotion: Promotion | None = None
+    created_at: str
+    code_version: str
+
+
+def code_version() -> str:
+    """Return the package version plus the git commit of the code, when it is a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def freeze(
+    *,
+    strategy: str,
+    timeframe: str,
+    params: Any,
+    symbol: str = "BTCUSDT",
+    direction: str = "long",
+    costs: dict[str, float] | None = None,
+    data: DataInfo | None = None,
+    walkforward: WalkForwardInfo | None = None,
+    metrics: dict[str, float | None] | None = None,
+    created_at: str | None = None,
+) -> FrozenParams:
+    """Build a frozen parameter set for `strategy` with validated `params` (a Params or dict)."""
+    impl = get_strategy(strategy)
+    if timeframe not in impl.timeframes:
+        raise ParamsError(
+            f"{strategy} declares timeframes {', '.join(impl.timeframes)}, not {timeframe}"
+        )
+    typed = impl.params(params if isinstance(params, dict) else as_dict(params))
+    return FrozenParams(
+        schema_version=SCHEMA_VERSION,
+        params_id=params_id(impl, timeframe, typed),
+        strategy=impl.name,
+        strategy_hash=strategy_hash(impl),
+        symbol=symbol,
+        timeframe=timeframe,
+        params=as_dict(typed),
+        direction=direction,  # type: ignore[arg-type]
+        costs=dict(costs or {}),
+        data=data,
+        walkforward=walkforward,
+        metrics=metrics,
+        created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds"),
+        code_version=code_version(),
+    )
+
+
+def dumps(frozen: FrozenParams) -> str:
+    """Return the canonical JSON text of a frozen file (sorted keys, 2-space indent)."""
+    payload = frozen.model_dump(mode="json")
+    return json.dumps(payload, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def write_frozen(frozen: FrozenParams, path: Path | str) -> Path:
+    """Write `frozen` to `path` atomically (a temporary file in the same folder, renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dumps(frozen))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_frozen(path: Path | str, *, allow_hash_mismatch: bool = False) -> FrozenParams:
+    """Read and verify a frozen file; raise `FrozenFileError` saying what is wrong and where."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FrozenFileError(f"{path}: frozen parameter file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FrozenFileError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise FrozenFileError(f"{path}: expected a JSON object")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise FrozenFileError(
+            f"{path}: schema_version {version!r} is not supported "
+            f"(this code reads {SCHEMA_VERSION})"
+        )
+    try:
+        frozen = FrozenParams.model_validate(raw)
+    except ValidationError as exc:
+        lines = validation_messages(exc, FrozenParams)
+        raise FrozenFileError(f"{path}: invalid frozen file\n  " + "\n  ".join(lines)) from None
+    return verify(frozen, origin=str(path), allow_hash_mismatch=allow_hash_mismatch)
+
+
+def verify(frozen: FrozenParams, *, origin: str, allow_hash_mismatch: bool = False) -> FrozenParams:
+    """Check a frozen set against the code: strategy, parameters, params_id and strategy_hash."""
+    try:
+        impl = get_strategy(frozen.strategy)
+        typed = impl.params(frozen.params)
+    except SignalsError as exc:
+        raise FrozenFileError(f"{origin}: {exc}") from None
+    current = strategy_hash(impl)
+    if frozen.strategy_hash != current and not allow_hash_mismatch:
+        raise FrozenFileError(
+            f"{origin}: strategy_hash {frozen.strategy_hash[:12]} does not match the code of "
+            f"{impl.name!r} ({current[:12]}): the strategy changed since this file was frozen. "
+            "Re-freeze it, or pass --allow-hash-mismatch to run it anyway."
+        )
+    expected = params_id(impl, frozen.timeframe, typed)
+    if frozen.strategy_hash == current and frozen.params_id != expected:
+        raise FrozenFileError(
+            f"{origin}: params_id {frozen.params_id} does not match its content ({expected}); "
+            "the file was edited by hand"
+        )
+    return frozen
+
+
+def typed_params(frozen: FrozenParams) -> Any:
+    """Return the strategy's typed `Params` of a verified frozen set."""
+    return get_strategy(frozen.strategy).params(frozen.params)
