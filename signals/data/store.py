@@ -148,9 +148,14 @@ class CandleStore:
             params.append(_epoch(end))
         return self._select(where, params, order="ASC", limit=None, with_analysis=with_analysis)
 
-    def last_closed(self, symbol: str, timeframe: str, n: int) -> pd.DataFrame:
-        """Return the last `n` closed candles, oldest first."""
+    def last_closed(
+        self, symbol: str, timeframe: str, n: int, *, until: pd.Timestamp | int | None = None
+    ) -> pd.DataFrame:
+        """Return the last `n` closed candles (opening at or before `until`), oldest first."""
         where, params = self._series_filter(symbol, timeframe)
+        if until is not None:
+            where.append(f"{self._ts_expr()} <= ?")
+            params.append(_epoch(until))
         frame = self._select(where, params, order="DESC", limit=n, with_analysis=False)
         return frame.iloc[::-1]
 

@@ -1,0 +1,95 @@
+"""Decide the signal of each newly closed candle, exactly as the backtest decided it.
+
+The engine reads a window of the last ``lookback + k`` closed candles ending at the newest of
+`k` new candles and calls the strategy's own signal function on it, through the same
+`signals.scan.signal_records` that ``signals scan`` uses. Because a strategy's decision at a
+candle depends only on its last ``lookback`` candles (strategies/base.py), the window gives the
+very decision full history gives. After downtime, all candles that closed meanwhile are decided in
+one call, with their original ``candle_ts``.
+
+Invalid candles (high below max(open, close), NaN or negative values, buy volume above volume)
+are logged with their timestamp and left out of the window, so they never reach the strategy.
+Gaps are not filled: like research, the strategy sees the candles that exist, so signals across a
+gap are the ones ``signals scan`` gives on the same stored candles.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from signals.data.store import CandleStore
+from signals.data.validate import check_frame, epoch_seconds
+from signals.frozen import FrozenParams, typed_params
+from signals.scan import signal_records
+from strategies import get_strategy
+
+log = logging.getLogger(__name__)
+WINDOW_MARGIN = 64
+
+
+@dataclass
+class Decisions:
+    """What one step decided: the signal records and the newest candle it covered."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    last_candle_ts: int | None = None
+    candles: int = 0
+    skipped: list[int] = field(default_factory=list)
+
+
+class SignalEngine:
+    """The strategy of one frozen file, applied to newly closed candles of one store."""
+
+    def __init__(self, frozen: FrozenParams) -> None:
+        self.frozen = frozen
+        self.strategy = get_strategy(frozen.strategy)
+        self.params = typed_params(frozen)
+        self.lookback = self.strategy.lookback(self.params)
+        self.symbol, self.timeframe = frozen.symbol, frozen.timeframe
+
+    def newest_closed(self, store: CandleStore) -> int | None:
+        """Return the open time of the newest closed candle in the store, if any."""
+        last = store.last_closed(self.symbol, self.timeframe, 1)
+        return int(last.index[-1].timestamp()) if len(last) else None
+
+    def step(self, store: CandleStore, after_ts: int | None) -> Decisions:
+        """Decide every closed candle newer than `after_ts` (all of history when None)."""
+        if after_ts is None:
+            fresh = store.history(self.symbol, self.timeframe)
+        else:
+            fresh = store.closed_since(self.symbol, self.timeframe, after_ts)
+        if fresh.empty:
+            return Decisions(last_candle_ts=after_ts)
+        newest = fresh.index[-1]
+        # a margin of extra candles is harmless (more history decides the same) and keeps the
+        # window long enough when invalid candles have to be dropped from it
+        size = self.lookback + len(fresh) + WINDOW_MARGIN
+        window = store.last_closed(self.symbol, self.timeframe, size, until=newest)
+        window, skipped = self._drop_invalid(window)
+        first_new = fresh.index[0]
+        records = signal_records(
+            window, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
+            since=first_new,
+        )  # fmt: skip
+        return Decisions(
+            records=records,
+            last_candle_ts=int(newest.timestamp()),
+            candles=int((window.index >= first_new).sum()),
+            skipped=[ts for ts in skipped if ts >= int(first_new.timestamp())],
+        )
+
+    def _drop_invalid(self, window: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+        violations = check_frame(
+            window, timeframe=self.timeframe, symbol=self.symbol, origin="live window"
+        )
+        bad = sorted({v.timestamp for v in violations if v.timestamp is not None})
+        for violation in violations:
+            log.warning("skipping invalid candle: %s", violation)
+        if not bad:
+            return window, []
+        keep = ~pd.Index(epoch_seconds(window.index)).isin(bad)
+        return window[keep], bad
