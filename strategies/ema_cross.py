@@ -1,0 +1,54 @@
+"""EMA cross: the minimal example strategy and the benchmark the others must beat.
+
+BUY on the candle where the fast EMA of the close crosses above the slow one; SELL on the mirror
+cross. One rule per side, so the score is 0 or 1 and a signal's confidence is 1.0. The defaults
+(threshold 1.0, cooldown 0) make it a pure cross with no debounce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from strategies import indicators as ind
+from strategies import warmup
+from strategies.base import Rule, RuleSet, Strategy
+from strategies.params import ScoringParams, param, require_less
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmaCrossParams(ScoringParams):
+    """EMA cross parameters and their search ranges."""
+
+    threshold: float = param(1.0, low=0.2, high=1.0, step=0.05)
+    cooldown: int = param(0, low=0, high=60, step=5)
+    fast: int = param(12, low=2, high=100)
+    slow: int = param(26, low=5, high=400)
+
+    def __post_init__(self) -> None:
+        require_less(self, "fast", "slow")
+
+
+class EmaCross(Strategy[EmaCrossParams]):
+    """Fast/slow EMA crossover on any timeframe."""
+
+    name = "ema_cross"
+    timeframes = ("1m", "5m", "15m", "1h", "4h", "1d")
+    Params = EmaCrossParams
+    description = "BUY when the fast EMA crosses above the slow EMA, SELL on the opposite cross."
+
+    def warmup(self, params: EmaCrossParams) -> int:
+        """Return the slow EMA's warm-up (the fast one settles sooner)."""
+        return warmup.ema(params.slow)
+
+    def rules(self, candles: pd.DataFrame, params: EmaCrossParams) -> RuleSet:
+        """Evaluate the cross-up (BUY) and cross-down (SELL) rules on every candle."""
+        p = params
+        fast, slow = ind.ema(candles["close"], p.fast), ind.ema(candles["close"], p.slow)
+        buy = Rule(f"EMA{p.fast} crossed above EMA{p.slow}", ind.crossed_above(fast, slow))
+        sell = Rule(f"EMA{p.fast} crossed below EMA{p.slow}", ind.crossed_above(slow, fast))
+        return RuleSet(buy=[buy], sell=[sell])
+
+
+STRATEGY = EmaCross()
