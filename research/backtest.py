@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import vectorbt as vbt
 
-from research.costs import CostModel
+from research.costs import CostModel, apply_funding
 from research.execution import ExecutionModel, simulate
 from research.metrics import TradeArrays, metrics_table
+from signals.timeframes import timeframe_seconds
 from strategies import SignalFrame, Strategy
 
 BREAK_EVEN_MAX_BPS = 1000.0
@@ -34,10 +35,19 @@ class BacktestResult:
     params: Any = field(default=None)
 
 
-def portfolio_metrics(pf: vbt.Portfolio, candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """Return the metrics table (one row per portfolio column) of a simulated portfolio."""
+def portfolio_metrics(
+    pf: vbt.Portfolio,
+    candles: pd.DataFrame,
+    timeframe: str,
+    *,
+    equity: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Return the metrics table (one row per portfolio column) of a simulated portfolio.
+
+    `equity` replaces the portfolio's value curve when given (e.g. after funding).
+    """
     records = pf.trades.values
-    equity = pf.value().to_numpy()
+    equity = pf.value().to_numpy() if equity is None else equity
     assets = pf.assets().to_numpy()
     orders = pf.orders.values
     k = equity.shape[1] if equity.ndim == 2 else 1
@@ -96,11 +106,15 @@ def run_backtest(
     pf = simulate(
         candles, frame.buy, frame.sell, execution=execution, costs=costs, timeframe=timeframe
     )
-    metrics = portfolio_metrics(pf, candles, timeframe).iloc[0].to_dict()
+    funding = funding_schedule(candles, timeframe, costs)
+    values, paid = funded_equity(pf, candles, timeframe, funding)
+    metrics = portfolio_metrics(pf, candles, timeframe, equity=values).iloc[0].to_dict()
+    if paid is not None:
+        metrics["funding_paid"] = float(paid.sum())
     metrics["cost_break_even_bps"] = cost_break_even_bps(
         candles, frame, timeframe=timeframe, execution=execution, costs=costs
     )
-    equity = pd.Series(pf.value().to_numpy().ravel(), index=candles.index)
+    equity = pd.Series(np.asarray(values).ravel(), index=candles.index)
     return BacktestResult(
         metrics=metrics,
         trades=trade_list(pf, candles.index),
@@ -110,6 +124,25 @@ def run_backtest(
         costs=costs,
         params=params,
     )
+
+
+def funding_schedule(candles: pd.DataFrame, timeframe: str, costs: CostModel) -> pd.Series | None:
+    """Return the funding rates charged over the candles' span (None without funding)."""
+    if not costs.has_funding or len(candles) == 0:
+        return None
+    step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    return costs.funding_rates(candles.index[0], candles.index[-1] + step)
+
+
+def funded_equity(
+    pf: vbt.Portfolio, candles: pd.DataFrame, timeframe: str, funding: pd.Series | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the equity curve (candles x columns) after funding, and the funding paid per row."""
+    values = pf.value().to_numpy()
+    if funding is None:
+        return values, None
+    closes = candles.index + pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    return apply_funding(values, pf.asset_value().to_numpy(), closes, funding)
 
 
 def cost_break_even_bps(
@@ -124,8 +157,10 @@ def cost_break_even_bps(
     """Return the fee + slippage per side (bps) at which net total return reaches zero.
 
     NaN when the strategy loses money even without costs (or never trades); the search cap
-    (`BREAK_EVEN_MAX_BPS`) when it is still profitable there.
+    (`BREAK_EVEN_MAX_BPS`) when it is still profitable there. Funding, if any, is charged
+    as configured at every level.
     """
+    funding = funding_schedule(candles, timeframe, costs)
 
     def net(total_bps: float) -> float:
         pf = simulate(
@@ -136,8 +171,8 @@ def cost_break_even_bps(
             costs=costs.with_total_bps(total_bps),
             timeframe=timeframe,
         )
-        value = pf.value().to_numpy()
-        return float(value[-1].ravel()[0] / execution.init_cash - 1.0)
+        value, _ = funded_equity(pf, candles, timeframe, funding)
+        return float(np.asarray(value)[-1].ravel()[0] / execution.init_cash - 1.0)
 
     if not (frame.buy.any() or frame.sell.any()) or net(0.0) <= 0:
         return float("nan")

@@ -99,7 +99,9 @@ def simulate(
         size=size,
         size_type=size_type,
         fees=costs.fee_fraction(),
-        slippage=costs.slippage_fraction(candles)[:, None],
+        slippage=costs.slippage_fraction(
+            candles, fill=execution.fill, notional=execution.init_cash * (execution.size or 1.0)
+        )[:, None],
         init_cash=execution.init_cash,
         accumulate=False,
         upon_opposite_entry="reverse",

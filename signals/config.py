@@ -71,10 +71,24 @@ class DataSettings(_Strict):
 
 
 class CostSettings(_Strict):
-    """Default trading costs (per side), used when a command is given none."""
+    """Default trading costs (per side), used when a command is given none.
 
+    ``preset`` names a cost preset (``bybit-spot``, ``bybit-perp``) or a costs file; the other
+    keys written here override it. Their meaning and defaults are those of
+    ``research.costs.CostModel`` (None below means "not given here").
+    """
+
+    preset: str | None = None
     fee_bps: float = Field(default=5.5, ge=0, description="Bybit taker fee, 0.055%")
+    maker_fee_bps: float | None = Field(default=None, ge=0)
+    slippage_model: Literal["fixed", "atr", "range", "volume"] | None = None
     slippage_bps: float = Field(default=1.0, ge=0)
+    slippage_multiple: float | None = Field(default=None, ge=0)
+    atr_period: int | None = Field(default=None, ge=1)
+    impact_bps: float | None = Field(default=None, ge=0)
+    impact_exponent: float | None = Field(default=None, gt=0)
+    funding_rate: float | None = None
+    funding_file: Path | None = None
 
 
 class LiveSettings(_Strict):
