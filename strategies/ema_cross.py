@@ -14,15 +14,15 @@ import pandas as pd
 from strategies import indicators as ind
 from strategies import warmup
 from strategies.base import Rule, RuleSet, Strategy
-from strategies.params import ScoringParams, param, require_less
+from strategies.params import ScoringParams, fixed, param, require_less
 
 
 @dataclass(frozen=True, kw_only=True)
 class EmaCrossParams(ScoringParams):
-    """EMA cross parameters and their search ranges."""
+    """EMA cross parameters: only fast and slow are searched."""
 
-    threshold: float = param(1.0, low=0.2, high=1.0, step=0.05)
-    cooldown: int = param(0, low=0, high=60, step=5)
+    threshold: float = fixed(1.0)  # one rule per side: the score is 0 or 1
+    cooldown: int = fixed(0)  # a pure cross: no debounce, not searched
     fast: int = param(12, low=2, high=100)
     slow: int = param(26, low=5, high=400)
 

@@ -55,6 +55,12 @@ def param(default: float, *, low: float, high: float, step: float | None = None)
     return field(default=default, metadata={"range": Range(low, high, step, kind)})
 
 
+def fixed(default: float) -> Any:
+    """Declare a parameter that is settable (``--set``, frozen files) but never searched."""
+    kind = int if isinstance(default, int) and not isinstance(default, bool) else float
+    return field(default=default, metadata={"fixed": kind})
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScoringParams:
     """Parameters every scored strategy has: the signal threshold and the debounce."""
@@ -90,20 +96,21 @@ def defaults(params_type: type[P]) -> P:
 def make_params(params_type: type[P], values: Mapping[str, Any]) -> P:
     """Build `Params` from a mapping, checking names, types and ranges with clear messages."""
     spaces = ranges(params_type)
-    names = [f.name for f in dataclasses.fields(params_type)]
+    fields = {f.name: f for f in dataclasses.fields(params_type)}
+    names = list(fields)
     clean: dict[str, Any] = {}
     for key, raw in values.items():
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ParamsError(f"unknown parameter {key!r}{hint} (valid: {', '.join(names)})")
-        clean[key] = _coerce(key, raw, spaces.get(key))
+        clean[key] = _coerce(key, raw, spaces.get(key), fields[key].metadata.get("fixed"))
     return params_type(**clean)
 
 
-def _coerce(name: str, raw: Any, space: Range | None) -> Any:
+def _coerce(name: str, raw: Any, space: Range | None, kind: type | None = None) -> Any:
     if space is None:
-        return raw
+        return _as_kind(name, raw, kind) if kind is not None else raw
     try:
         number = float(raw)
     except (TypeError, ValueError):
@@ -115,6 +122,16 @@ def _coerce(name: str, raw: Any, space: Range | None) -> Any:
     if not space.contains(number):
         raise ParamsError(f"parameter {name!r}: {raw!r} outside [{space.low}, {space.high}]")
     return number
+
+
+def _as_kind(name: str, raw: Any, kind: type) -> Any:
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise ParamsError(f"parameter {name!r}: {raw!r} is not a number") from None
+    if kind is int and number != int(number):
+        raise ParamsError(f"parameter {name!r}: {raw!r} is not a whole number")
+    return kind(number)
 
 
 def as_dict(params: Any) -> dict[str, Any]:

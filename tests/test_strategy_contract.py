@@ -138,7 +138,8 @@ def test_params_declared_with_valid_defaults(name: str) -> None:
     strategy = get_strategy(name)
     spaces = ranges(strategy.Params)
     defaults = strategy.params()
-    assert {"threshold", "cooldown"} <= set(spaces)
+    assert {"threshold", "cooldown"} <= {f.name for f in dataclasses.fields(defaults)}
+    assert spaces, "a strategy declares at least one searchable parameter"
     for field_name, space in spaces.items():
         value = getattr(defaults, field_name)
         assert space.contains(value)
