@@ -8,8 +8,10 @@
 - One position at a time; all-in by default (fees charged on top of the traded notional, as
   vectorbt does), or a fraction of equity with ``size``.
 - A position still open at the end is valued at the last close (it counts as a trade).
-- Optional stop-loss / take-profit, as fractions of the entry price, checked on each candle's
-  open/high/low after entry.
+- Optional stop-loss / take-profit, as fractions of the entry (fill) price, checked on each
+  candle's open/high/low from the candle after the entry candle (vectorbt does not check the
+  rest of the entry candle); a stop exits at the stop price, or at the open if it gapped
+  through, less slippage.
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ def simulate(
     price_col = "open" if execution.fill == "next_open" else "close"
     column = lambda name: candles[name].to_numpy(dtype="float64")[:, None]  # noqa: E731
     signals = _direction_signals(buy_f, sell_f, execution.direction)
-    stops: dict[str, float] = {}
+    # Stops are fractions of the fill price (vectorbt's default is the fill candle's close) and
+    # exit as market orders that pay slippage (its default, stop-limit, pays none).
+    stops: dict = {"stop_entry_price": "fillprice", "stop_exit_price": "stopmarket"}
     if execution.stop_loss is not None:
         stops["sl_stop"] = execution.stop_loss
     if execution.take_profit is not None:
