@@ -23,9 +23,9 @@ CONFIG = typer.Option(None, "--config", help="YAML config (default: ./signals.ya
 
 def strategies_command() -> None:
     """List the registered strategies with their timeframes and parameters."""
-    from rich.console import Console
     from rich.table import Table
 
+    from signals.console import console
     from strategies import get_strategy, strategy_names
     from strategies.params import ranges
 
@@ -38,7 +38,7 @@ def strategies_command() -> None:
             f"{k}={getattr(defaults, k)} [{s.low:g}..{s.high:g}]" for k, s in spaces.items()
         )
         table.add_row(name, " ".join(strategy.timeframes), described, strategy.description)
-    Console().print(table)
+    console().print(table)
 
 
 def scan_command(
@@ -91,9 +91,9 @@ def scan_command(
 
 
 def _print_signal_table(records: list[dict], *, title: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from signals.console import console
     from signals.data.validate import iso
 
     table = Table(title=f"{title}: {len(records)} signals", show_lines=False)
@@ -108,7 +108,7 @@ def _print_signal_table(records: list[dict], *, title: str) -> None:
             f"{r['confidence']:.2f}",
             "; ".join(r["reasons"]),
         )
-    Console().print(table)
+    console().print(table)
 
 
 def bias_command(
@@ -167,13 +167,20 @@ def backtest_command(
         "next_open",
         help="next_open: a signal at a close fills at the next open; close: same close.",
     ),
-    fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
-    slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
+    costs: str = typer.Option(
+        None, "--costs", help="Cost preset (bybit-spot, bybit-perp) or a YAML/JSON costs file."
+    ),
+    fee_bps: float = typer.Option(None, help="Taker fee per side in bps (overrides --costs)."),
+    slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (overrides)."),
     stop_loss: float = typer.Option(None, help="Stop-loss as a fraction of entry, e.g. 0.02."),
     take_profit: float = typer.Option(None, help="Take-profit as a fraction of entry."),
     size: float = typer.Option(None, help="Fraction of equity per position (default: all-in)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object of metrics."),
     trades_out: Path = typer.Option(None, help="Write the trade list to this CSV file."),
+    quality: bool = typer.Option(
+        False, "--quality", help="Also report signal quality: forward returns per confidence."
+    ),
+    quality_plot: Path = typer.Option(None, help="Write the signal-quality plot (HTML) here."),
     config: Path = CONFIG,
 ) -> None:
     """Backtest a strategy on stored candles under fees and slippage, and print its metrics.
@@ -184,7 +191,7 @@ def backtest_command(
     from research.backtest import run_backtest
     from research.execution import ExecutionModel
     from research.inputs import prepare_run, resolve_costs
-    from research.report import metrics_json, print_metrics
+    from research.report import metrics_json, print_metrics, print_quality
 
     run = prepare_run(
         strategy_name=strategy,
@@ -198,17 +205,39 @@ def backtest_command(
         config=config,
     )
     execution = _execution(ExecutionModel, fill, direction, size, stop_loss, take_profit)
-    costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    cost_model = resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps)
     candles = run.candles if run.since is None else run.candles[run.candles.index >= run.since]
     result = run_backtest(
-        candles, run.strategy, run.params, timeframe=run.timeframe, execution=execution, costs=costs
+        candles,
+        run.strategy,
+        run.params,
+        timeframe=run.timeframe,
+        execution=execution,
+        costs=cost_model,
     )
     if trades_out is not None:
         result.trades.to_csv(trades_out, index=False)
+    report = _quality(candles, result, quality or quality_plot is not None, quality_plot)
     if as_json:
-        typer.echo(json.dumps(metrics_json(result, run), sort_keys=False))
-    else:
-        print_metrics(result, run)
+        payload = metrics_json(result, run)
+        if report is not None:
+            payload["quality"] = report.to_records()
+        typer.echo(json.dumps(payload, sort_keys=False))
+        return
+    print_metrics(result, run)
+    if report is not None:
+        print_quality(report)
+
+
+def _quality(candles, result, wanted: bool, plot: Path | None):  # type: ignore[no-untyped-def]
+    if not wanted:
+        return None
+    from research.quality import quality_figure, signal_quality
+
+    report = signal_quality(candles, result.signals)
+    if plot is not None:
+        quality_figure(report).write_html(plot, include_plotlyjs=True, full_html=True)
+    return report
 
 
 def _execution(model: type, fill: str, direction: str, size, stop_loss, take_profit):  # type: ignore[no-untyped-def]

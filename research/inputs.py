@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from research.costs import CostModel
+from research.costs import CostModel, costs_from_settings, load_costs
 from signals.config import Settings, load_settings
 from signals.data.load import load_candles
 from signals.data.timeparse import parse_when
@@ -115,11 +115,18 @@ def prepare_run(
 
 
 def resolve_costs(
-    config: Path | None, *, fee_bps: float | None = None, slippage_bps: float | None = None
+    config: Path | None,
+    *,
+    costs: str | None = None,
+    fee_bps: float | None = None,
+    slippage_bps: float | None = None,
 ) -> CostModel:
-    """Return the cost model: the config's defaults, overridden by explicit bps values."""
-    settings = load_settings(config)
-    return CostModel(
-        fee_bps=settings.costs.fee_bps if fee_bps is None else fee_bps,
-        slippage_bps=settings.costs.slippage_bps if slippage_bps is None else slippage_bps,
-    )
+    """Return the cost model: ``--costs`` (preset or file) or the config's, then bps overrides."""
+    if costs is not None:
+        model = load_costs(costs)
+    else:
+        settings = load_settings(config)
+        model = costs_from_settings(
+            settings.costs, base_dir=Path(config).parent if config else None
+        )
+    return model.with_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps)

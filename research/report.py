@@ -64,8 +64,9 @@ def format_metric(key: str, value: float) -> str:
 
 def print_metrics(result: BacktestResult, run: RunInputs) -> None:
     """Print the metrics as a table with the run's context in its title."""
-    from rich.console import Console
     from rich.table import Table
+
+    from signals.console import console
 
     index = result.equity.index
     title = (
@@ -77,6 +78,25 @@ def print_metrics(result: BacktestResult, run: RunInputs) -> None:
     table = Table("metric", "value")
     for key, value in result.metrics.items():
         table.add_row(key, format_metric(key, float(value)))
-    console = Console()
-    console.print(title, highlight=False)
-    console.print(table)
+    out = console()
+    out.print(title, highlight=False)
+    out.print(table)
+
+
+def print_quality(report: Any) -> None:
+    """Print hit rate and mean signed forward return per confidence bucket."""
+    from rich.table import Table
+
+    from signals.console import console
+
+    table = report.by_confidence.reset_index()
+    out = Table(*[str(c) for c in table.columns], title="signal quality (forward returns)")
+    for row in table.itertuples(index=False):
+        out.add_row(*[_cell(v) for v in row])
+    console().print(out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return str(value)

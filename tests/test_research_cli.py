@@ -169,3 +169,21 @@ def test_usage_errors_are_short_and_exit_2() -> None:
     result = run("scan")
     assert result.returncode == 2
     assert "Missing option '--strategy'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backtest_costs_preset_and_quality(synth_db: Path, tmp_path: Path) -> None:
+    plot = tmp_path / "quality.html"
+    result = run(
+        "backtest", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "--json",
+        "--costs", "bybit-perp", "--quality-plot", str(plot),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["fee_bps"] == 5.5 and payload["funding_paid"] != 0
+    buckets = {row["confidence"] for row in payload["quality"]}
+    assert "all" in buckets and len(buckets) >= 2
+    assert plot.stat().st_size > 1_000_000  # plotly.js inlined: opens offline
+    typo = run(
+        "backtest", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "--costs", "bybit-prep"
+    )
+    assert typo.returncode == 2 and "did you mean 'bybit-perp'" in typo.stderr
