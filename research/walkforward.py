@@ -1,0 +1,275 @@
+"""Walk-forward optimisation: tune on the past with optuna, judge only on the unseen future.
+
+For each fold (research.folds) an optuna study (TPE, seeded with ``seed + fold``) searches the
+strategy's declared parameter space. Each trial is scored on the fold's train window only
+(research.windows.evaluate_window: costs included, indicators warmed up on earlier candles).
+Trials with fewer than ``min_trades`` trades, invalid parameter combinations and undefined scores
+get the fixed `BAD_SCORE`. The previous fold's best parameters are enqueued as the next fold's
+first trial. The fold's best parameters are then run once on its test window; the test windows,
+each started flat, are chained into the out-of-sample equity curve.
+
+Studies live in an optuna storage URL (SQLite in the run folder by default), so an interrupted
+run resumes where it stopped, and a PostgreSQL URL lets several machines share the work. With
+``jobs=1`` the same data and seed give the same trials, parameters and frozen file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from research.costs import CostModel
+from research.execution import ExecutionModel
+from research.folds import Fold, Scheme, make_folds
+from research.windows import WindowResult, daily_returns, evaluate_window, stitch_equity
+from signals.errors import ParamsError, SignalsError
+from strategies import Strategy
+from strategies.params import as_dict, make_params, ranges, suggest
+
+BAD_SCORE = -100.0
+OBJECTIVES = {
+    "sharpe": "sharpe",
+    "sortino": "sortino",
+    "calmar": "calmar",
+    "return": "total_return",
+    "expectancy": "expectancy",
+    "sqn": "sqn",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WalkForwardConfig:
+    """Everything that decides a walk-forward run (recorded in its outputs)."""
+
+    scheme: Scheme = "rolling"
+    folds: int = 6
+    train: int | None = None
+    test: int | None = None
+    gap: int = 0
+    trials: int = 100
+    objective: str = "sharpe"
+    min_trades: int = 5
+    seed: int = 42
+    jobs: int = 1
+    execution: ExecutionModel = field(default_factory=ExecutionModel)
+    costs: CostModel = field(default_factory=CostModel)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise SignalsError(
+                f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}"
+            )
+        if self.trials < 1:
+            raise SignalsError("--trials must be at least 1")
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """One fold: its windows, best parameters, train and test results, and its trials."""
+
+    fold: Fold
+    best_params: dict[str, Any]
+    best_value: float
+    train: WindowResult
+    test: WindowResult
+    trials: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class WalkForwardRun:
+    """The folds of a finished run and the chained out-of-sample equity curve."""
+
+    strategy: Strategy
+    timeframe: str
+    config: WalkForwardConfig
+    candles: pd.DataFrame
+    folds: list[FoldResult]
+    oos_equity: pd.Series
+
+    @property
+    def trials_run(self) -> int:
+        """Return how many trials were evaluated across all folds."""
+        return int(sum(len(f.trials) for f in self.folds))
+
+
+class _Objective:
+    """Score one optuna trial on a fold's train window."""
+
+    def __init__(self, candles: pd.DataFrame, strategy: Strategy, fold: Fold, timeframe: str,
+                 config: WalkForwardConfig) -> None:  # fmt: skip
+        self.candles, self.strategy, self.fold = candles, strategy, fold
+        self.timeframe, self.config = timeframe, config
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            params = make_params(self.strategy.Params, suggest(self.strategy.Params, trial))
+        except ParamsError as exc:
+            trial.set_user_attr("rejected", str(exc))
+            return BAD_SCORE
+        result = evaluate_window(
+            self.candles, self.strategy, params, self.fold.train_start, self.fold.train_end,
+            timeframe=self.timeframe, execution=self.config.execution, costs=self.config.costs,
+        )  # fmt: skip
+        trades = int(result.metrics["trades"])
+        trial.set_user_attr("trades", trades)
+        daily = daily_returns(result.equity, self.config.execution.init_cash)
+        trial.set_user_attr("daily_returns", [float(x) for x in daily.to_numpy()])
+        value = float(result.metrics[OBJECTIVES[self.config.objective]])
+        trial.set_user_attr("raw_value", value if math.isfinite(value) else None)
+        if trades < self.config.min_trades or not math.isfinite(value):
+            return BAD_SCORE
+        return value
+
+
+def study_name(run: str, fold: Fold) -> str:
+    """Return the optuna study name of `fold` in run `run`."""
+    return f"{run}-fold{fold.index}"
+
+
+def _study(storage: str, run: str, fold: Fold, seed: int) -> optuna.Study:
+    return optuna.create_study(
+        study_name=study_name(run, fold),
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=seed + fold.index),
+        direction="maximize",
+        load_if_exists=True,
+    )
+
+
+def _optimise(study: optuna.Study, objective: _Objective, config: WalkForwardConfig,
+              warm_start: dict[str, Any] | None, progress: Any) -> None:  # fmt: skip
+    finished = [t for t in study.trials if t.state.is_finished()]
+    if not study.trials and warm_start is not None:
+        study.enqueue_trial(warm_start, skip_if_exists=True)
+    remaining = config.trials - len(finished)
+    if progress is not None:
+        progress.update(len(finished))
+    if remaining <= 0:
+        return
+    callbacks = [lambda _s, _t: progress.update(1)] if progress is not None else []
+    study.optimize(objective, n_trials=remaining, n_jobs=config.jobs, callbacks=callbacks)
+
+
+def _trials_table(study: optuna.Study, fold: Fold) -> pd.DataFrame:
+    rows = []
+    for t in study.trials:
+        if not t.state.is_finished():
+            continue
+        rows.append({
+            "fold": fold.index, "trial": t.number, "value": t.value,
+            "trades": t.user_attrs.get("trades"), "raw_value": t.user_attrs.get("raw_value"),
+            "rejected": t.user_attrs.get("rejected"),
+            "params": json.dumps(t.params, sort_keys=True),
+            "daily_returns": t.user_attrs.get("daily_returns"),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def run_walkforward(
+    candles: pd.DataFrame,
+    strategy: Strategy,
+    *,
+    timeframe: str,
+    config: WalkForwardConfig,
+    storage: str,
+    run: str,
+    progress: bool = True,
+) -> WalkForwardRun:
+    """Run every fold: tune on train (optuna), then test the fold's best parameters once."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warmup = strategy.lookback(strategy.params())
+    folds = make_folds(
+        len(candles), folds=config.folds, scheme=config.scheme, train=config.train,
+        test=config.test, gap=config.gap, min_start=min(warmup, len(candles) // 10),
+    )  # fmt: skip
+    bar = _progress(progress, config.trials * len(folds))
+    results: list[FoldResult] = []
+    warm_start: dict[str, Any] | None = None
+    try:
+        for fold in folds:
+            study = _study(storage, run, fold, config.seed)
+            _optimise(study, _Objective(candles, strategy, fold, timeframe, config), config,
+                      warm_start, bar)  # fmt: skip
+            result = _fold_result(candles, strategy, fold, study, timeframe, config)
+            results.append(result)
+            warm_start = result.best_params
+    finally:
+        if bar is not None:
+            bar.close()
+    oos = stitch_equity([r.test.equity for r in results], config.execution.init_cash)
+    return WalkForwardRun(strategy, timeframe, config, candles, results, oos)
+
+
+def _fold_result(candles: pd.DataFrame, strategy: Strategy, fold: Fold, study: optuna.Study,
+                 timeframe: str, config: WalkForwardConfig) -> FoldResult:  # fmt: skip
+    best = study.best_trial
+    if best.value is None or best.value <= BAD_SCORE:
+        raise SignalsError(
+            f"fold {fold.index}: no trial reached {config.min_trades} trades with valid "
+            "parameters; lower --min-trades, lengthen --train or check the strategy's ranges"
+        )
+    params = make_params(strategy.Params, best.params)
+    kwargs = {"timeframe": timeframe, "execution": config.execution, "costs": config.costs}
+    train = evaluate_window(candles, strategy, params, fold.train_start, fold.train_end, **kwargs)
+    test = evaluate_window(candles, strategy, params, fold.test_start, fold.test_end, **kwargs)
+    return FoldResult(fold, as_dict(params), float(best.value), train, test,
+                      _trials_table(study, fold))  # fmt: skip
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="walk-forward trials", unit="trial")
+
+
+def default_storage(out: Path) -> str:
+    """Return the default optuna storage URL: SQLite in the run folder (resumable)."""
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out / 'optuna.db').resolve()}"
+
+
+def fold_table(run: WalkForwardRun) -> pd.DataFrame:
+    """Return one row per fold: windows, best parameters, train and test metrics."""
+    rows = []
+    index = run.candles.index
+    for r in run.folds:
+        f = r.fold
+        row: dict[str, Any] = {
+            "fold": f.index,
+            "train_from": index[f.train_start], "train_to": index[f.train_end - 1],
+            "test_from": index[f.test_start], "test_to": index[f.test_end - 1],
+            "best_value": r.best_value,
+        }  # fmt: skip
+        row.update({f"param_{k}": v for k, v in r.best_params.items()})
+        for key in ("total_return", "annual_return", "sharpe", "max_drawdown", "trades"):
+            row[f"train_{key}"] = r.train.metrics[key]
+            row[f"test_{key}"] = r.test.metrics[key]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def walkforward_efficiency(run: WalkForwardRun) -> float:
+    """Return test return rate over train return rate: mean annualised test / mean train."""
+    train = np.mean([r.train.metrics["annual_return"] for r in run.folds])
+    test = np.mean([r.test.metrics["annual_return"] for r in run.folds])
+    return float(test / train) if train != 0 else float("nan")
+
+
+def parameter_stability(run: WalkForwardRun) -> pd.DataFrame:
+    """Return per parameter its best value in each fold, mean, std and coefficient of variation."""
+    searched = ranges(run.strategy.Params)
+    table = pd.DataFrame([r.best_params for r in run.folds])[list(searched)]
+    stats = pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=0)})
+    stats["cv"] = stats["std"] / stats["mean"].abs().replace(0.0, np.nan)
+    for r in run.folds:
+        stats[f"fold_{r.fold.index}"] = pd.Series(r.best_params)[list(searched)]
+    return stats
