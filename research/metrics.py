@@ -144,8 +144,9 @@ def _trade_metrics(trades: TradeArrays, k: int, timeframe: str) -> dict[str, np.
             gross_loss > 0, gross_profit / gross_loss, np.where(gross_profit > 0, np.inf, np.nan)
         )
         hours = held / count * timeframe_seconds(timeframe) / 3600.0
+        win_rate = wins / count
     return {
-        "win_rate": np.where(count > 0, wins / count, np.nan),
+        "win_rate": np.where(count > 0, win_rate, np.nan),
         "profit_factor": profit_factor,
         "expectancy": np.where(count > 0, mean, np.nan),
         "sqn": sqn,
