@@ -305,3 +305,6 @@ def register(app: typer.Typer) -> None:
     app.command("backtest")(backtest_command)
     app.command("freeze")(freeze_command)
     app.command("demo")(demo_command)
+    from research.cli_walkforward import register as register_walkforward
+
+    register_walkforward(app)

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from live.cli import register as register_live
 from signals import __version__
 from signals.data.cli import data_app
 from signals.errors import SignalsError
@@ -46,12 +47,15 @@ def _root(
 ) -> None:
     """signals: strategies defined once, researched out of sample, streamed live."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for package in ("signals", "research", "live", "strategies"):
+        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 _register_research_commands()
+register_live(app)
 
 
 def main() -> None:

@@ -92,13 +92,31 @@ class CostSettings(_Strict):
 
 
 class LiveSettings(_Strict):
-    """Live runner defaults."""
+    """Live runner defaults (``signals live``; its options override these)."""
 
     socket: Path = Path("signals.sock")
-    tcp: str | None = None
+    socket_group: str | None = Field(default=None, description="group of the 0660 socket")
+    tcp: str | None = Field(default=None, description="HOST:PORT; 127.0.0.1 unless stated")
+    token: str | None = Field(default=None, description="shared token; required off loopback")
     heartbeat_s: float = Field(default=5.0, gt=0)
     journal: Path | None = None
+    durable_journal: bool = Field(default=False, description="fsync the journal per step")
     stale_after_s: float = Field(default=300.0, ge=0)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    client_buffer_bytes: int = Field(default=1 << 20, ge=1024)
+    watch: Literal["auto", "inotify", "poll"] = "auto"
+    poll_interval_s: float = Field(default=0.05, gt=0)
+    drain_s: float = Field(default=2.0, ge=0)
+
+
+class GateSettings(_Strict):
+    """Promotion gate: thresholds a frozen file's out-of-sample metrics must meet."""
+
+    min_sharpe: float = Field(default=0.5, description="out-of-sample annualised Sharpe")
+    min_dsr: float = Field(default=0.9, ge=0, le=1, description="deflated Sharpe ratio")
+    max_pbo: float = Field(default=0.5, ge=0, le=1, description="probability of overfitting")
+    min_trades: int = Field(default=20, ge=0, description="out-of-sample trades")
+    max_drawdown: float = Field(default=0.35, ge=0, le=1, description="deepest drawdown (fraction)")
 
 
 class Settings(_Strict):
@@ -107,6 +125,7 @@ class Settings(_Strict):
     data: DataSettings = DataSettings()
     costs: CostSettings = CostSettings()
     live: LiveSettings = LiveSettings()
+    gate: GateSettings = GateSettings()
 
 
 def load_settings(path: Path | str | None = None, *, cwd: Path | None = None) -> Settings:

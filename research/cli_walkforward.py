@@ -1,0 +1,160 @@
+"""``signals walkforward`` and ``signals promote``: tune out of sample, freeze, gate."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from research.cli import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+
+
+def walkforward_command(
+    strategy: str = STRATEGY,
+    db: Path = DB,
+    timeframe: str = TIMEFRAME,
+    symbol: str = SYMBOL,
+    from_: str = FROM,
+    to: str = TO,
+    scheme: str = typer.Option("rolling", help="rolling (fixed train length) or anchored."),
+    folds: int = typer.Option(6, help="Number of folds (test windows tile the end of the data)."),
+    train: str = typer.Option(
+        None, help="Train window: 90d, 12h, 2w or candles (default 3x test)."
+    ),
+    test: str = typer.Option(None, help="Test window (default: what fits the folds)."),
+    gap: int = typer.Option(0, help="Purge gap in candles between train and test."),
+    trials: int = typer.Option(100, help="Optuna trials per fold."),
+    objective: str = typer.Option(
+        "sharpe", help="sharpe, sortino, calmar, return, expectancy or sqn (on train windows)."
+    ),
+    min_trades: int = typer.Option(5, help="Trials with fewer train trades get a fixed bad score."),
+    seed: int = typer.Option(42, help="Seed of the TPE samplers (fold i uses seed + i)."),
+    jobs: int = typer.Option(1, help="Parallel trials per study (1 = reproducible)."),
+    storage: str = typer.Option(
+        None, help="Optuna storage URL (default: SQLite in the run folder, resumable)."
+    ),
+    out: Path = typer.Option(None, help="Run folder (default reports/<strategy>-<tf>-<time>)."),
+    direction: str = typer.Option("long", help="long, short or both."),
+    costs: str = typer.Option(None, help="Cost preset or costs file (default: config)."),
+    fee_bps: float = typer.Option(None, help="Taker fee per side in bps."),
+    slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps."),
+    report: bool = typer.Option(True, help="Write the HTML report."),
+    config: Path = CONFIG,
+) -> None:
+    """Walk-forward optimisation: optuna tunes each fold's train window, judged only on its test.
+
+    Writes per-fold tables, the stitched out-of-sample equity, the trial ledger, DSR and PBO, the
+    frozen parameter file (most recent fold's best) and an HTML report into the run folder.
+    Re-running with the same --out resumes an interrupted run.
+    """
+    from research.execution import ExecutionModel
+    from research.folds import duration_candles
+    from research.inputs import prepare_run, resolve_costs
+    from research.walkforward import WalkForwardConfig, default_storage, run_walkforward
+    from research.wf_outputs import frozen_from_run, overfitting, write_outputs
+
+    run = prepare_run(
+        strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
+        config=config,
+    )  # fmt: skip
+    candles = run.candles if run.since is None else run.candles[run.candles.index >= run.since]
+    wf = WalkForwardConfig(
+        scheme=scheme, folds=folds, gap=gap, trials=trials, objective=objective,  # type: ignore[arg-type]
+        train=duration_candles(train, timeframe) if train else None,
+        test=duration_candles(test, timeframe) if test else None,
+        min_trades=min_trades, seed=seed, jobs=jobs,
+        execution=ExecutionModel(direction=direction),  # type: ignore[arg-type]
+        costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
+    )  # fmt: skip
+    out = out or Path("reports") / f"{strategy}-{timeframe}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)
+    storage = storage or default_storage(out)
+    result = run_walkforward(
+        candles, run.strategy, timeframe=timeframe, config=wf, storage=storage, run=name
+    )
+    stats = overfitting(result)
+    frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
+    paths = write_outputs(result, stats, frozen, out)
+    if report:
+        from research.wf_report import write_report
+
+        paths["report"] = write_report(
+            result, stats, frozen, out / "report.html", storage=storage, study=name
+        )
+    _print_summary(result, stats, frozen, paths)
+
+
+def _print_summary(result, stats, frozen, paths) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from research.walkforward import fold_table
+    from signals.console import console
+
+    title = f"walk-forward {result.strategy.name} {result.timeframe}"
+    columns = ["fold", "test from", "test to", "train sharpe", "test sharpe", "test return"]
+    table = Table(*columns, "test trades", title=title)
+    for row in fold_table(result).itertuples(index=False):
+        table.add_row(
+            str(row.fold),
+            f"{row.test_from:%Y-%m-%d %H:%M}",
+            f"{row.test_to:%Y-%m-%d %H:%M}",
+            f"{row.train_sharpe:.2f}",
+            f"{row.test_sharpe:.2f}",
+            f"{row.test_total_return:+.2%}",
+            str(int(row.test_trades)),
+        )
+    out = console()
+    out.print(table)
+    m = frozen.metrics or {}
+    out.print(
+        f"out-of-sample: return {m.get('total_return') or 0:+.2%}, sharpe "
+        f"{m.get('sharpe') or float('nan'):.2f}, max drawdown {m.get('max_drawdown') or 0:.2%}, "
+        f"trades {int(m.get('trades') or 0)}; trials run {stats.trials_run}",
+        highlight=False,
+    )
+    out.print(stats.verdict, highlight=False)
+    out.print(f"frozen: {paths['frozen']} (params_id {frozen.params_id})", highlight=False)
+    if "report" in paths:
+        out.print(f"report: {paths['report']}", highlight=False)
+
+
+def promote_command(
+    source: Path = typer.Argument(..., help="Frozen parameter file to promote."),
+    to: Path = typer.Option(..., "--to", help="Where the live runner reads its parameters."),
+    force: bool = typer.Option(
+        False, help="Promote even if the gate fails (recorded in the file)."
+    ),
+    min_sharpe: float = typer.Option(None, help="Minimum out-of-sample Sharpe (default 0.5)."),
+    min_dsr: float = typer.Option(None, help="Minimum deflated Sharpe ratio (default 0.9)."),
+    max_pbo: float = typer.Option(None, help="Maximum probability of overfitting (default 0.5)."),
+    min_trades: int = typer.Option(None, help="Minimum out-of-sample trades (default 20)."),
+    max_drawdown: float = typer.Option(None, help="Deepest drawdown allowed, e.g. 0.35."),
+    config: Path = CONFIG,
+) -> None:
+    """Promote a frozen file to the live path if it passes the gate (atomically); exit 1 if not."""
+    from research.gate import promote
+    from signals.config import load_settings
+
+    overrides = {
+        "min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
+        "min_trades": min_trades, "max_drawdown": max_drawdown,
+    }  # fmt: skip
+    gate = load_settings(config).gate.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    promoted, failures = promote(source, to, gate=gate, force=force)
+    for line in failures:
+        typer.echo(f"gate: {line}", err=True)
+    if failures and not force:
+        typer.echo(f"refused: {source} fails the promotion gate; nothing written", err=True)
+        raise typer.Exit(1)
+    state = "FORCED past the gate" if failures else "passed the gate"
+    typer.echo(f"promoted {source} -> {to} ({state}; params_id {promoted.params_id})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``walkforward`` and ``promote`` to the root app."""
+    app.command("walkforward")(walkforward_command)
+    app.command("promote")(promote_command)
