@@ -2,15 +2,68 @@
 
 Each function takes Series (float64) and returns Series aligned to the same index, NaN where the
 indicator is not yet defined. Warm-up needs of each are in :mod:`strategies.warmup`.
+
+Inside ``with indicator_cache():`` the TA-Lib wrappers memoise their raw results, keyed by the
+function, the input arrays (memory address, length and stride) and the arguments, so a sweep
+computes EMA(9) of the close once for all the combinations that use it. Outside the context
+nothing is cached and every call computes afresh; results are identical either way.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import talib
 
 MA_SMA = 0  # TA-Lib MA_Type.SMA: Stochastic smoothing stays windowed (exact after its period)
+
+
+_CACHE: ContextVar[dict[tuple, tuple[tuple[np.ndarray, ...], Any]] | None] = ContextVar(
+    "indicator_cache", default=None
+)
+
+
+@contextmanager
+def indicator_cache() -> Iterator[None]:
+    """Memoise the TA-Lib wrappers' results until the block ends (nested blocks share one memo).
+
+    Entries keep their input arrays alive, so a memory address cannot be reused by other data
+    while the memo exists. Each call still returns new Series on the caller's index.
+
+    >>> with indicator_cache():  # doctest: +SKIP
+    ...     a = ema(candles["close"], 9)
+    ...     b = ema(candles["close"], 9)  # computed once
+    """
+    if _CACHE.get() is not None:
+        yield
+        return
+    token = _CACHE.set({})
+    try:
+        yield
+    finally:
+        _CACHE.reset(token)
+
+
+def _array_key(values: np.ndarray) -> tuple[int, int, int]:
+    return (values.__array_interface__["data"][0], len(values), values.strides[0])
+
+
+def _talib(name: str, func: Callable[..., Any], *inputs: np.ndarray, **kwargs: Any) -> Any:
+    """Call ``func(*inputs, **kwargs)``, memoised when an `indicator_cache` is active."""
+    memo = _CACHE.get()
+    if memo is None:
+        return func(*inputs, **kwargs)
+    key = (name, tuple(_array_key(a) for a in inputs), tuple(sorted(kwargs.items())))
+    hit = memo.get(key)
+    if hit is None:
+        hit = (inputs, func(*inputs, **kwargs))
+        memo[key] = hit
+    return hit[1]
 
 
 def _values(series: pd.Series) -> np.ndarray:
@@ -23,25 +76,31 @@ def _wrap(values: np.ndarray, like: pd.Series, name: str) -> pd.Series:
 
 def ema(close: pd.Series, period: int) -> pd.Series:
     """Exponential moving average (TA-Lib EMA, seeded with the SMA of the first `period`)."""
-    return _wrap(talib.EMA(_values(close), timeperiod=period), close, f"ema_{period}")
+    return _wrap(
+        _talib("ema", talib.EMA, _values(close), timeperiod=period), close, f"ema_{period}"
+    )
 
 
 def sma(series: pd.Series, period: int) -> pd.Series:
     """Simple moving average."""
-    return _wrap(talib.SMA(_values(series), timeperiod=period), series, f"sma_{period}")
+    return _wrap(
+        _talib("sma", talib.SMA, _values(series), timeperiod=period), series, f"sma_{period}"
+    )
 
 
 def rsi(close: pd.Series, period: int = 14) -> pd.Series:
     """Relative strength index with Wilder smoothing (0..100)."""
-    return _wrap(talib.RSI(_values(close), timeperiod=period), close, f"rsi_{period}")
+    return _wrap(
+        _talib("rsi", talib.RSI, _values(close), timeperiod=period), close, f"rsi_{period}"
+    )
 
 
 def macd(
     close: pd.Series, fast: int = 12, slow: int = 26, signal: int = 9
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """MACD line, signal line and histogram."""
-    line, sig, hist = talib.MACD(
-        _values(close), fastperiod=fast, slowperiod=slow, signalperiod=signal
+    line, sig, hist = _talib(
+        "macd", talib.MACD, _values(close), fastperiod=fast, slowperiod=slow, signalperiod=signal
     )
     return (
         _wrap(line, close, "macd"),
@@ -54,8 +113,14 @@ def bollinger(
     close: pd.Series, period: int = 20, stddev: float = 2.0
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Bollinger bands (upper, middle, lower) around an SMA, `stddev` population deviations wide."""
-    upper, middle, lower = talib.BBANDS(
-        _values(close), timeperiod=period, nbdevup=stddev, nbdevdn=stddev, matype=MA_SMA
+    upper, middle, lower = _talib(
+        "bollinger",
+        talib.BBANDS,
+        _values(close),
+        timeperiod=period,
+        nbdevup=stddev,
+        nbdevdn=stddev,
+        matype=MA_SMA,
     )
     return (
         _wrap(upper, close, "bb_upper"),
@@ -91,7 +156,9 @@ def stochastic(
     d_period: int = 3,
 ) -> tuple[pd.Series, pd.Series]:
     """Slow Stochastic %K and %D (0..100), both smoothed with SMAs."""
-    k, d = talib.STOCH(
+    k, d = _talib(
+        "stochastic",
+        talib.STOCH,
         _values(high),
         _values(low),
         _values(close),
@@ -106,7 +173,9 @@ def stochastic(
 
 def atr(high: pd.Series, low: pd.Series, close: pd.Series, period: int = 14) -> pd.Series:
     """Average true range with Wilder smoothing."""
-    values = talib.ATR(_values(high), _values(low), _values(close), timeperiod=period)
+    values = _talib(
+        "atr", talib.ATR, _values(high), _values(low), _values(close), timeperiod=period
+    )
     return _wrap(values, close, f"atr_{period}")
 
 
