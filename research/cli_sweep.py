@@ -1,0 +1,150 @@
+"""``signals sweep``: grid-sweep a strategy's parameters, rank them, write table and heatmap.
+
+The command parses options and calls `research.grid.expand_grid`, `research.sweep.run_sweep`,
+`write_sweep` and `write_heatmap`; heavy imports happen inside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def sweep_command(
+    strategy: str = typer.Option(
+        ..., "--strategy", "-s", help="Strategy name (see `signals strategies`)."
+    ),
+    db: Path = typer.Option(
+        None, "--db", help="Candle database (default: data.candles_db in the config)."
+    ),
+    timeframe: str = typer.Option(
+        ..., "--timeframe", "-t", help="Candle timeframe: 1m 5m 15m 1h 4h 1d."
+    ),
+    symbol: str = typer.Option(None, "--symbol", help="Symbol (default: data.symbol, BTCUSDT)."),
+    grid: list[str] = typer.Option(
+        None,
+        "--grid",
+        "-g",
+        help="Values of one parameter (repeatable): name=start:stop:step (stop included), "
+        "name=v1,v2,... or name=value. Other parameters keep their defaults.",
+    ),
+    metric: str = typer.Option("sharpe", "--metric", help="Metric to rank by (NaN last)."),
+    top: int = typer.Option(10, "--top", help="How many of the best rows to print."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Folder for sweep.parquet, sweep.csv, sweep.json and heatmaps."
+    ),
+    from_: str = typer.Option(None, "--from", help="First candle (ISO UTC date/time or epoch s)."),
+    to: str = typer.Option(None, "--to", help="Last candle (ISO UTC date/time or epoch s)."),
+    direction: str = typer.Option("long", help="long (default), short, or both (reverses)."),
+    fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
+    slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", help="Worker processes (2 uses both cores of a 2-core machine)."
+    ),
+    chunk_size: int = typer.Option(
+        None, "--chunk-size", help="Combinations per simulation (default: sized from candles)."
+    ),
+    heatmap: str = typer.Option(
+        None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
+    config: Path = typer.Option(
+        None, "--config", help="YAML config (default: ./signals.yaml if present)."
+    ),
+) -> None:
+    """Backtest every combination of a parameter grid in one vectorised simulation per chunk.
+
+    Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
+    top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
+    """
+    from research.execution import ExecutionModel
+    from research.grid import expand_grid
+    from research.inputs import prepare_run, resolve_costs
+    from research.metrics import METRIC_KEYS
+    from research.sweep import run_sweep, write_heatmap, write_sweep
+
+    if metric not in METRIC_KEYS:
+        raise typer.BadParameter(f"one of {', '.join(METRIC_KEYS)}", param_hint="--metric")
+    if not grid:
+        raise typer.BadParameter("give at least one --grid name=...", param_hint="--grid")
+    axes = _heatmap_axes(heatmap)
+    run = prepare_run(
+        strategy_name=strategy,
+        db=db,
+        timeframe=timeframe,
+        symbol=symbol,
+        start=from_,
+        end=to,
+        config=config,
+    )
+    try:
+        execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--direction") from None
+    costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    expanded = expand_grid(run.strategy, grid)
+    for name in axes:
+        if name not in expanded.names:
+            raise typer.BadParameter(f"{name!r} is not swept by --grid", param_hint="--heatmap")
+    candles = run.candles if run.since is None else run.candles[run.candles.index >= run.since]
+    typer.echo(
+        f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} combinations "
+        f"({expanded.skipped} invalid skipped) over {len(candles)} candles",
+        err=True,
+    )
+    result = run_sweep(
+        candles,
+        run.strategy,
+        expanded,
+        timeframe=run.timeframe,
+        execution=execution,
+        costs=costs,
+        chunk_size=chunk_size,
+        jobs=jobs,
+        progress=progress,
+    )
+    _print_top(result, metric, top, expanded.names)
+    if out is not None:
+        paths = write_sweep(result, out)
+        written = [paths["parquet"], paths["csv"], paths["json"]]
+        if axes:
+            written.append(write_heatmap(result, axes[0], axes[1], metric, out))
+        typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+
+
+def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:
+    if heatmap is None:
+        return ()
+    axes = tuple(a.strip() for a in heatmap.split(","))
+    if len(axes) != 2 or not all(axes) or axes[0] == axes[1]:
+        raise typer.BadParameter("expected two different parameters: x,y", param_hint="--heatmap")
+    return axes
+
+
+def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        best = result.ranked(metric, top)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--metric") from None
+    shown = [*swept, metric] + [
+        m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric
+    ]
+    table = Table(
+        title=f"{result.strategy} {result.timeframe}: top {len(best)} of {len(result.table)} "
+        f"by {metric} ({result.elapsed:.1f} s)"
+    )
+    for name in shown:
+        table.add_column(name, justify="right")
+    for row in best.to_dict("records"):
+        table.add_row(*(_fmt(row[name]) for name in shown))
+    Console().print(table)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

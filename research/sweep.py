@@ -1,0 +1,368 @@
+"""Parameter sweeps: every combination is a column of one vectorbt simulation per chunk.
+
+`run_sweep` evaluates a list of parameter sets (see `research.grid`) on the same candles:
+
+1. **Signals.** The strategy's own signal function (the one the live runner calls) runs once per
+   combination inside `strategies.indicators.indicator_cache`, so each indicator is computed
+   once per distinct input and reused by every combination of the chunk that needs it.
+2. **Simulation.** The chunk's BUY/SELL decisions become the columns of two boolean matrices
+   and go through `research.execution.simulate` in one call: parameters as columns.
+3. **Metrics.** The equity-curve figures are reduced from the order records without building
+   the candles x columns equity matrix (`research._sweep_kernel`, checked against
+   `research.metrics.metrics_table`); the per-trade figures are `research.metrics`' own.
+
+Chunks bound memory: their width is chosen from the candle count so that one chunk's matrices
+and vectorbt's working arrays stay near `CHUNK_BUDGET_BYTES`. With ``jobs > 1`` chunks run in
+forked worker processes that share the candles copy-on-write and return only the small metric
+rows. Column k of a sweep equals `research.backtest.run_backtest` with the k-th parameters.
+
+The sweep table has the parameter columns (every field of the strategy's ``Params``), then the
+metric columns named as in `research.metrics.METRIC_KEYS`. ``cost_break_even_bps`` is left
+out: it needs a bisection of ~17 simulations per combination (run a backtest for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from research._sweep_kernel import equity_metrics_nb
+from research.costs import CostModel
+from research.execution import ExecutionModel, simulate
+from research.grid import Grid
+from research.metrics import METRIC_KEYS, TradeArrays, _trade_metrics, candles_per_year
+from signals.timeframes import timeframe_seconds
+from strategies import Strategy
+from strategies.indicators import indicator_cache
+
+# Memory one chunk may use, and what a (candle, combination) cell costs at the peak of a chunk:
+# the BUY/SELL matrices and vectorbt's copies of them (~8 B), and the float64 candles x columns
+# arrays vectorbt 1.2 builds around a simulation under pandas 3 (a dummy frame, writable copies
+# of the close, their DataFrame wraps: ~100 B). Measured: see benchmarks/RESULTS.md.
+CHUNK_BUDGET_BYTES = 2**30
+BYTES_PER_CELL = 112
+MAX_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The sweep table (one row per combination: parameters, then metrics) and its provenance."""
+
+    table: pd.DataFrame
+    param_names: tuple[str, ...]
+    strategy: str
+    timeframe: str
+    execution: ExecutionModel
+    costs: CostModel
+    candles: int
+    first_candle: pd.Timestamp | None
+    last_candle: pd.Timestamp | None
+    elapsed: float
+    chunk_size: int
+    jobs: int
+    skipped: int = 0
+    grid: tuple[str, ...] = ()
+
+    def ranked(self, metric: str = "sharpe", top: int | None = None) -> pd.DataFrame:
+        """Return the rows sorted by `metric`, best first (NaN last), optionally the top N."""
+        if metric not in self.table.columns:
+            raise KeyError(f"unknown metric {metric!r}; one of {', '.join(METRIC_KEYS)}")
+        ascending = metric in LOWER_IS_BETTER
+        ordered = self.table.sort_values(
+            metric, ascending=ascending, na_position="last", kind="stable"
+        )
+        return ordered if top is None else ordered.head(top)
+
+
+# Metrics where smaller is better (ranking sorts them ascending).
+LOWER_IS_BETTER = frozenset({"max_drawdown_days", "fees_paid"})
+
+
+@dataclass(frozen=True)
+class _Job:
+    candles: pd.DataFrame
+    strategy: Strategy
+    combos: Sequence[Any]
+    timeframe: str
+    execution: ExecutionModel
+    costs: CostModel
+
+
+_WORKER_JOB: _Job | None = None  # set in the parent just before forking workers
+
+
+def auto_chunk_size(n_candles: int, *, budget_bytes: int = CHUNK_BUDGET_BYTES) -> int:
+    """Return how many combinations one chunk holds so it stays near `budget_bytes`."""
+    return int(np.clip(budget_bytes // max(1, n_candles * BYTES_PER_CELL), 1, MAX_CHUNK))
+
+
+def run_sweep(
+    candles: pd.DataFrame,
+    strategy: Strategy,
+    combos: Sequence[Any] | Grid,
+    *,
+    timeframe: str,
+    execution: ExecutionModel,
+    costs: CostModel,
+    chunk_size: int | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> SweepResult:
+    """Backtest every parameter set in `combos` on `candles`; return one row per combination.
+
+    `combos` is a list of the strategy's ``Params`` or a `research.grid.Grid` (whose skipped
+    count and specs are then recorded). ``jobs > 1`` runs chunks in that many forked processes.
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    grid = combos if isinstance(combos, Grid) else None
+    combo_list = list(grid.combos if grid else combos)
+    if len(candles) < 2:
+        raise ValueError("a sweep needs at least 2 candles")
+    size = chunk_size or auto_chunk_size(len(candles))
+    bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
+    job = _Job(candles, strategy, combo_list, timeframe, execution, costs)
+    jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
+    with tqdm(total=len(combo_list), unit="combo", disable=not progress, smoothing=0.1) as bar:
+        parts = _run_chunks(job, bounds, jobs, bar)
+    names = tuple(f.name for f in dataclasses.fields(strategy.Params))
+    params = pd.DataFrame([dataclasses.asdict(p) for p in combo_list], columns=list(names))
+    metrics = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=list(METRIC_KEYS), dtype="float64")
+    )
+    table = pd.concat([params, metrics], axis=1)
+    return SweepResult(
+        table=table,
+        param_names=names,
+        strategy=strategy.name,
+        timeframe=timeframe,
+        execution=execution,
+        costs=costs,
+        candles=len(candles),
+        first_candle=candles.index[0] if len(candles) else None,
+        last_candle=candles.index[-1] if len(candles) else None,
+        elapsed=time.perf_counter() - started,
+        chunk_size=size,
+        jobs=jobs,
+        skipped=grid.skipped if grid else 0,
+        grid=tuple(s.text for s in grid.specs) if grid else (),
+    )
+
+
+def _run_chunks(job: _Job, bounds: list[tuple[int, int]], jobs: int, bar: Any) -> list:
+    parts: list[pd.DataFrame | None] = [None] * len(bounds)
+    if jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for i, (start, stop) in enumerate(bounds):
+            parts[i] = chunk_metrics(job, start, stop)
+            bar.update(stop - start)
+        return parts
+    # vectorbt's simulate_from_signals_nb cannot be cached on disk (it takes functions as
+    # arguments), so every process compiles it: do it once here and let the workers inherit it.
+    warm = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:1])
+    chunk_metrics(warm, 0, 1)
+    global _WORKER_JOB
+    _WORKER_JOB = job  # forked workers inherit it: the candles are shared, never pickled
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {pool.submit(_worker_chunk, a, b): i for i, (a, b) in enumerate(bounds)}
+            for future in as_completed(futures):
+                i = futures[future]
+                parts[i] = future.result()
+                bar.update(bounds[i][1] - bounds[i][0])
+    finally:
+        _WORKER_JOB = None
+    return parts
+
+
+def _worker_chunk(start: int, stop: int) -> pd.DataFrame:
+    assert _WORKER_JOB is not None, "worker started without a job (fork start method needed)"
+    return chunk_metrics(_WORKER_JOB, start, stop)
+
+
+def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
+    """Signals, one simulation and the metrics of combinations ``start:stop`` of a job."""
+    candles, combos = job.candles, job.combos[start:stop]
+    n, k = len(candles), len(combos)
+    # Fortran order: each combination's column is contiguous, as vectorbt walks column by column.
+    buy = np.zeros((n, k), dtype=bool, order="F")
+    sell = np.zeros((n, k), dtype=bool, order="F")
+    with indicator_cache():
+        for j, params in enumerate(combos):
+            frame = job.strategy.signals(candles, params)
+            buy[:, j] = frame.buy.to_numpy(dtype=bool)
+            sell[:, j] = frame.sell.to_numpy(dtype=bool)
+    index = pd.RangeIndex(n)
+    pf = simulate(
+        candles,
+        pd.DataFrame(buy, index=index, copy=False),
+        pd.DataFrame(sell, index=index, copy=False),
+        execution=job.execution,
+        costs=job.costs,
+        timeframe=job.timeframe,
+    )
+    del buy, sell
+    if getattr(job.costs, "has_funding", False):
+        return _reference_metrics(pf, candles, job)
+    return portfolio_table(pf, candles["close"].to_numpy(dtype="float64"), job.timeframe, k)
+
+
+def _reference_metrics(pf: Any, candles: pd.DataFrame, job: _Job) -> pd.DataFrame:
+    # Funding is applied to the equity curve after the simulation: take the backtest's own path.
+    from research.backtest import funded_equity, funding_schedule, portfolio_metrics
+
+    funding = funding_schedule(candles, job.timeframe, job.costs)
+    values, _ = funded_equity(pf, candles, job.timeframe, funding)
+    return portfolio_metrics(pf, candles, job.timeframe, equity=values)
+
+
+def portfolio_table(pf: Any, close: np.ndarray, timeframe: str, k: int) -> pd.DataFrame:
+    """Return the metrics of every column of `pf` (fast path of `portfolio_metrics`)."""
+    orders = pf.order_records
+    order = np.lexsort((orders["idx"], orders["col"]))
+    if not np.array_equal(order, np.arange(len(orders))):
+        orders = orders[order]
+    init_cash = float(np.asarray(pf.init_cash).ravel()[0])
+    figures = equity_metrics_nb(
+        close,
+        init_cash,
+        orders["col"],
+        orders["idx"],
+        orders["size"],
+        orders["price"],
+        orders["fees"],
+        orders["side"],
+        k,
+    )
+    n = len(close)
+    total, mean, std, downside, mdd, longest, exposure, fees = figures.T
+    per_year = candles_per_year(timeframe)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        annual = np.power(np.maximum(1.0 + total, 0.0), per_year / n) - 1.0
+        table = {
+            "total_return": total,
+            "annual_return": annual,
+            "sharpe": np.where(std > 0, mean / std * np.sqrt(per_year), np.nan),
+            "sortino": np.where(downside > 0, mean / downside * np.sqrt(per_year), np.nan),
+            "calmar": np.where(np.abs(mdd) > 0, annual / np.abs(mdd), np.nan),
+            "max_drawdown": mdd,
+            "max_drawdown_days": longest * timeframe_seconds(timeframe) / 86400.0,
+            "exposure": exposure,
+            "fees_paid": fees,
+            "buy_hold_return": np.full(k, close[-1] / close[0] - 1.0),
+        }
+    records = pf.trades.values
+    trades = TradeArrays(
+        col=records["col"],
+        pnl=records["pnl"],
+        ret=records["return"],
+        entry_idx=records["entry_idx"],
+        exit_idx=records["exit_idx"],
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # columns without trades: NaN figures
+        table.update(_trade_metrics(trades, k, timeframe))
+    return pd.DataFrame(table)[list(METRIC_KEYS)]
+
+
+def sweep_metadata(result: SweepResult) -> dict[str, Any]:
+    """Return the JSON-ready provenance of a sweep (written as ``sweep.json``)."""
+
+    def iso(ts: pd.Timestamp | None) -> str | None:
+        return None if ts is None else ts.isoformat()
+
+    costs = result.costs
+    dump = getattr(costs, "model_dump", None)
+    return {
+        "strategy": result.strategy,
+        "timeframe": result.timeframe,
+        "grid": list(result.grid),
+        "param_names": list(result.param_names),
+        "metrics": list(METRIC_KEYS),
+        "costs": dump(mode="json") if dump else dataclasses.asdict(costs),
+        "execution": dataclasses.asdict(result.execution),
+        "data": {
+            "candles": result.candles,
+            "first_candle": iso(result.first_candle),
+            "last_candle": iso(result.last_candle),
+        },
+        "rows": len(result.table),
+        "skipped_combinations": result.skipped,
+        "seed": None,  # a grid sweep draws nothing at random
+        "elapsed_seconds": round(result.elapsed, 3),
+        "chunk_size": result.chunk_size,
+        "jobs": result.jobs,
+    }
+
+
+def write_sweep(result: SweepResult, out_dir: Path) -> dict[str, Path]:
+    """Write ``sweep.parquet``, ``sweep.csv`` and ``sweep.json`` into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "parquet": out_dir / "sweep.parquet",
+        "csv": out_dir / "sweep.csv",
+        "json": out_dir / "sweep.json",
+    }
+    result.table.to_parquet(paths["parquet"], index=False)
+    result.table.to_csv(paths["csv"], index=False)
+    text = json.dumps(sweep_metadata(result), indent=2, allow_nan=False, default=str)
+    paths["json"].write_text(text + "\n", encoding="utf-8")
+    return paths
+
+
+def sweep_heatmap(result: SweepResult, x: str, y: str, metric: str = "sharpe") -> Any:
+    """Return a plotly heatmap of `metric` over parameters `x` and `y`.
+
+    When other parameters vary too, each cell shows the best value over them (the maximum; the
+    minimum for metrics where lower is better): "how good can (x, y) get".
+    """
+    import plotly.graph_objects as go
+
+    table = result.table
+    for name in (x, y):
+        if name not in result.param_names:
+            raise KeyError(f"{name!r} is not a parameter ({', '.join(result.param_names)})")
+    if metric not in table.columns:
+        raise KeyError(f"unknown metric {metric!r}; one of {', '.join(METRIC_KEYS)}")
+    how = "min" if metric in LOWER_IS_BETTER else "max"
+    values = table[metric].astype("float64").replace([np.inf, -np.inf], np.nan)
+    grid = values.groupby([table[y], table[x]]).agg(how).unstack(x).sort_index()
+    grid = grid.reindex(sorted(grid.columns), axis=1)
+    figure = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=[str(v) for v in grid.columns],
+            y=[str(v) for v in grid.index],
+            colorscale="RdYlGn_r" if how == "min" else "RdYlGn",
+            colorbar={"title": metric},
+            hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{metric}=%{{z:.4g}}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=f"{result.strategy} {result.timeframe}: {metric} ({how} over other parameters)",
+        xaxis_title=x,
+        yaxis_title=y,
+    )
+    return figure
+
+
+def write_heatmap(result: SweepResult, x: str, y: str, metric: str, out_dir: Path) -> Path:
+    """Write `sweep_heatmap` as self-contained HTML (plotly.js inline) to ``heatmap_<x>_<y>``."""
+    path = Path(out_dir) / f"heatmap_{x}_{y}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_heatmap(result, x, y, metric).write_html(path, include_plotlyjs=True, full_html=True)
+    return path
