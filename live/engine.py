@@ -33,12 +33,17 @@ WINDOW_MARGIN = 64
 
 @dataclass
 class Decisions:
-    """What one step decided: the signal records and the newest candle it covered."""
+    """What one step decided: the signal records and the newest candle it covered.
+
+    `timestamps` lists the open times of the new closed candles the step covered (invalid ones
+    included), so a caller can log gaps.
+    """
 
     records: list[dict[str, Any]] = field(default_factory=list)
     last_candle_ts: int | None = None
     candles: int = 0
     skipped: list[int] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
 
 
 class SignalEngine:
@@ -80,6 +85,7 @@ class SignalEngine:
             last_candle_ts=int(newest.timestamp()),
             candles=int((window.index >= first_new).sum()),
             skipped=[ts for ts in skipped if ts >= int(first_new.timestamp())],
+            timestamps=[int(ts) for ts in epoch_seconds(fresh.index)],
         )
 
     def _drop_invalid(self, window: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
