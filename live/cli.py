@@ -1,0 +1,79 @@
+"""``signals live``: parse options, load settings, start the runner. No logic lives here.
+
+Only typer is imported at module level, so ``signals --help`` and ``signals live --help`` stay
+thin; the runner (pandas, strategies; never vectorbt, optuna, jupyter or plotting) is imported
+when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def live_command(
+    params: Path = typer.Option(..., "--params", help="Frozen parameter file (JSON) to run."),
+    db: Path = typer.Option(
+        None, "--db", help="Candle database to follow (default: data.candles_db in the config)."
+    ),
+    analysis_db: Path = typer.Option(
+        None, "--analysis-db", help="analysis.db to ATTACH (default: data.analysis_db)."
+    ),
+    socket: Path = typer.Option(
+        None, "--socket", help="Unix socket path, created 0660 (default: live.socket)."
+    ),
+    tcp: str = typer.Option(
+        None, "--tcp", help="Also listen on TCP HOST:PORT (127.0.0.1 unless a host is given)."
+    ),
+    token: str = typer.Option(
+        None,
+        "--token",
+        envvar="SIGNALS_LIVE_TOKEN",
+        help="Shared token TCP clients send in a first `auth` line; required off loopback. "
+        "Prefer the SIGNALS_LIVE_TOKEN environment variable (not visible in `ps`).",
+    ),
+    journal: Path = typer.Option(
+        None, "--journal", help="Signal journal (SQLite; default: <params>.journal.db)."
+    ),
+    heartbeat: float = typer.Option(
+        None, "--heartbeat", help="Seconds between heartbeats (default: live.heartbeat_s, 5)."
+    ),
+    stale_after: float = typer.Option(
+        None,
+        "--stale-after",
+        help="Flag signals of candles that closed more than this many seconds ago as stale "
+        "(default: live.stale_after_s, 300).",
+    ),
+    config: Path = typer.Option(
+        None, "--config", help="YAML config (default: ./signals.yaml if present)."
+    ),
+    allow_hash_mismatch: bool = typer.Option(
+        False,
+        "--allow-hash-mismatch",
+        help="Run a frozen file whose strategy_hash does not match the code (not recommended).",
+    ),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus text at http://127.0.0.1:PORT/metrics."
+    ),
+) -> None:
+    """Stream BUY/SELL signals of a frozen parameter set as closed candles arrive (JSON lines).
+
+    Clients connect to the Unix socket (or TCP), receive `hello`, and may send
+    `{"type":"resume","since_seq":N}` and `{"type":"status"}`. SIGHUP reloads the frozen file;
+    SIGTERM drains and exits.
+    """
+    from live.start import run_from_options
+
+    code = run_from_options(
+        params=params, db=db, analysis_db=analysis_db, socket=socket, tcp=tcp, token=token,
+        journal=journal, heartbeat=heartbeat, stale_after=stale_after, config=config,
+        allow_hash_mismatch=allow_hash_mismatch, metrics_port=metrics_port,
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``live`` command to the ``signals`` app."""
+    app.command("live")(live_command)

@@ -1,0 +1,379 @@
+"""Serve the signal stream to many clients: hello, resume, status, heartbeats, bounded buffers.
+
+The `Hub` knows clients only through the `Transport` seam (send one encoded line; close), so its
+logic runs in unit tests on `MemoryTransport`; `StreamTransport` wraps an asyncio stream of a
+Unix or TCP socket.
+
+Ordering and exactly-once per connection: every signal is journaled (committed) before it is
+broadcast, and each client remembers the last seq it was sent. ``resume`` replays the journal
+in chunks while live broadcasts skip that client; its last journal read returns nothing new and
+is followed, with no ``await`` in between, by switching the client to live. Anything broadcast
+during the replay was committed before the broadcast, so the replay read it; anything committed
+after the last read is broadcast later and passes the seq filter. No gap, no duplicate.
+
+Back-pressure: a client's unsent bytes are bounded (``max_buffer_bytes``); a client over the
+bound is dropped with a log line. A vanished client (reset, broken pipe) only ends its own
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from live.journal import Entry, Journal
+from live.protocol import (
+    MAX_LINE_BYTES,
+    Auth,
+    ErrorMessage,
+    Heartbeat,
+    Hello,
+    ProtocolError,
+    Resume,
+    Status,
+    StatusRequest,
+    decode_client,
+    encode,
+)
+from live.stats import Counters
+
+log = logging.getLogger(__name__)
+REPLAY_CHUNK = 500
+AUTH_TIMEOUT_S = 5.0
+
+
+class Transport(Protocol):
+    """Where a client's lines go: the seam between the hub and sockets."""
+
+    def send(self, line: bytes) -> bool:
+        """Queue `line`; return False when the client's buffer would overflow."""
+
+    async def drain(self) -> None:
+        """Wait until the queued lines are handed to the OS."""
+
+    def buffered(self) -> int:
+        """Return the bytes queued and not yet handed to the OS."""
+
+    def close(self) -> None:
+        """Close the connection (queued lines may still be flushed)."""
+
+    def abort(self) -> None:
+        """Close at once, discarding queued lines."""
+
+
+class MemoryTransport:
+    """An in-memory transport for unit tests: lines are appended to `lines`."""
+
+    def __init__(self, max_buffer_bytes: int | None = None) -> None:
+        self.lines: list[bytes] = []
+        self.closed = False
+        self.max_buffer_bytes = max_buffer_bytes
+        self.pending = 0
+
+    def send(self, line: bytes) -> bool:
+        """Append `line` unless the simulated buffer overflows or the transport is closed."""
+        if self.closed:
+            return False
+        if self.max_buffer_bytes is not None:
+            if self.pending + len(line) > self.max_buffer_bytes:
+                return False
+            self.pending += len(line)
+        self.lines.append(line)
+        return True
+
+    async def drain(self) -> None:
+        """Nothing to wait for."""
+
+    def buffered(self) -> int:
+        """Return the simulated unsent bytes."""
+        return self.pending
+
+    def close(self) -> None:
+        """Mark closed."""
+        self.closed = True
+
+    def abort(self) -> None:
+        """Mark closed."""
+        self.closed = True
+
+
+class StreamTransport:
+    """An asyncio stream (Unix or TCP) with a bound on the bytes waiting to be sent."""
+
+    def __init__(self, writer: asyncio.StreamWriter, max_buffer_bytes: int) -> None:
+        self.writer = writer
+        self.max_buffer_bytes = max_buffer_bytes
+
+    def send(self, line: bytes) -> bool:
+        """Write `line` now (asyncio sends at once when nothing is queued)."""
+        transport = self.writer.transport
+        if transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() + len(line) > self.max_buffer_bytes:
+            return False
+        self.writer.write(line)
+        return True
+
+    async def drain(self) -> None:
+        """Wait for the OS to take the queued bytes."""
+        await self.writer.drain()
+
+    def buffered(self) -> int:
+        """Return the bytes queued in user space."""
+        return int(self.writer.transport.get_write_buffer_size())
+
+    def close(self) -> None:
+        """Close after flushing."""
+        self.writer.close()
+
+    def abort(self) -> None:
+        """Close at once."""
+        self.writer.transport.abort()
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected client and where its stream stands."""
+
+    transport: Transport
+    name: str
+    last_sent_seq: int = 0
+    replaying: bool = False
+    dropped: bool = False
+    connected_at: float = field(default_factory=time.time)
+
+
+class Hub:
+    """The set of clients: broadcast, heartbeats, resume and status, with bounded buffers."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        hello: Callable[[], Hello],
+        status: Callable[[], dict[str, Any]],
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.journal = journal
+        self.hello = hello
+        self.status = status
+        self.counters = counters
+        self.clock = clock
+        self.clients: set[Client] = set()
+        self.last_seq = journal.last_seq()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, client: Client, line: bytes) -> bool:
+        """Send one line to `client`; drop the client (with a log line) when it overflows."""
+        if client.dropped:
+            return False
+        if client.transport.send(line):
+            return True
+        self.drop(client, "send buffer full")
+        return False
+
+    def drop(self, client: Client, reason: str) -> None:
+        """Disconnect `client` at once and count it."""
+        if client.dropped:
+            return
+        client.dropped = True
+        self.counters.drops += 1
+        log.warning(
+            "event=client_dropped client=%s reason=%r buffered=%d",
+            client.name, reason, client.transport.buffered(),
+        )  # fmt: skip
+        self.clients.discard(client)
+        client.transport.abort()
+
+    def connect(self, client: Client) -> None:
+        """Register `client` and send its hello; it receives live signals from now on."""
+        client.last_sent_seq = self.last_seq
+        self.clients.add(client)
+        self.send(client, encode(self.hello()))
+        log.info("event=client_connected client=%s clients=%d", client.name, len(self.clients))
+
+    def disconnect(self, client: Client) -> None:
+        """Forget `client` (it closed or failed)."""
+        if client in self.clients:
+            self.clients.discard(client)
+            log.info(
+                "event=client_disconnected client=%s clients=%d", client.name, len(self.clients)
+            )
+
+    def broadcast(self, entries: Iterable[Entry]) -> int:
+        """Send journaled `entries` to every live client (seq-filtered); return lines sent."""
+        sent = 0
+        for entry in entries:
+            self.last_seq = max(self.last_seq, entry.seq)
+            for client in list(self.clients):
+                if client.replaying or entry.seq <= client.last_sent_seq:
+                    continue
+                if self.send(client, entry.line):
+                    client.last_sent_seq = entry.seq
+                    sent += 1
+        return sent
+
+    def heartbeat(self) -> None:
+        """Send a heartbeat to every client."""
+        line = encode(Heartbeat(last_seq=self.last_seq, ts=self.clock()))
+        for client in list(self.clients):
+            self.send(client, line)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def handle_line(self, client: Client, raw: bytes) -> None:
+        """Act on one client line: ``resume``, ``status`` (``auth`` again is ignored)."""
+        try:
+            message = decode_client(raw)
+        except ProtocolError as exc:
+            self.send(client, encode(ErrorMessage(message=str(exc))))
+            return
+        if isinstance(message, Resume):
+            await self.resume(client, message.since_seq)
+        elif isinstance(message, StatusRequest):
+            self.send(client, encode(Status(data=self.status())))
+        elif isinstance(message, Auth):
+            pass
+
+    async def resume(self, client: Client, since_seq: int) -> None:
+        """Send the journaled signals after `since_seq`, in order, then switch to live."""
+        last = self.journal.last_seq()
+        if since_seq > last:
+            log.warning(
+                "event=resume_ahead client=%s since_seq=%d journal_last=%d",
+                client.name, since_seq, last,
+            )  # fmt: skip
+            since_seq = last
+        client.replaying = True
+        client.last_sent_seq = since_seq
+        replayed = 0
+        try:
+            while not client.dropped:
+                entries = self.journal.since(client.last_sent_seq, limit=REPLAY_CHUNK)
+                if not entries:
+                    break  # no await between this read and going live (see module doc)
+                for entry in entries:
+                    if not self.send(client, entry.line):
+                        return
+                    client.last_sent_seq = entry.seq
+                replayed += len(entries)
+                await client.transport.drain()
+        finally:
+            client.replaying = False
+        log.info(
+            "event=resume client=%s since_seq=%d replayed=%d", client.name, since_seq, replayed
+        )
+
+    async def drain(self, timeout_s: float) -> None:
+        """Flush every client's queued lines for up to `timeout_s`, then close them."""
+        clients = list(self.clients)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(c.transport.drain() for c in clients), return_exceptions=True),
+                timeout_s,
+            )
+        for client in clients:
+            client.transport.close()
+
+
+class Listener:
+    """Accept connections on a bound socket and run each through the hub."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        sock: socket.socket,
+        *,
+        token: str | None = None,
+        max_buffer_bytes: int = 1 << 20,
+    ) -> None:
+        self.hub = hub
+        self.sock = sock
+        self.token = token
+        self.max_buffer_bytes = max_buffer_bytes
+        self.server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start accepting."""
+        if self.sock.family == socket.AF_UNIX:
+            self.server = await asyncio.start_unix_server(
+                self._accept, sock=self.sock, limit=MAX_LINE_BYTES
+            )
+        else:
+            self.server = await asyncio.start_server(
+                self._accept, sock=self.sock, limit=MAX_LINE_BYTES
+            )
+
+    async def close(self) -> None:
+        """Stop accepting new connections."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw = writer.get_extra_info("socket")
+        if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = writer.get_extra_info("peername")
+        name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else f"unix#{id(writer):x}"
+        client = Client(StreamTransport(writer, self.max_buffer_bytes), name=name)
+        try:
+            if self.token is not None and not await self._authenticate(reader, client):
+                return
+            self.hub.connect(client)
+            while not client.dropped:
+                line = await reader.readline()
+                if not line:
+                    break
+                await self.hub.handle_line(client, line)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            log.info("event=client_error client=%s error=%r", name, str(exc) or type(exc).__name__)
+        except ValueError as exc:  # a line over the StreamReader limit
+            log.info("event=client_error client=%s error=%r", name, str(exc))
+        finally:
+            self.hub.disconnect(client)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _authenticate(self, reader: asyncio.StreamReader, client: Client) -> bool:
+        try:
+            line = await asyncio.wait_for(reader.readline(), AUTH_TIMEOUT_S)
+            message = decode_client(line)
+        except (TimeoutError, ProtocolError, ValueError, ConnectionError):
+            message = None
+        ok = isinstance(message, Auth) and hmac.compare_digest(
+            message.token.encode("utf-8"), (self.token or "").encode("utf-8")
+        )
+        if not ok:
+            self.hub.counters.auth_failures += 1
+            log.warning("event=auth_failed client=%s", client.name)
+            client.transport.send(encode(ErrorMessage(message="authentication required")))
+            client.transport.close()
+        return ok
+
+    async def close_connections(self) -> None:
+        """Cancel this listener's connection tasks (after the hub drained its clients)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,120 @@
+"""Counters and latency figures of the runner, for ``status`` replies and Prometheus text."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+HEAVY_MODULES = ("vectorbt", "optuna", "jupyter", "jupyterlab", "plotly", "numba", "matplotlib")
+
+
+def heavy_modules_loaded() -> list[str]:
+    """Return the heavy top-level packages imported in this process (the runner loads none)."""
+    loaded = {name.partition(".")[0] for name in list(sys.modules)}
+    return sorted(loaded.intersection(HEAVY_MODULES))
+
+
+class Latencies:
+    """A bounded window of latencies (seconds) with percentiles."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        """Record one latency."""
+        self.values.append(seconds)
+
+    def summary_ms(self) -> dict[str, float | int | None]:
+        """Return count, p50, p99 and max in milliseconds (None when empty)."""
+        data = sorted(self.values)
+        if not data:
+            return {"count": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+
+        def pick(q: float) -> float:
+            return round(data[min(len(data) - 1, int(q * len(data)))] * 1e3, 3)
+
+        return {
+            "count": len(data),
+            "p50_ms": pick(0.50),
+            "p99_ms": pick(0.99),
+            "max_ms": round(data[-1] * 1e3, 3),
+        }
+
+
+@dataclass
+class Counters:
+    """What the runner has done since it started."""
+
+    candles_processed: int = 0
+    signals_emitted: int = 0
+    skipped_candles: int = 0
+    gaps: int = 0
+    drops: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    db_retries: int = 0
+    auth_failures: int = 0
+    latency: Latencies = field(default_factory=Latencies)
+    decide: Latencies = field(default_factory=Latencies)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the counters (without the latency window)."""
+        data = asdict(self)
+        data.pop("latency")
+        data.pop("decide")
+        return data
+
+
+def prometheus_text(status: dict[str, Any]) -> str:
+    """Render numeric status fields as Prometheus text exposition format (version 0.0.4)."""
+    lines = []
+    for key, value in sorted(_flatten(status).items()):
+        name = "signals_live_" + key
+        kind = "counter" if key in COUNTER_FIELDS else "gauge"
+        lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+COUNTER_FIELDS = frozenset(Counters.__dataclass_fields__) - {"latency", "decide"}
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "_"))
+        elif isinstance(value, bool):
+            out[name] = int(value)
+        elif isinstance(value, int | float):
+            out[name] = value
+    return out
+
+
+async def start_metrics(
+    status: Callable[[], dict[str, Any]], port: int, host: str = "127.0.0.1"
+) -> asyncio.AbstractServer:
+    """Serve ``GET /metrics`` (Prometheus text of `status()`) on host:port; 404 otherwise."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            ok = request.startswith(b"GET /metrics ")
+            body = prometheus_text(status()).encode() if ok else b"not found\n"
+            head = "HTTP/1.0 200 OK" if ok else "HTTP/1.0 404 Not Found"
+            writer.write(
+                f"{head}\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, host=host, port=port)
