@@ -59,6 +59,7 @@ __all__ = [
     "overfitting_verdict",
     "probabilistic_sharpe_ratio",
     "probability_of_backtest_overfitting",
+    "robust_sharpe_variance",
     "sharpe_per_period",
 ]
 
@@ -158,7 +159,11 @@ def expected_max_sharpe(n_trials: int, var_sharpe: float) -> float:
 
 
 def deflated_sharpe_ratio(
-    chosen_returns: np.ndarray, trial_sharpes: np.ndarray, *, n_trials: int | None = None
+    chosen_returns: np.ndarray,
+    trial_sharpes: np.ndarray,
+    *,
+    n_trials: int | None = None,
+    var_sharpe: float | None = None,
 ) -> DsrResult:
     """Return the DSR of the chosen trial against the trials run (all Sharpes per period).
 
@@ -167,7 +172,8 @@ def deflated_sharpe_ratio(
     variance uses the finite trial Sharpes only (ddof=1). Edge cases, never an exception for data:
     fewer than 2 finite trial Sharpes give var_sharpe NaN, so dsr is NaN unless n_trials == 1
     (then SR* = 0 and dsr = PSR(0)); zero variance gives SR* = 0; constant or too short chosen
-    returns give sr NaN and dsr NaN.
+    returns give sr NaN and dsr NaN. `var_sharpe` replaces the sample variance when given (e.g.
+    a robust estimate, so that a few trials with a real edge do not inflate the null).
     """
     r = np.asarray(chosen_returns, dtype="float64").ravel()
     sharpes = np.asarray(trial_sharpes, dtype="float64").ravel()
@@ -176,6 +182,8 @@ def deflated_sharpe_ratio(
         raise ValueError(f"n_trials must be >= 1, got {trials}")
     finite = sharpes[np.isfinite(sharpes)]
     var = float(np.var(finite, ddof=1)) if finite.size >= 2 else math.nan
+    if var_sharpe is not None:
+        var = float(var_sharpe)
     sr0 = 0.0 if trials == 1 else expected_max_sharpe(trials, var)
     sr = sharpe_per_period(r)
     skew, kurt = _moments(r) if math.isfinite(sr) else (math.nan, math.nan)
@@ -190,6 +198,20 @@ def deflated_sharpe_ratio(
         kurtosis=kurt,
         n=int(r.size),
     )
+
+
+def robust_sharpe_variance(trial_sharpes: np.ndarray) -> float:
+    """Return (1.4826 x MAD)^2 of the finite trial Sharpes: their variance, robust to outliers.
+
+    For skill-less trials (normal Sharpe estimates) it estimates the same variance as the sample
+    variance; trials with a genuine edge sit in the tail and barely move it.
+    """
+    x = np.asarray(trial_sharpes, dtype="float64").ravel()
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return math.nan
+    mad = float(np.median(np.abs(x - np.median(x))))
+    return (1.4826 * mad) ** 2
 
 
 def _moments(r: np.ndarray) -> tuple[float, float]:

@@ -133,7 +133,7 @@ def study_name(run: str, fold: Fold) -> str:
     return f"{run}-fold{fold.index}"
 
 
-def _study(storage: str, run: str, fold: Fold, seed: int) -> optuna.Study:
+def _study(storage: str | None, run: str, fold: Fold, seed: int) -> optuna.Study:
     return optuna.create_study(
         study_name=study_name(run, fold),
         storage=storage,
@@ -178,11 +178,14 @@ def run_walkforward(
     *,
     timeframe: str,
     config: WalkForwardConfig,
-    storage: str,
+    storage: str | None,
     run: str,
     progress: bool = True,
 ) -> WalkForwardRun:
-    """Run every fold: tune on train (optuna), then test the fold's best parameters once."""
+    """Run every fold: tune on train (optuna), then test the fold's best parameters once.
+
+    `storage` is an optuna storage URL (None keeps the studies in memory, for tests).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warmup = strategy.lookback(strategy.params())
     folds = make_folds(

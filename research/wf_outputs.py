@@ -5,7 +5,11 @@
 - **PBO**: CSCV (research.overfit) on each fold's trial-by-day return matrix (all of a fold's
   trials share its train window), the logits of all folds pooled into one probability.
 - **DSR**: the deflated Sharpe ratio of the stitched out-of-sample daily returns, against the
-  number of trials actually run and the spread of their daily Sharpe ratios.
+  number of distinct trials actually run (a parameter set TPE proposes twice in a fold is one
+  trial) and the spread of their daily Sharpe ratios. The spread is estimated robustly
+  ((1.4826 x MAD)^2): the null is "all trials are skill-less", and a handful of trials that
+  share a real edge would otherwise inflate it and hide that very edge. For skill-less trials
+  the robust and the sample variance agree.
 - **Frozen file**: the most recent fold's best parameters (the ones one would trade next) with
   the run's provenance and out-of-sample metrics (signals.frozen).
 """
@@ -29,6 +33,7 @@ from research.overfit import (
     deflated_sharpe_ratio,
     overfitting_verdict,
     probability_of_backtest_overfitting,
+    robust_sharpe_variance,
     sharpe_per_period,
 )
 from research.walkforward import (
@@ -61,8 +66,15 @@ def trial_ledger(run: WalkForwardRun) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def distinct_trials(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per distinct (fold, parameters): TPE may propose the same set twice."""
+    if ledger.empty:
+        return ledger
+    return ledger.drop_duplicates(subset=["fold", "params"], keep="first")
+
+
 def _fold_matrix(trials: pd.DataFrame) -> np.ndarray | None:
-    series = [r for r in trials["daily_returns"] if isinstance(r, list) and r]
+    series = [r for r in distinct_trials(trials)["daily_returns"] if isinstance(r, list) and r]
     if len(series) < 2:
         return None
     length = min(len(r) for r in series)
@@ -100,7 +112,7 @@ def pooled_pbo(run: WalkForwardRun) -> tuple[PboResult | None, list[float]]:
 
 def overfitting(run: WalkForwardRun) -> Overfitting:
     """Return the DSR and PBO of a run with a plain-language verdict."""
-    ledger = trial_ledger(run)
+    ledger = distinct_trials(trial_ledger(run))
     sharpes = [
         sharpe_per_period(np.asarray(r, dtype="float64"))
         if isinstance(r, list) and len(r) > 1 else math.nan
@@ -108,11 +120,14 @@ def overfitting(run: WalkForwardRun) -> Overfitting:
     ]  # fmt: skip
     oos_daily = daily_returns(run.oos_equity, run.config.execution.init_cash)
     dsr = (
-        deflated_sharpe_ratio(oos_daily.to_numpy(), np.asarray(sharpes), n_trials=run.trials_run)
-        if len(oos_daily) > 2 and run.trials_run > 0 else None
+        deflated_sharpe_ratio(
+            oos_daily.to_numpy(), np.asarray(sharpes), n_trials=len(ledger),
+            var_sharpe=robust_sharpe_variance(np.asarray(sharpes)),
+        )
+        if len(oos_daily) > 2 and len(ledger) > 0 else None
     )  # fmt: skip
     pbo, per_fold = pooled_pbo(run)
-    return Overfitting(dsr, pbo, per_fold, run.trials_run, overfitting_verdict(dsr, pbo))
+    return Overfitting(dsr, pbo, per_fold, len(ledger), overfitting_verdict(dsr, pbo))
 
 
 def oos_metrics(run: WalkForwardRun) -> dict[str, float]:
