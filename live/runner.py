@@ -192,12 +192,12 @@ class Runner:
         """Serve until stopped; return the exit code (0)."""
         loop = asyncio.get_running_loop()
         try:
-            await self._open_listeners()
-            mode = self.watcher.start()
-            if handle_signals:
+            if handle_signals:  # before the socket exists, so a SIGTERM always cleans up
                 loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
                 loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
                 loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            await self._open_listeners()
+            mode = self.watcher.start()
             log.info(
                 "event=listening socket=%s tcp=%s watch=%s params_id=%s last_seq=%d",
                 self.config.socket, self.config.tcp, mode, self.frozen.params_id,
