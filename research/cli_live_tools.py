@@ -72,9 +72,144 @@ def replay_command(
     )
 
 
+LEDGER = typer.Option(..., "--ledger", help="The paper bot's SQLite ledger.")
+
+
+def paper_command(
+    ctx: typer.Context,
+    socket: Path = typer.Option(None, "--socket", help="The runner's Unix socket."),
+    db: Path = typer.Option(None, "--db", help="Candle database the runner follows (fills)."),
+    ledger: Path = typer.Option(Path("paper.db"), "--ledger", help="SQLite ledger to record in."),
+    fee_bps: float = typer.Option(None, "--fee-bps", help="Taker fee per side in bps."),
+    slippage_bps: float = typer.Option(None, "--slippage-bps", help="Fixed slippage in bps."),
+    costs: str = typer.Option(
+        None, "--costs", help="Cost preset (bybit-spot, bybit-perp) or costs YAML/JSON file."
+    ),
+    direction: str = typer.Option("long", "--direction", help="long (default), short or both."),
+    init_cash: float = typer.Option(10_000.0, "--init-cash", help="Starting cash."),
+    since_seq: int = typer.Option(
+        None, "--since-seq", help="New ledger: resume after this seq (default: the runner's last)."
+    ),
+) -> None:
+    """Trade the runner's signals on paper, like the backtest: fill at the next candle's open.
+
+    Reconnects with backoff and resumes by the last seq in its ledger (each seq once). SIGTERM
+    stops it cleanly; a restart continues where the ledger stopped.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from research.costs import CostModel, load_costs
+    from research.paper import PaperConfig, run_paper
+
+    if socket is None or db is None:
+        raise typer.BadParameter("--socket and --db are required to run the bot")
+    if direction not in ("long", "short", "both"):
+        raise typer.BadParameter("use long, short or both", param_hint="--direction")
+    model = load_costs(costs) if costs else CostModel()
+    config = PaperConfig(
+        socket=socket,
+        db=db,
+        ledger=ledger,
+        costs=model.with_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps),
+        direction=direction,  # type: ignore[arg-type]
+        init_cash=init_cash,
+        since_seq=since_seq,
+    )
+    run_paper(config)
+
+
+def paper_report_command(
+    ledger: Path = LEDGER,
+    db: Path = typer.Option(..., "--db", help="Candle database the bot filled from."),
+    params: Path = typer.Option(
+        None, "--params", help="Frozen file the runner traded: compare with its backtest."
+    ),
+    tolerance: float = typer.Option(
+        None, "--tolerance", help="P&L tolerance per trade, fraction of initial cash (1e-9)."
+    ),
+) -> None:
+    """Print the paper bot's P&L; with --params compare it trade by trade with a backtest.
+
+    Exits 1 when the trades (entry/exit candle, side) or the P&L (within the tolerance) differ.
+    """
+    from research.paper import PNL_TOLERANCE, compare_with_backtest, paper_summary
+
+    if params is None:
+        print_summary(ledger, paper_summary(ledger, db))
+        return
+    comparison = compare_with_backtest(
+        ledger, db, params, tolerance=PNL_TOLERANCE if tolerance is None else tolerance
+    )
+    print_comparison(comparison)
+    if not comparison.ok:
+        raise typer.Exit(1)
+
+
+def print_summary(ledger: Path, summary: dict[str, float]) -> None:
+    """Print the paper bot's P&L figures."""
+    typer.echo(
+        f"{ledger}: {int(summary['trades'])} trades ({int(summary['closed_trades'])} closed), "
+        f"fees {summary['fees']:.2f}, equity {summary['final_equity']:.2f} at the last close, "
+        f"total return {summary['total_return']:+.4%}"
+    )
+
+
+def print_comparison(comparison: object) -> None:
+    """Print the paper-versus-backtest table, the totals and the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from research.paper import Comparison
+
+    assert isinstance(comparison, Comparison)
+    start, end = comparison.span
+    table = Table(title=f"paper vs backtest, {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC")
+    for column in ("#", "side", "entry (UTC)", "exit (UTC)", "paper pnl", "backtest pnl", "diff",
+                   "verdict"):  # fmt: skip
+        table.add_column(column)
+    for row in comparison.rows:
+        ref = row.paper or row.backtest or {}
+        both = row.paper is not None and row.backtest is not None
+        table.add_row(
+            str(row.n),
+            str(ref.get("direction", "")),
+            _when(ref.get("entry_time")),
+            _when(ref.get("exit_time")) or "open",
+            _money(row.paper),
+            _money(row.backtest),
+            f"{row.pnl_diff:.2e}" if both else "-",
+            "ok" if row.problem is None else row.problem,
+        )
+    console = Console(width=160)
+    console.print(table)
+    for name, figures in (("paper", comparison.paper), ("backtest", comparison.backtest)):
+        if figures:
+            console.print(
+                f"{name:>8}: {int(figures['trades'])} trades, fees {figures['fees']:.2f}, "
+                f"equity {figures['final_equity']:.2f}, total return "
+                f"{figures['total_return']:+.4%}"
+            )
+    console.print(comparison.verdict(), markup=False)
+
+
+def _when(value: object) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+def _money(trade: dict | None) -> str:
+    return "-" if trade is None else f"{trade['pnl']:.4f}"
+
+
 def register(app: typer.Typer) -> None:
     """Add ``replay`` and ``paper`` (with ``paper report``) to the root app."""
     app.command("replay")(replay_command)
+    paper_app = typer.Typer(
+        help="The reference paper bot and its report.", add_completion=False,
+        pretty_exceptions_enable=False,
+    )  # fmt: skip
+    paper_app.callback(invoke_without_command=True)(paper_command)
+    paper_app.command("report")(paper_report_command)
+    app.add_typer(paper_app, name="paper")
 
 
 def main() -> None:
@@ -83,7 +218,7 @@ def main() -> None:
     from signals.cli import main as signals_main
 
     names = {c.name for c in app.registered_commands}
-    if "replay" not in names:
+    if "replay" not in names:  # research.cli does not register these commands (yet)
         register(app)
     signals_main()
 
