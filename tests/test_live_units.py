@@ -1,0 +1,201 @@
+"""Unit tests of the runner's parts: journal, hub on a fake transport, sockets, watcher, stale."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from live.journal import Journal, SeriesKey
+from live.protocol import decode_server
+from live.runner import Runner, RunnerConfig
+from live.server import Client, Hub, MemoryTransport
+from live.sockets import bind_unix, check_tcp, parse_tcp, prepare_unix_path
+from live.stats import Counters, prometheus_text
+from live.watch import DbWatcher
+from signals.data.store import CandleStore, connect_writable, write_candles
+from signals.errors import ConfigError
+from tests.candles import random_walk
+from tests.livekit import write_frozen_file
+
+KEY = SeriesKey("BTCUSDT", "1m", "pid")
+
+
+def record(ts: int, side: str = "BUY") -> dict:
+    return {
+        "type": "signal", "signal": side, "symbol": "BTCUSDT", "timeframe": "1m",
+        "candle_ts": ts, "price": 1.5, "confidence": 0.5, "reasons": ["r"],
+        "strategy": "ema_cross", "params_id": "pid",
+    }  # fmt: skip
+
+
+def test_journal_seq_survives_reopen_and_never_duplicates(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db", clock=lambda: 100.0)
+    assert journal.last_seq() == 0 and journal.last_processed(KEY) is None
+    entries = journal.record(KEY, 120, [record(60), record(120, "SELL")])
+    assert [e.seq for e in entries] == [1, 2] and journal.last_processed(KEY) == 120
+    assert journal.record(KEY, 120, [record(120)]) == []  # same candle again: nothing
+    journal.close()
+    again = Journal(tmp_path / "j.db")
+    assert again.last_seq() == 2 and again.last_processed(KEY) == 120
+    assert [e.seq for e in again.record(KEY, 180, [record(180)])] == [3]
+    assert [s["candle_ts"] for s in again.signals(1)] == [120, 180]
+    assert json.loads(again.since(2)[0].line)["seq"] == 3
+    again.close()
+
+
+def test_journal_signal_and_mark_commit_together(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.db")
+    with pytest.raises(KeyError):
+        journal.record(KEY, 60, [record(60), {"bad": 1}])  # fails mid-way: all rolled back
+    assert journal.last_seq() == 0 and journal.last_processed(KEY) is None
+    journal.close()
+
+
+def hub_with(tmp_path: Path) -> tuple[Hub, Journal]:
+    journal = Journal(tmp_path / "j.db")
+    from live.protocol import Hello
+
+    hello = Hello(strategy="s", params_id="pid", symbol="BTCUSDT", timeframe="1m", last_seq=0)
+    hub = Hub(journal, hello=lambda: hello, status=lambda: {"ok": 1}, counters=Counters())
+    return hub, journal
+
+
+def kinds(transport: MemoryTransport) -> list[tuple[str, int | None]]:
+    out = []
+    for line in transport.lines:
+        message = decode_server(line)
+        out.append((message.type, getattr(message, "seq", None)))
+    return out
+
+
+def test_resume_then_live_has_no_gap_and_no_duplicate(tmp_path: Path) -> None:
+    hub, journal = hub_with(tmp_path)
+    hub.broadcast(journal.record(KEY, 120, [record(60), record(120)]))
+    client = Client(MemoryTransport(), name="c")
+    hub.connect(client)
+    committed = journal.record(KEY, 180, [record(180)])  # committed, not yet broadcast
+
+    async def scenario() -> None:
+        await hub.resume(client, 0)
+
+    asyncio.run(scenario())
+    hub.broadcast(committed)  # arrives after the replay already sent it
+    hub.broadcast(journal.record(KEY, 240, [record(240)]))
+    assert kinds(client.transport) == [  # type: ignore[arg-type]
+        ("hello", None), ("signal", 1), ("signal", 2), ("signal", 3), ("signal", 4)
+    ]  # fmt: skip
+    journal.close()
+
+
+def test_overflowing_client_is_dropped_others_continue(tmp_path: Path) -> None:
+    hub, journal = hub_with(tmp_path)
+    slow, fast = Client(MemoryTransport(300), name="slow"), Client(MemoryTransport(), name="fast")
+    hub.connect(slow)
+    hub.connect(fast)
+    for ts in range(60, 600, 60):
+        hub.broadcast(journal.record(KEY, ts, [record(ts)]))
+    hub.heartbeat()
+    assert slow.dropped and slow not in hub.clients and hub.counters.drops == 1
+    assert [k for k in kinds(fast.transport) if k[0] == "signal"][-1] == ("signal", 9)  # type: ignore[arg-type]
+    journal.close()
+
+
+def test_tcp_off_loopback_requires_a_token() -> None:
+    assert parse_tcp("9000").host == "127.0.0.1"
+    check_tcp(parse_tcp("127.0.0.1:9000"), None)
+    check_tcp(parse_tcp("[::1]:9000"), None)
+    with pytest.raises(ConfigError, match="requires a shared token"):
+        check_tcp(parse_tcp("0.0.0.0:9000"), None)
+    check_tcp(parse_tcp("10.0.0.5:9000"), "token")
+    with pytest.raises(ConfigError):
+        parse_tcp("host:port")
+
+
+def test_socket_path_checks(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    live = bind_unix(path)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o660)
+    with pytest.raises(Exception, match="already listening"):
+        prepare_unix_path(path)
+    live.close()
+    prepare_unix_path(path)  # stale socket of ours: removed
+    assert not path.exists()
+    path.write_text("x")
+    with pytest.raises(Exception, match="not a socket"):
+        prepare_unix_path(path)
+    if os.getuid() == 0:
+        os.chown(path, 65534, 65534)
+        with pytest.raises(Exception, match="owned by uid 65534"):
+            prepare_unix_path(path)
+
+
+@pytest.mark.parametrize("mode", ["inotify", "poll"])
+def test_watcher_notices_a_commit_quickly(tmp_path: Path, mode: str) -> None:
+    db = tmp_path / "c.db"
+    conn = connect_writable(db)
+    candles = random_walk(5)
+    write_candles(conn, candles.iloc[:1], symbol="BTCUSDT", timeframe="1m")
+
+    async def scenario() -> float:
+        watcher = DbWatcher(db, use_inotify=mode == "inotify", poll_interval_s=0.02)
+        assert watcher.start() == mode
+        await asyncio.sleep(0.05)
+        while watcher._event.is_set():
+            await watcher.wait()
+        t0 = time.perf_counter()
+        write_candles(conn, candles.iloc[1:2], symbol="BTCUSDT", timeframe="1m")
+        await asyncio.wait_for(watcher.wait(), 2.0)
+        watcher.close()
+        return time.perf_counter() - t0
+
+    elapsed = asyncio.run(scenario())
+    assert elapsed < (0.05 if mode == "inotify" else 0.5)
+    conn.close()
+
+
+def test_prometheus_text_has_counters_and_gauges() -> None:
+    text = prometheus_text({"drops": 2, "latency_ms": {"p99_ms": 1.5, "count": 3}, "x": "s"})
+    assert "# TYPE signals_live_drops counter\nsignals_live_drops 2" in text
+    assert "signals_live_latency_ms_p99_ms 1.5" in text and "_x" not in text
+
+
+def test_catch_up_after_downtime_is_flagged_stale(tmp_path: Path) -> None:
+    candles = random_walk(400, seed=4)
+    db = tmp_path / "c.db"
+    conn = connect_writable(db)
+    write_candles(conn, candles.iloc[:100], symbol="BTCUSDT", timeframe="1m")
+    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", {"fast": 2, "slow": 5})
+    now = {"t": candles.index[99].timestamp() + 60.0}
+    config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock", stale_after_s=120)
+
+    async def run_once(upto: int) -> list[dict]:
+        runner = Runner(config, clock=lambda: now["t"])
+        task = asyncio.create_task(runner.run(handle_signals=False))
+        while runner.mark != int(candles.index[upto - 1].timestamp()):
+            await asyncio.sleep(0.01)
+        runner.stop()
+        await task
+        journal = Journal(config.journal_path())
+        try:
+            return journal.signals()
+        finally:
+            journal.close()
+
+    asyncio.run(run_once(100))  # first start: marks candle 99, emits nothing
+    write_candles(conn, candles.iloc[100:300], symbol="BTCUSDT", timeframe="1m")
+    now["t"] = candles.index[299].timestamp() + 60.0  # the runner was down for 200 minutes
+    signals = asyncio.run(run_once(300))
+    assert signals, "expected signals from the catch-up"
+    for s in signals:
+        age = now["t"] - (s["candle_ts"] + 60)
+        assert s["stale"] == (age > 120)
+    assert any(s["stale"] for s in signals)
+    assert not (tmp_path / "s.sock").exists()
+    with CandleStore(db) as store:
+        assert store.data_version() >= 0
+    conn.close()
