@@ -199,3 +199,13 @@ def test_catch_up_after_downtime_is_flagged_stale(tmp_path: Path) -> None:
     with CandleStore(db) as store:
         assert store.data_version() >= 0
     conn.close()
+
+
+def test_deploy_example_config_is_valid() -> None:
+    from signals.config import load_settings
+
+    root = Path(__file__).resolve().parents[1]
+    settings = load_settings(root / "deploy" / "signals.example.yaml")
+    assert settings.live.socket == Path("/run/signals/signals.sock")
+    unit = (root / "deploy" / "signals-live.service").read_text()
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit and "RuntimeDirectory=signals" in unit
