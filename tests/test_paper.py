@@ -578,3 +578,71 @@ def test_paper_does_not_import_vectorbt() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# -- end to end: replay -> signals live -> signals paper -> report -----------------------------
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_live_runner(synth: Path, tmp_path: Path) -> None:
+    from research.replay import replay
+    from tests.livekit import start_runner, stop_runner, wait_listening
+
+    src, dst, sock = synth / "candles.db", tmp_path / "candles.db", tmp_path / "live.sock"
+    ledger, frozen = tmp_path / "paper.db", tmp_path / "frozen.json"
+    scripted(src, "scalping", frozen)
+    candles = load_candles(src, symbol="BTCUSDT", timeframe="1m")
+    start, end = candles.index[900], candles.index[2400]
+    replay(from_db=src, to_db=dst, timeframe="1m", start=start, end=start, warmup=900,
+           progress=False)  # fmt: skip
+    runner = start_runner(frozen, dst, sock, "--journal", str(tmp_path / "journal.db"))
+    bot = None
+    try:
+        wait_listening(sock, runner)
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "research.cli_live_tools", "paper", "--socket", str(sock),
+             "--db", str(dst), "--ledger", str(ledger), "--since-seq", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: _has_meta(ledger))  # connected: the hello is recorded
+        replay(from_db=src, to_db=dst, timeframe="1m", start=start + pd.Timedelta("1min"),
+               end=end, speed=1000.0, progress=False)  # fmt: skip
+        strategy = get_strategy("scalping")
+        expected = signal_records(candles[candles.index <= end], strategy, strategy.params(),
+                                  symbol="BTCUSDT", timeframe="1m", since=start)  # fmt: skip
+        last = expected[-1]["candle_ts"]
+        wait_for(lambda: _last_filled_or_pending(ledger) == last, timeout=60)
+        time.sleep(0.3)
+        os.kill(bot.pid, signal.SIGTERM)
+        _, stderr = bot.communicate(timeout=10)
+        assert bot.returncode == 0, stderr
+    finally:
+        if bot is not None and bot.poll() is None:
+            bot.kill()
+            bot.communicate()
+        stop_runner(runner)
+    got = read_table(ledger, "signals")
+    assert [(r["candle_ts"], r["signal"]) for r in expected] == list(
+        zip(got["candle_ts"].tolist(), got["signal"].tolist(), strict=True)
+    )
+    report = run_cli("paper", "report", "--ledger", str(ledger), "--db", str(dst),
+                     "--params", str(frozen))  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "AGREE:" in report.stdout
+
+
+def _has_meta(ledger: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as conn:
+            return (
+                conn.execute("SELECT value FROM meta WHERE key = 'params_id'").fetchone()
+                is not None
+            )
+    except sqlite3.Error:
+        return False
+
+
+def _last_filled_or_pending(ledger: Path) -> int | None:
+    with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as conn:
+        row = conn.execute("SELECT MAX(candle_ts) FROM signals").fetchone()
+    return None if row[0] is None else int(row[0])
