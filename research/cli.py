@@ -305,6 +305,10 @@ def register(app: typer.Typer) -> None:
     app.command("backtest")(backtest_command)
     app.command("freeze")(freeze_command)
     app.command("demo")(demo_command)
+    from research.cli_live_tools import register as register_live_tools
+    from research.cli_sweep import sweep_command
     from research.cli_walkforward import register as register_walkforward
 
+    app.command("sweep")(sweep_command)
     register_walkforward(app)
+    register_live_tools(app)
