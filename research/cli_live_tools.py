@@ -2,9 +2,6 @@
 
 Command functions parse options and call public functions; heavy imports happen inside them
 (``signals paper`` never imports vectorbt; ``signals paper report`` does).
-
-``python -m research.cli_live_tools ...`` runs the ``signals`` CLI with these commands added,
-whether or not ``research.cli`` registers them.
 """
 
 from __future__ import annotations
@@ -210,18 +207,3 @@ def register(app: typer.Typer) -> None:
     paper_app.callback(invoke_without_command=True)(paper_command)
     paper_app.command("report")(paper_report_command)
     app.add_typer(paper_app, name="paper")
-
-
-def main() -> None:
-    """Run the ``signals`` CLI with these commands registered (if research.cli has not)."""
-    from signals.cli import app
-    from signals.cli import main as signals_main
-
-    names = {c.name for c in app.registered_commands}
-    if "replay" not in names:  # research.cli does not register these commands (yet)
-        register(app)
-    signals_main()
-
-
-if __name__ == "__main__":
-    main()

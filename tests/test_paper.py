@@ -477,7 +477,7 @@ def test_comparison_detects_a_difference(synth: Path, tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "research.cli_live_tools", *args],
+    return subprocess.run([sys.executable, "-m", "signals", *args],
                           capture_output=True, text=True, timeout=300, **kw)  # type: ignore[call-overload]  # fmt: skip
 
 
@@ -549,7 +549,7 @@ def test_bot_process_trades_and_exits_on_sigterm(tmp_path: Path) -> None:
     with ThreadedRunner(sock) as threaded:
         threaded.runner.add([record("BUY", 2)])
         proc = subprocess.Popen(
-            [sys.executable, "-m", "research.cli_live_tools", "paper", "--socket", str(sock),
+            [sys.executable, "-m", "signals", "paper", "--socket", str(sock),
              "--db", str(db), "--ledger", str(ledger), "--fee-bps", "10", "--slippage-bps", "5",
              "--since-seq", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -600,7 +600,7 @@ def test_end_to_end_with_the_live_runner(synth: Path, tmp_path: Path) -> None:
     try:
         wait_listening(sock, runner)
         bot = subprocess.Popen(
-            [sys.executable, "-m", "research.cli_live_tools", "paper", "--socket", str(sock),
+            [sys.executable, "-m", "signals", "paper", "--socket", str(sock),
              "--db", str(dst), "--ledger", str(ledger), "--since-seq", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

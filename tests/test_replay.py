@@ -173,7 +173,7 @@ def test_also_timeframes_interleave_by_close_time(src: Path, tmp_path: Path) -> 
 def test_replay_cli(src: Path, tmp_path: Path) -> None:
     dst = tmp_path / "out" / "dst.db"
     result = subprocess.run(
-        [sys.executable, "-m", "research.cli_live_tools", "replay", "--from-db", str(src),
+        [sys.executable, "-m", "signals", "replay", "--from-db", str(src),
          "--to-db", str(dst), "-t", "1m", "--from", "2024-01-01T00:30Z", "--warmup", "5",
          "--speed", "500", "--quiet"],
         capture_output=True, text=True, timeout=120,
@@ -185,7 +185,7 @@ def test_replay_cli(src: Path, tmp_path: Path) -> None:
 
 
 def test_replay_cli_usage_errors(src: Path, tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "research.cli_live_tools", "replay", "--from-db", str(src)]
+    base = [sys.executable, "-m", "signals", "replay", "--from-db", str(src)]
     bad_speed = subprocess.run(
         [*base, "--to-db", str(tmp_path / "d.db"), "-t", "1m", "--speed", "0"],
         capture_output=True, text=True, timeout=120,
