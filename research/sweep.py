@@ -172,8 +172,9 @@ def _run_chunks(job: _Job, bounds: list[tuple[int, int]], jobs: int, bar: Any) -
         return parts
     # vectorbt's simulate_from_signals_nb cannot be cached on disk (it takes functions as
     # arguments), so every process compiles it: do it once here and let the workers inherit it.
-    warm = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:1])
-    chunk_metrics(warm, 0, 1)
+    # Two columns, so the arrays have the chunks' memory layout (one column is also C-ordered).
+    warm = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:2])
+    chunk_metrics(warm, 0, len(warm.combos))
     global _WORKER_JOB
     _WORKER_JOB = job  # forked workers inherit it: the candles are shared, never pickled
     try:
