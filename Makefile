@@ -19,9 +19,28 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the project with dev extras
 
-demo: $(STAMP)  ## build a sample database, run every strategy over it, write a report
+DEMO_DB := $(DEMO_DIR)/candles.db
+
+demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forward -> gate -> live + paper
+	@echo "== 1. a synthetic 90-day market (1m..1d candles + analysis.db), seed 7"
 	$(BIN)/signals data synth --out $(DEMO_DIR) --days 90 --seed 7
-	$(BIN)/signals demo --db $(DEMO_DIR)/candles.db --out $(DEMO_DIR)
+	$(BIN)/signals data check --db $(DEMO_DB)
+	@echo "== 2. every strategy on every timeframe it declares: counts and the last signals"
+	$(BIN)/signals demo --db $(DEMO_DB) --out $(DEMO_DIR)
+	@echo "== 3. a backtest under Bybit perpetual costs, with signal quality"
+	$(BIN)/signals backtest -s scalping --db $(DEMO_DB) -t 5m --costs bybit-perp --quality \
+		--trades-out $(DEMO_DIR)/trades.csv --quality-plot $(DEMO_DIR)/quality.html
+	@echo "== 4. a parameter sweep (parameters as columns of one vectorbt simulation)"
+	$(BIN)/signals sweep -s ema_cross --db $(DEMO_DB) -t 15m --grid fast=5:30:5 \
+		--grid slow=40:200:20 --top 5 --heatmap fast,slow --out $(DEMO_DIR)/sweep
+	@echo "== 5. walk-forward with optuna, judged out of sample; frozen file + HTML report"
+	$(BIN)/signals walkforward -s ema_cross --db $(DEMO_DB) -t 15m --folds 4 --trials 25 \
+		--seed 7 --out $(DEMO_DIR)/walkforward
+	@echo "== 6. the promotion gate (it may refuse: that is the point)"
+	-$(BIN)/signals promote $(DEMO_DIR)/walkforward/frozen.json --to $(DEMO_DIR)/promoted.json
+	@echo "== 7. a day replayed through signals live into signals paper, compared with the backtest"
+	$(BIN)/signals demo-live --db $(DEMO_DB) --out $(DEMO_DIR)/live --hours 24
+	@echo "== done: reports in $(DEMO_DIR)/ (walkforward/report.html, sweep/heatmap_fast_slow.html)"
 
 test: $(STAMP)  ## lint, then the whole test suite
 	$(BIN)/ruff check .

@@ -297,6 +297,33 @@ def demo_command(
     typer.echo(f"report written to {report}")
 
 
+def demo_live_command(
+    db: Path = typer.Option(..., "--db", help="Candle database to take the candles from."),
+    out: Path = typer.Option(Path("reports/demo/live"), "--out", help="Folder for this run."),
+    strategy: str = typer.Option(
+        "scalping", "--strategy", "-s", help="Strategy (defaults frozen)."
+    ),
+    timeframe: str = typer.Option("1m", "--timeframe", "-t", help="Timeframe to replay."),
+    hours: float = typer.Option(24.0, help="How many hours of the most recent candles to replay."),
+    speed: float = typer.Option(400.0, help="Candles per second written by the replay."),
+) -> None:
+    """Replay a day through `signals live` into `signals paper`; compare with the backtest.
+
+    Starts the live runner and the paper bot as real processes on a Unix socket, writes the
+    candles one commit at a time, then prints the paper-versus-backtest comparison (exit 1 if
+    they disagree).
+    """
+    from research.cli_live_tools import print_comparison
+    from research.demo_live import live_demo
+
+    comparison = live_demo(
+        src_db=db, out=out, strategy=strategy, timeframe=timeframe, hours=hours, speed=speed
+    )
+    print_comparison(comparison)
+    if not comparison.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the research commands to the root app."""
     app.command("strategies")(strategies_command)
@@ -305,6 +332,7 @@ def register(app: typer.Typer) -> None:
     app.command("backtest")(backtest_command)
     app.command("freeze")(freeze_command)
     app.command("demo")(demo_command)
+    app.command("demo-live")(demo_live_command)
     from research.cli_live_tools import register as register_live_tools
     from research.cli_sweep import sweep_command
     from research.cli_walkforward import register as register_walkforward
@@ -312,3 +340,6 @@ def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep_command)
     register_walkforward(app)
     register_live_tools(app)
+    from research.cli_reoptimise import register as register_reoptimise
+
+    register_reoptimise(app)
