@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import replace_section  # noqa: E402
 from signals.data.store import connect_writable, write_candles  # noqa: E402
 from signals.frozen import freeze, write_frozen  # noqa: E402
 from tests.candles import random_walk  # noqa: E402
@@ -225,17 +226,8 @@ a signal.
 
 
 def write_results(text: str) -> None:
-    """Append or replace the live section of benchmarks/RESULTS.md (re-read right before)."""
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    if HEADING in current:
-        head, _, rest = current.partition(HEADING)
-        tail = rest.split("\n## ", 1)
-        after = "\n## " + tail[1] if len(tail) > 1 else ""
-        current = head.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n" + after
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current)
+    """Replace the live section of benchmarks/RESULTS.md (re-read right before)."""
+    replace_section(HEADING, text)
 
 
 def main() -> None:
