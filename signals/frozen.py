@@ -27,6 +27,7 @@ from strategies import get_strategy, params_id, strategy_hash
 from strategies.params import as_dict
 
 SCHEMA_VERSION = 1
+FILE_MODE = 0o644
 
 
 class FrozenFileError(SignalsError):
@@ -152,11 +153,18 @@ def write_frozen(frozen: FrozenParams, path: Path | str) -> Path:
             handle.write(dumps(frozen))
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE & ~_umask())  # mkstemp makes 0600; the runner may be another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def load_frozen(path: Path | str, *, allow_hash_mismatch: bool = False) -> FrozenParams:

@@ -101,6 +101,7 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     path = frozen_file(tmp_path)
     write_frozen(load_frozen(path), path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scalping.json"]
+    assert path.stat().st_mode & 0o644 == 0o644  # readable by a runner running as another user
 
 
 def test_freeze_command_writes_a_loadable_file(tmp_path: Path) -> None:
