@@ -1,0 +1,144 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Re-optimise, compare, promote
+#
+# A walk-forward run (the functions behind `signals walkforward`), its report's figures, a
+# comparison of the new frozen parameters with the ones the live runner uses now, and the
+# promotion gate (`signals promote`): the new file replaces the live one only if it passes.
+# `signals reoptimise` runs this notebook through papermill every quarter into
+# `reports/<quarter>/` and reads the `outcome.json` it leaves there.
+
+# %% tags=["parameters"]
+strategy = "ema_cross"
+database = "../reports/demo/candles.db"  # None: data.candles_db of the config
+timeframe = "1h"
+symbol = None  # None: data.symbol of the config (BTCUSDT)
+period_from = None  # ISO UTC date or epoch s; None: from last_days
+period_to = None  # last candle open time to use; None: the newest stored
+last_days = 180  # keep only the last N days of the period; None: all of it
+folds = 6
+trials = 100
+train_min_trades = 5  # trials with fewer trades on their train window score badly
+seed = 42
+costs = None  # cost preset or costs file; None: the config's
+fee_bps = None
+slippage_bps = None
+gate_min_sharpe = None  # gate thresholds; None: the config's gate section
+gate_min_dsr = None
+gate_max_pbo = None
+gate_min_trades = None
+gate_max_drawdown = None
+current = None  # the frozen file the live runner reads now (None: nothing promoted yet)
+promote_to = None  # where a passing file is promoted (None: check the gate only)
+recent_days = 14  # compare the signals of both sets over this many recent days
+config = None  # YAML config; None: ./signals.yaml if present, else the defaults
+output_dir = "../reports/reoptimise-lab"
+
+# %%
+from pathlib import Path
+
+import pandas as pd
+import plotly.io as pio
+from IPython.display import display
+
+from research.compare import (
+    decide,
+    gate_settings,
+    head_to_head,
+    load_current,
+    metrics_side_by_side,
+    params_side_by_side,
+    recent_signals,
+)
+from research.inputs import prepare_run, resolve_costs
+from research.reoptimise import select_period, write_outcome
+from research.walkforward import WalkForwardConfig, default_storage, fold_table, run_walkforward
+from research.wf_outputs import frozen_from_run, overfitting, write_outputs
+from research.wf_report import equity_figure, optuna_figures, stability_figure, write_report
+
+pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offline in HTML exports
+
+# %% [markdown]
+# ## Candles
+
+# %%
+out = Path(output_dir)
+run = prepare_run(strategy_name=strategy, db=database, timeframe=timeframe, symbol=symbol,
+                  start=period_from, end=period_to, config=config)  # fmt: skip
+candles = select_period(run.candles, run.since, last_days)
+print(f"{run.symbol} {timeframe} from {run.db}: {len(candles)} candles "
+      f"{candles.index[0]} .. {candles.index[-1]}")  # fmt: skip
+
+# %% [markdown]
+# ## Walk-forward
+# One optuna study per fold, tuned on its train window and judged once on its test window.
+# The studies are stored in `optuna.db` in the output folder: re-running resumes them.
+
+# %%
+storage = default_storage(out)
+wf = WalkForwardConfig(
+    folds=folds, trials=trials, min_trades=train_min_trades, seed=seed,
+    costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
+)  # fmt: skip
+result = run_walkforward(candles, run.strategy, timeframe=timeframe, config=wf, storage=storage,
+                         run=out.name, progress=False)  # fmt: skip
+stats = overfitting(result)
+frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
+paths = write_outputs(result, stats, frozen, out)
+report = write_report(result, stats, frozen, out / "report.html", storage=storage, study=out.name)
+print(stats.verdict)
+print(f"frozen: {paths['frozen']} (params_id {frozen.params_id}); report: {report}")
+display(fold_table(result))
+
+# %% [markdown]
+# ## The report's figures
+
+# %%
+equity_figure(result).show()
+stability_figure(result).show()
+for figure in optuna_figures(result, storage, out.name):
+    figure.show()
+
+# %% [markdown]
+# ## New parameters against the promoted ones
+# Parameters; the out-of-sample metrics each file records from its own walk-forward; both sets
+# on the most recent test window (unseen by both); and the signals both give recently.
+
+# %%
+promoted_now = load_current(current)
+print(f"currently promoted: {current} ({promoted_now.params_id if promoted_now else 'none'})")
+display(params_side_by_side(frozen, promoted_now))
+display(metrics_side_by_side(frozen, promoted_now))
+display(head_to_head(result, frozen, promoted_now))
+since = run.candles.index[-1] - pd.Timedelta(days=recent_days)
+display(recent_signals(run.candles, frozen, promoted_now, since=since))
+
+# %% [markdown]
+# ## Gate and promotion
+# The new file is promoted (atomically, with the gate's verdict recorded in it) only if it
+# passes every check; otherwise the live file is left untouched.
+
+# %%
+gate = gate_settings(config, min_sharpe=gate_min_sharpe, min_dsr=gate_min_dsr,
+                     max_pbo=gate_max_pbo, min_trades=gate_min_trades,
+                     max_drawdown=gate_max_drawdown)  # fmt: skip
+promoted, failures = decide(paths["frozen"], promote_to, gate)
+outcome = write_outcome(out / "outcome.json", new=frozen, current=promoted_now, promoted=promoted,
+                        failures=failures, gate=gate.model_dump(), frozen=str(paths["frozen"]),
+                        report=str(report), promote_to=promote_to)  # fmt: skip
+print("PROMOTED" if promoted else "NOT PROMOTED", "->", promote_to)
+print("\n".join(f"gate: {line}" for line in failures) or "gate: every check passed")

@@ -1,0 +1,155 @@
+"""``signals reoptimise``: the quarterly walk-forward notebook, run by papermill, then a reload.
+
+Exit codes: 0 when the new file was promoted (or passed the gate with no ``--promote-to``), 1
+when the gate refused it (nothing is written to ``--promote-to``), 2 when the run failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from research.cli import CONFIG, DB, FROM, SYMBOL
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def reoptimise_command(
+    quarter: str = typer.Option(
+        None, help="Quarter to run, e.g. 2026Q4 (default: the current one); names the folder."
+    ),
+    strategy: str = typer.Option(
+        None, "--strategy", "-s", help="Strategy (default: the one of --current)."
+    ),
+    db: Path = DB,
+    timeframe: str = typer.Option(
+        None, "--timeframe", "-t", help="Timeframe (default: the one of --current)."
+    ),
+    symbol: str = SYMBOL,
+    from_: str = FROM,
+    to: str = typer.Option(
+        None, "--to", help="Last candle to use (default: just before the quarter starts)."
+    ),
+    days: int = typer.Option(180, help="Use the last N days of candles up to --to."),
+    folds: int = typer.Option(6, help="Walk-forward folds."),
+    trials: int = typer.Option(100, help="Optuna trials per fold."),
+    train_min_trades: int = typer.Option(5, help="Trials with fewer train trades score badly."),
+    seed: int = typer.Option(42, help="Seed of the TPE samplers."),
+    costs: str = typer.Option(None, help="Cost preset or costs file (default: config)."),
+    fee_bps: float = typer.Option(None, help="Taker fee per side in bps."),
+    slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps."),
+    min_sharpe: float = typer.Option(None, help="Gate: minimum out-of-sample Sharpe."),
+    min_dsr: float = typer.Option(None, help="Gate: minimum deflated Sharpe ratio."),
+    max_pbo: float = typer.Option(None, help="Gate: maximum probability of overfitting."),
+    min_trades: int = typer.Option(None, help="Gate: minimum out-of-sample trades."),
+    max_drawdown: float = typer.Option(None, help="Gate: deepest drawdown allowed, e.g. 0.35."),
+    promote_to: Path = typer.Option(
+        None, help="Live frozen file to replace if the gate passes (default: only check)."
+    ),
+    current: Path = typer.Option(
+        None, help="Frozen file promoted now, to compare with (default: --promote-to)."
+    ),
+    out_root: Path = typer.Option(Path("reports"), help="Runs go to <out-root>/<quarter>/."),
+    recent_days: int = typer.Option(14, help="Compare both sets' signals over N recent days."),
+    reload_pidfile: Path = typer.Option(
+        None, help="After a promotion, send SIGHUP to the pid in this file (the live runner)."
+    ),
+    reload_unit: str = typer.Option(
+        None, help="After a promotion, `systemctl reload` this unit (e.g. signals-live)."
+    ),
+    config: Path = CONFIG,
+) -> None:
+    """Re-optimise on the latest candles, compare with the live parameters, promote if it passes.
+
+    Runs notebooks/reoptimise.ipynb through papermill into <out-root>/<quarter>/: the executed
+    notebook and its HTML, the walk-forward outputs (report.html, frozen.json) and outcome.json.
+    After a promotion, --reload-pidfile or --reload-unit makes the live runner reload (SIGHUP).
+    """
+    gate = {"min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
+            "min_trades": min_trades, "max_drawdown": max_drawdown}  # fmt: skip
+    options = {
+        "quarter": quarter, "strategy": strategy, "db": db, "timeframe": timeframe,
+        "symbol": symbol, "from_": from_, "to": to, "days": days, "folds": folds,
+        "trials": trials, "train_min_trades": train_min_trades, "seed": seed, "costs": costs,
+        "fee_bps": fee_bps, "slippage_bps": slippage_bps, "gate": gate,
+        "promote_to": promote_to, "current": current, "recent_days": recent_days,
+        "config": config,
+    }  # fmt: skip
+    code = reoptimise(options, out_root=out_root, reload_pidfile=reload_pidfile,
+                      reload_unit=reload_unit, clock=_utc_now)  # fmt: skip
+    if code:
+        raise typer.Exit(code)
+
+
+def reoptimise(
+    options: dict[str, Any],
+    *,
+    out_root: Path,
+    reload_pidfile: Path | None = None,
+    reload_unit: str | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+) -> int:
+    """Build the job from the options, run it, reload after a promotion; return the exit code."""
+    from research.reoptimise import current_quarter, parse_quarter, run_reoptimise, send_reload
+
+    quarter = parse_quarter(options["quarter"]) if options["quarter"] else current_quarter(clock())
+    job = build_job(options, quarter)
+    out_dir = out_root / quarter
+    typer.echo(f"reoptimise {quarter}: {job.strategy} {job.timeframe} -> {out_dir}", err=True)
+    outcome = run_reoptimise(job, out_dir=out_dir)
+    for line in outcome["failures"]:
+        typer.echo(f"gate: {line}", err=True)
+    old, new = outcome["old_params_id"], outcome["new_params_id"]
+    if outcome["promoted"]:
+        typer.echo(f"promoted {new} -> {job.promote_to} (was {old})")
+        if reload_pidfile is not None or reload_unit is not None:
+            typer.echo(send_reload(pidfile=reload_pidfile, unit=reload_unit))
+        return 0
+    if outcome["passed"]:
+        typer.echo(f"passed the gate: {new} (no --promote-to, nothing promoted)")
+        return 0
+    typer.echo(f"refused: {new} fails the gate; {job.promote_to or 'nothing'} left unchanged")
+    return 1
+
+
+def build_job(options: dict[str, Any], quarter: str) -> Any:
+    """Return the `ReoptimiseJob` of the command's options (absolute paths, defaults filled)."""
+    from research.reoptimise import ReoptimiseJob, data_end
+    from signals.errors import SignalsError
+    from signals.frozen import load_frozen
+
+    current = options["current"] or options["promote_to"]
+    strategy, timeframe, symbol = options["strategy"], options["timeframe"], options["symbol"]
+    if (strategy is None or timeframe is None) and current is not None and current.exists():
+        live = load_frozen(current, allow_hash_mismatch=True)
+        strategy, timeframe = strategy or live.strategy, timeframe or live.timeframe
+        symbol = symbol or live.symbol
+    if strategy is None or timeframe is None:
+        raise SignalsError("give --strategy and --timeframe (or --current with a frozen file)")
+    return ReoptimiseJob(
+        strategy=strategy, timeframe=timeframe, symbol=symbol,
+        database=_absolute(options["db"]), period_from=options["from_"],
+        period_to=options["to"] or data_end(quarter),
+        last_days=None if options["from_"] else options["days"],
+        folds=options["folds"], trials=options["trials"],
+        train_min_trades=options["train_min_trades"], seed=options["seed"],
+        costs=options["costs"], fee_bps=options["fee_bps"],
+        slippage_bps=options["slippage_bps"], gate=options["gate"],
+        current=_absolute(current), promote_to=_absolute(options["promote_to"]),
+        recent_days=options["recent_days"], config=_absolute(options["config"]),
+    )  # fmt: skip
+
+
+def _absolute(path: Path | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reoptimise`` to the root app."""
+    app.command("reoptimise")(reoptimise_command)
