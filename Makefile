@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= reports/demo
 
-.PHONY: help venv demo test lint format bench clean
+.PHONY: help venv demo test lint format bench clean lab reoptimise chromium
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,18 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 
 bench: $(STAMP)  ## run the benchmarks and print results (record them in benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/run.py
+
+lab: $(STAMP)  ## JupyterLab on notebooks/ with the project's kernel (and a sample database)
+	$(BIN)/python -m ipykernel install --sys-prefix --name signals --display-name "Python (signals)"
+	test -f $(DEMO_DIR)/candles.db || $(BIN)/signals data synth --out $(DEMO_DIR) --days 90 --seed 7
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+REOPTIMISE_ARGS ?= --promote-to reports/live/frozen.json -s ema_cross -t 1h --db $(DEMO_DIR)/candles.db
+reoptimise: $(STAMP)  ## re-optimise into reports/<quarter>/ (REOPTIMISE_ARGS="..." for the options)
+	$(BIN)/signals reoptimise $(REOPTIMISE_ARGS)
+
+chromium:  ## install Debian's chromium when missing (headless report rendering in the tests)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 clean:  ## remove the venv and generated demo output
 	rm -rf $(VENV) $(DEMO_DIR)
