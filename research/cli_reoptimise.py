@@ -114,7 +114,8 @@ def reoptimise(
     if outcome["passed"]:
         typer.echo(f"passed the gate: {new} (no --promote-to, nothing promoted)")
         return 0
-    typer.echo(f"refused: {new} fails the gate; {job.promote_to or 'nothing'} left unchanged")
+    kept = f"{job.promote_to} left unchanged" if job.promote_to else "nothing promoted"
+    typer.echo(f"refused: {new} fails the gate; {kept}")
     return 1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+import pandas as pd
 import pytest
 
 from research.compare import gate_settings
@@ -231,7 +232,9 @@ def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(reopt: dict,
     assert failures and outcome["failures"] == failures and not outcome["promoted"]
     assert any("< minimum 100000" in f for f in failures)
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "refused" in done.stdout
+    assert "refused" in done.stdout and "left unchanged" in done.stdout
+    # the same quarter again resumed its stored studies: no trial was run twice
+    assert len(pd.read_parquet(out / "trial_ledger.parquet")) == 3 * 6
     assert reopt["live"].read_bytes() == before
     assert log.read_text() == "HUP\n"  # no reload after a refusal
 
@@ -249,8 +252,6 @@ def test_send_reload_names_a_missing_process(tmp_path: Path) -> None:
 
 
 def test_select_period_keeps_the_last_days() -> None:
-    import pandas as pd
-
     index = pd.date_range("2024-01-01", periods=96, freq="1h", tz="UTC")
     candles = pd.DataFrame({"close": range(96)}, index=index)
     assert len(select_period(candles, None, 2)) == 48
