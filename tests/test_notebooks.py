@@ -26,15 +26,6 @@ from signals.data.synth import write_synth_db
 from signals.frozen import freeze, load_frozen, write_frozen
 from strategies import get_strategy
 
-pytestmark = [
-    # jupyter's kernel machinery, not our code: zmq/tornado/jupyter_client deprecations
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:zmq.*"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:jupyter_core.*"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:nbclient.*"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:papermill.*"),
-    pytest.mark.filterwarnings("ignore::RuntimeWarning:zmq.*"),
-]
-
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PAIRS = ("explore", "reoptimise")
