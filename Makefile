@@ -58,10 +58,10 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 bench: $(STAMP)  ## run the benchmarks and print results (record them in benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/run.py
 
-lab: $(STAMP)  ## JupyterLab on notebooks/ with the project's kernel (and a sample database)
+lab: $(STAMP)  ## JupyterLab on notebooks/ with the project's kernel and a sample db (LAB_ARGS=...)
 	$(BIN)/python -m ipykernel install --sys-prefix --name signals --display-name "Python (signals)"
 	test -f $(DEMO_DIR)/candles.db || $(BIN)/signals data synth --out $(DEMO_DIR) --days 90 --seed 7
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS) $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 REOPTIMISE_ARGS ?= --promote-to reports/live/frozen.json -s ema_cross -t 1h --db $(DEMO_DIR)/candles.db
 reoptimise: $(STAMP)  ## re-optimise into reports/<quarter>/ (REOPTIMISE_ARGS="..." for the options)
