@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from research.cli import CONFIG, DB, FROM, SYMBOL
+
+if TYPE_CHECKING:
+    from research.reoptimise import ReoptimiseJob
 
 
 def _utc_now() -> datetime:
@@ -71,37 +74,48 @@ def reoptimise_command(
     notebook and its HTML, the walk-forward outputs (report.html, frozen.json) and outcome.json.
     After a promotion, --reload-pidfile or --reload-unit makes the live runner reload (SIGHUP).
     """
+    from research.reoptimise import ReoptimiseJob
+
     gate = {"min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
             "min_trades": min_trades, "max_drawdown": max_drawdown}  # fmt: skip
-    options = {
-        "quarter": quarter, "strategy": strategy, "db": db, "timeframe": timeframe,
-        "symbol": symbol, "from_": from_, "to": to, "days": days, "folds": folds,
-        "trials": trials, "train_min_trades": train_min_trades, "seed": seed, "costs": costs,
-        "fee_bps": fee_bps, "slippage_bps": slippage_bps, "gate": gate,
-        "promote_to": promote_to, "current": current, "recent_days": recent_days,
-        "config": config,
-    }  # fmt: skip
-    code = reoptimise(options, out_root=out_root, reload_pidfile=reload_pidfile,
+    job = ReoptimiseJob(
+        strategy=strategy, database=_text(db), timeframe=timeframe, symbol=symbol,
+        period_from=from_, period_to=to, last_days=days, folds=folds, trials=trials,
+        train_min_trades=train_min_trades, seed=seed, costs=costs, fee_bps=fee_bps,
+        slippage_bps=slippage_bps, gate=gate, current=_text(current),
+        promote_to=_text(promote_to), recent_days=recent_days, config=_text(config),
+    )  # fmt: skip
+    code = reoptimise(job, quarter=quarter, out_root=out_root, reload_pidfile=reload_pidfile,
                       reload_unit=reload_unit, clock=_utc_now)  # fmt: skip
     if code:
         raise typer.Exit(code)
 
 
 def reoptimise(
-    options: dict[str, Any],
+    job: ReoptimiseJob,
     *,
+    quarter: str | None,
     out_root: Path,
     reload_pidfile: Path | None = None,
     reload_unit: str | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> int:
-    """Build the job from the options, run it, reload after a promotion; return the exit code."""
-    from research.reoptimise import current_quarter, parse_quarter, run_reoptimise, send_reload
+    """Run the re-optimisation `job` for `quarter` (default: the clock's); return the exit code.
 
-    quarter = parse_quarter(options["quarter"]) if options["quarter"] else current_quarter(clock())
-    job = build_job(options, quarter)
-    out_dir = out_root / quarter
-    typer.echo(f"reoptimise {quarter}: {job.strategy} {job.timeframe} -> {out_dir}", err=True)
+    After a promotion, the live runner is told to reload (pidfile or systemd unit).
+    """
+    from research.reoptimise import (
+        current_quarter,
+        parse_quarter,
+        resolve_job,
+        run_reoptimise,
+        send_reload,
+    )
+
+    label = parse_quarter(quarter) if quarter else current_quarter(clock())
+    job = resolve_job(job, label)
+    out_dir = out_root / label
+    typer.echo(f"reoptimise {label}: {job.strategy} {job.timeframe} -> {out_dir}", err=True)
     outcome = run_reoptimise(job, out_dir=out_dir)
     for line in outcome["failures"]:
         typer.echo(f"gate: {line}", err=True)
@@ -119,36 +133,8 @@ def reoptimise(
     return 1
 
 
-def build_job(options: dict[str, Any], quarter: str) -> Any:
-    """Return the `ReoptimiseJob` of the command's options (absolute paths, defaults filled)."""
-    from research.reoptimise import ReoptimiseJob, data_end
-    from signals.errors import SignalsError
-    from signals.frozen import load_frozen
-
-    current = options["current"] or options["promote_to"]
-    strategy, timeframe, symbol = options["strategy"], options["timeframe"], options["symbol"]
-    if (strategy is None or timeframe is None) and current is not None and current.exists():
-        live = load_frozen(current, allow_hash_mismatch=True)
-        strategy, timeframe = strategy or live.strategy, timeframe or live.timeframe
-        symbol = symbol or live.symbol
-    if strategy is None or timeframe is None:
-        raise SignalsError("give --strategy and --timeframe (or --current with a frozen file)")
-    return ReoptimiseJob(
-        strategy=strategy, timeframe=timeframe, symbol=symbol,
-        database=_absolute(options["db"]), period_from=options["from_"],
-        period_to=options["to"] or data_end(quarter),
-        last_days=None if options["from_"] else options["days"],
-        folds=options["folds"], trials=options["trials"],
-        train_min_trades=options["train_min_trades"], seed=options["seed"],
-        costs=options["costs"], fee_bps=options["fee_bps"],
-        slippage_bps=options["slippage_bps"], gate=options["gate"],
-        current=_absolute(current), promote_to=_absolute(options["promote_to"]),
-        recent_days=options["recent_days"], config=_absolute(options["config"]),
-    )  # fmt: skip
-
-
-def _absolute(path: Path | None) -> str | None:
-    return None if path is None else str(Path(path).resolve())
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ import re
 import signal
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from signals.errors import SignalsError
-from signals.frozen import FrozenParams
+from signals.frozen import FrozenParams, load_frozen
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "reoptimise.ipynb"
 KERNEL = "python3"
@@ -42,9 +42,9 @@ class ReoptimiseError(SignalsError):
 class ReoptimiseJob:
     """The notebook's parameters (see the ``parameters`` cell of notebooks/reoptimise.py)."""
 
-    strategy: str
-    database: str
-    timeframe: str
+    strategy: str | None = None  # None: the strategy of `current`
+    database: str | None = None  # None: data.candles_db of the config
+    timeframe: str | None = None  # None: the timeframe of `current`
     symbol: str | None = None
     period_from: str | None = None
     period_to: str | None = None
@@ -95,6 +95,34 @@ def quarter_start(quarter: str) -> datetime:
 def data_end(quarter: str) -> str:
     """Return the last candle open time a quarter's run may read: one second before it starts."""
     return str(int(quarter_start(quarter).timestamp()) - 1)
+
+
+def resolve_job(job: ReoptimiseJob, quarter: str) -> ReoptimiseJob:
+    """Fill a job's defaults for `quarter`: what to tune, where the data end, absolute paths.
+
+    `current` defaults to `promote_to`; a missing strategy, timeframe or symbol is taken from
+    that file; the period ends just before the quarter starts unless `period_to` says otherwise;
+    `last_days` is dropped when `period_from` is given.
+    """
+    current = job.current or job.promote_to
+    strategy, timeframe, symbol = job.strategy, job.timeframe, job.symbol
+    if (strategy is None or timeframe is None) and current and Path(current).exists():
+        live = load_frozen(current, allow_hash_mismatch=True)
+        strategy, timeframe = strategy or live.strategy, timeframe or live.timeframe
+        symbol = symbol or live.symbol
+    if strategy is None or timeframe is None:
+        raise SignalsError("give --strategy and --timeframe (or --current with a frozen file)")
+    return replace(
+        job, strategy=strategy, timeframe=timeframe, symbol=symbol,
+        period_to=job.period_to or data_end(quarter),
+        last_days=None if job.period_from else job.last_days,
+        database=_absolute(job.database), current=_absolute(current),
+        promote_to=_absolute(job.promote_to), config=_absolute(job.config),
+    )  # fmt: skip
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
 
 
 def select_period(

@@ -81,6 +81,21 @@ def test_quarters_from_an_injected_clock() -> None:
     assert data_end("2024Q2") == str(int(datetime(2024, 4, 1, tzinfo=UTC).timestamp()) - 1)
 
 
+def test_a_job_takes_what_is_live_and_ends_its_data_at_the_quarter(tmp_path: Path) -> None:
+    from research.reoptimise import ReoptimiseJob, resolve_job
+    from signals.errors import SignalsError
+
+    live = tmp_path / "live.json"
+    write_frozen(freeze(strategy="swing", timeframe="1h", params={}, symbol="ETHUSDT"), live)
+    job = resolve_job(ReoptimiseJob(promote_to=str(live), period_from=None), "2026Q3")
+    assert (job.strategy, job.timeframe, job.symbol) == ("swing", "1h", "ETHUSDT")
+    assert job.current == str(live.resolve()) and job.period_to == data_end("2026Q3")
+    assert resolve_job(ReoptimiseJob(strategy="swing", timeframe="1h", period_from="2026-01-01"),
+                       "2026Q3").last_days is None  # fmt: skip
+    with pytest.raises(SignalsError, match="--strategy and --timeframe"):
+        resolve_job(ReoptimiseJob(promote_to=str(tmp_path / "none.json")), "2026Q3")
+
+
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("nbdata")
