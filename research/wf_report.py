@@ -20,7 +20,7 @@ from signals.frozen import FrozenParams, dumps
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
+table{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}.verdict{padding:1em;background:#fff7e0;border-left:4px solid #e0a000}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
