@@ -24,6 +24,7 @@ out: it needs a bisection of ~17 simulations per combination (run a backtest for
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import multiprocessing
 import os
@@ -218,8 +219,14 @@ def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
     )
     del buy, sell
     if getattr(job.costs, "has_funding", False):
-        return _reference_metrics(pf, candles, job)
-    return portfolio_table(pf, candles["close"].to_numpy(dtype="float64"), job.timeframe, k)
+        table = _reference_metrics(pf, candles, job)
+    else:
+        table = portfolio_table(pf, candles["close"].to_numpy(dtype="float64"), job.timeframe, k)
+    # vectorbt's objects hold their candles x columns arrays in reference cycles, which the
+    # allocation-count-driven gc frees late: collect now, or RSS doubles over a long sweep.
+    del pf
+    gc.collect()
+    return table
 
 
 def _reference_metrics(pf: Any, candles: pd.DataFrame, job: _Job) -> pd.DataFrame:
