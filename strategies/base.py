@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from strategies.indicators import as_flags, recent_count
 from strategies.params import ScoringParams, make_params
 
 BUY = "BUY"
@@ -159,23 +160,21 @@ class Strategy(ABC, Generic[P]):
 def _score(
     rules: list[Rule], gate: pd.Series | None, index: pd.Index
 ) -> tuple[pd.Series, pd.DataFrame]:
-    fired = pd.DataFrame({r.name: r.fired.fillna(False).astype(bool) for r in rules}, index=index)
-    known = pd.DataFrame(
-        {
-            r.name: (r.known.fillna(False).astype(bool) if r.known is not None else True)
-            for r in rules
-        },
-        index=index,
-    )
+    n = len(index)
+    known = np.column_stack(
+        [as_flags(r.known) if r.known is not None else np.ones(n, dtype=bool) for r in rules]
+    ) if rules else np.zeros((n, 0), dtype=bool)  # fmt: skip
+    fired = np.column_stack([as_flags(r.fired) for r in rules]) if rules else known.copy()
+    fired &= known
     weights = np.array([r.weight for r in rules], dtype="float64")
-    fired = fired & known
-    total = known.to_numpy(dtype="float64") @ weights
-    hit = fired.to_numpy(dtype="float64") @ weights
+    total = known @ weights
+    hit = fired @ weights
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(total > 0, hit / total, 0.0)
+        score = np.where(total > 0, hit / np.where(total > 0, total, 1.0), 0.0)
     if gate is not None:
-        score = np.where(gate.fillna(False).astype(bool).to_numpy(), score, 0.0)
-    return pd.Series(score, index=index, dtype="float64"), fired
+        score = np.where(as_flags(gate), score, 0.0)
+    names = [r.name for r in rules]
+    return pd.Series(score, index=index, dtype="float64"), pd.DataFrame(fired, index, names)
 
 
 def _edges(score: pd.Series, threshold: float) -> pd.Series:
@@ -186,6 +185,7 @@ def _edges(score: pd.Series, threshold: float) -> pd.Series:
 def _debounce(triggers: pd.Series, cooldown: int) -> pd.Series:
     if cooldown <= 0:
         return triggers
-    recent = triggers.shift(1, fill_value=False).astype("int8")
-    recent = recent.rolling(cooldown, min_periods=1).max().astype(bool)
-    return triggers & ~recent
+    flags = as_flags(triggers)
+    earlier = np.concatenate([[False], flags[:-1]])  # triggers strictly before each candle
+    recent = recent_count(earlier, cooldown) > 0
+    return pd.Series(flags & ~recent, index=triggers.index, name=triggers.name)

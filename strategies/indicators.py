@@ -202,5 +202,22 @@ def crossed_above(a: pd.Series, b: pd.Series) -> pd.Series:
 
 def within(event: pd.Series, candles: int) -> pd.Series:
     """True where `event` happened on this candle or on one of the previous ``candles - 1``."""
-    flags = event.fillna(False).astype("int8")
-    return flags.rolling(candles, min_periods=1).max().astype(bool)
+    return pd.Series(recent_count(as_flags(event), candles) > 0, index=event.index)
+
+
+def as_flags(event: pd.Series) -> np.ndarray:
+    """Return a boolean Series as a numpy bool array, missing values as False."""
+    return event.to_numpy(dtype=bool, na_value=False)
+
+
+def recent_count(flags: np.ndarray, candles: int) -> np.ndarray:
+    """Count the True flags on each candle and the ``candles - 1`` before it (a rolling sum).
+
+    Equivalent to ``pd.Series(flags).rolling(candles, min_periods=1).sum()``, exact (integer
+    cumulative sums), without pandas' per-window overhead.
+    """
+    total = np.cumsum(flags, dtype=np.int64)
+    before = np.zeros_like(total)
+    if candles < len(total):
+        before[candles:] = total[:-candles]
+    return total - before
