@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from results import replace_section
+
+HEADING = "## Sweeps and backtests (issue 3)"
 NOTES = """\
-## Reading the figures
+### Reading the figures
 
 - *wall* is the scenario's process from start to exit: Python start, imports (vectorbt alone
   takes ~5 s), data load or generation, numba compilation, the work. *sweep* is `run_sweep`
@@ -24,7 +27,7 @@ NOTES = """\
 - backtesting.py runs one EMA(12)/EMA(26) cross, its documented idiom (`self.I(talib.EMA)`,
   `crossover`, `exclusive_orders`), with commission = fee and spread = 2 x slippage.
 
-## Where the time goes
+### Where the time goes
 
 The scalping profile below (a single-process sweep) splits the work into three parts: the
 strategy's signal function (`Strategy.signals`: TA-Lib through the indicator memo, then pandas
@@ -132,7 +135,7 @@ def write_results(raw: dict[str, Any], path: Path) -> None:
     res = raw["results"]
     versions = ", ".join(f"{k} {v}" for k, v in raw["versions"].items())
     lines = [
-        "# Benchmarks",
+        HEADING,
         "",
         "Written by `make bench` (`benchmarks/run.py`); raw figures in `RESULTS.json`.",
         "",
@@ -143,11 +146,11 @@ def write_results(raw: dict[str, Any], path: Path) -> None:
         "candles); `real_*`: the BTCUSDT 1m candles of 2023-04..06 in ../shared/data",
         "- costs: fee 5.5 bps per side, slippage 1 bp per fill; long only, next-open fills",
         "",
-        "## Targets (issue 3)",
+        "### Targets (issue 3)",
         "",
         *_targets(res),
         "",
-        "## Every run",
+        "### Every run",
         "",
         *_scenario_rows(res),
         "",
@@ -156,7 +159,7 @@ def write_results(raw: dict[str, Any], path: Path) -> None:
     profile = res.get("scalping_profile", {}).get("profile")
     if profile:
         lines += [
-            f"### Profile: scalping, {res['scalping_profile'].get('combos')} combinations, "
+            f"#### Profile: scalping, {res['scalping_profile'].get('combos')} combinations, "
             "one process (cProfile, by own time)",
             "",
             "```",
@@ -164,4 +167,4 @@ def write_results(raw: dict[str, Any], path: Path) -> None:
             "```",
             "",
         ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_section(HEADING, "\n".join(lines) + "\n", path)
