@@ -85,7 +85,7 @@ def metrics_table(
     table = {
         **_return_metrics(equity, returns, init_cash, per_year),
         **_drawdown_metrics(equity, timeframe),
-        **_trade_metrics(trades, k, timeframe),
+        **trade_metrics(trades, k, timeframe),
         "exposure": np.asarray(exposure, dtype="float64"),
         "fees_paid": np.asarray(fees_paid, dtype="float64"),
         "buy_hold_return": np.full(k, close[-1] / close[0] - 1.0),
@@ -121,7 +121,8 @@ def _drawdown_metrics(equity: np.ndarray, timeframe: str) -> dict[str, np.ndarra
     return {"max_drawdown": drawdown.min(axis=0), "max_drawdown_days": days}
 
 
-def _trade_metrics(trades: TradeArrays, k: int, timeframe: str) -> dict[str, np.ndarray]:
+def trade_metrics(trades: TradeArrays, k: int, timeframe: str) -> dict[str, np.ndarray]:
+    """Return the per-trade metrics of `k` columns (win rate .. average holding time)."""
     col = np.asarray(trades.col, dtype="int64")
     pnl = np.asarray(trades.pnl, dtype="float64")
     ret = np.asarray(trades.ret, dtype="float64")

@@ -42,7 +42,7 @@ from research._sweep_kernel import equity_metrics_nb
 from research.costs import CostModel
 from research.execution import ExecutionModel, simulate
 from research.grid import Grid
-from research.metrics import METRIC_KEYS, TradeArrays, _trade_metrics, candles_per_year
+from research.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_metrics
 from signals.timeframes import timeframe_seconds
 from strategies import Strategy
 from strategies.indicators import indicator_cache
@@ -282,7 +282,7 @@ def portfolio_table(pf: Any, close: np.ndarray, timeframe: str, k: int) -> pd.Da
         exit_idx=records["exit_idx"],
     )
     with np.errstate(divide="ignore", invalid="ignore"):  # columns without trades: NaN figures
-        table.update(_trade_metrics(trades, k, timeframe))
+        table.update(trade_metrics(trades, k, timeframe))
     return pd.DataFrame(table)[list(METRIC_KEYS)]
 
 
