@@ -21,11 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from signals.data.aggregate import aggregate
+from signals.data.importers import reaggregate
 from signals.data.schema import CANDLE_COLUMNS
 from signals.data.store import connect_writable, frame_from_rows, write_candles
 from signals.errors import DataError
-from signals.timeframes import higher_timeframes, timeframe_seconds
+from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
 
@@ -195,48 +195,13 @@ def _store_page(
     return summary.last + step, len(closed) < len(fresh)
 
 
-def _read_back(
-    conn: sqlite3.Connection, symbol: str, timeframe: str, span: tuple[int, int]
-) -> pd.DataFrame:
-    rows = conn.execute(
-        "SELECT timestamp, open, high, low, close, volume, buy_volume, trades FROM candles "
-        "WHERE symbol = ? AND timeframe = ? AND closed = 1 AND timestamp >= ? AND timestamp < ? "
-        "ORDER BY timestamp",
-        (symbol, timeframe, *span),
-    ).fetchall()
-    return frame_from_rows(rows, ["timestamp", *CANDLE_COLUMNS])
-
-
 def _reaggregate(
-    conn: sqlite3.Connection, symbol: str, base_tf: str, first: int, last: int
+    conn: sqlite3.Connection, symbol: str, timeframe: str, first: int, last: int
 ) -> dict[str, int]:
-    """Re-aggregate every higher timeframe over the buckets touched by base candles first..last.
-
-    An incomplete bucket is written with ``closed = 0`` but never replaces a closed candle that is
-    already stored (e.g. from an imported higher-timeframe file).
-    """
-    written: dict[str, int] = {}
-    for target in higher_timeframes(base_tf):
-        size = timeframe_seconds(target)
-        span = (first - first % size, last - last % size + size)
-        out = aggregate(_read_back(conn, symbol, base_tf, span), base=base_tf, target=target)
-        if out.empty:
-            continue
-        complete = out.pop("complete").astype(bool)
-        stored_closed = {
-            int(ts)
-            for (ts,) in conn.execute(
-                "SELECT timestamp FROM candles WHERE symbol = ? AND timeframe = ? AND closed = 1 "
-                "AND timestamp >= ? AND timestamp < ?",
-                (symbol, target, *span),
-            )
-        }
-        keep = complete | ~pd.Series(out.index.as_unit("s").asi8, index=out.index).isin(
-            stored_closed
-        )
-        out, complete = out[keep], complete[keep]
-        written[target] = write_candles(conn, out, symbol=symbol, timeframe=target, closed=complete)
-    return written
+    """Rebuild higher timeframes over the fetched span, with the importer's mechanism."""
+    with conn:
+        counts = reaggregate(conn, symbol, timeframe, first, last)
+    return {tf: c.complete + c.incomplete for tf, c in counts.items() if c.complete + c.incomplete}
 
 
 def fetch_candles(

@@ -569,18 +569,39 @@ def write_parsed(
         result.rows_written = upsert_candles(conn, candles, symbol=symbol, timeframe=base_tf)
         step = timeframe_seconds(base_tf)
         _refresh_from_finer(conn, symbol, base_tf, _bucket_span(first, last, step))
-        targets = higher_timeframes(base_tf)
-        spans = {t: _bucket_span(first, last, timeframe_seconds(t)) for t in targets}
-        if targets:  # read the base candles back once, over the widest span
-            whole = (min(s[0] for s in spans.values()), max(s[1] for s in spans.values()))
-            stored = _read_back(conn, symbol, base_tf, whole)
-            stored_s = stored.index.as_unit("s").asi8
-        for target in targets:
-            _stage(bar, f"aggregating {target}")
-            start, end = spans[target]
-            base = stored[(stored_s >= start) & (stored_s < end)]
-            result.aggregated[target] = _write_aggregate(conn, base, symbol, base_tf, target)
+        result.aggregated = reaggregate(conn, symbol, base_tf, first, last, bar=bar)
     return result
+
+
+def reaggregate(
+    conn: sqlite3.Connection,
+    symbol: str,
+    base_tf: str,
+    first: int,
+    last: int,
+    *,
+    bar: tqdm | None = None,
+) -> dict[str, AggregateCount]:
+    """Rebuild every higher timeframe over the buckets touched by base candles `first`..`last`.
+
+    The base candles are read back from the database (so a bucket split across two writes is
+    complete once both are in); an incomplete bucket is stored with ``closed = 0`` and never
+    replaces a closed candle already there. Does not commit: the caller owns the transaction.
+    """
+    targets = higher_timeframes(base_tf)
+    if not targets:
+        return {}
+    spans = {t: _bucket_span(first, last, timeframe_seconds(t)) for t in targets}
+    whole = (min(s[0] for s in spans.values()), max(s[1] for s in spans.values()))
+    stored = _read_back(conn, symbol, base_tf, whole)  # read once, over the widest span
+    stored_s = stored.index.as_unit("s").asi8
+    counts: dict[str, AggregateCount] = {}
+    for target in targets:
+        _stage(bar, f"aggregating {target}")
+        start, end = spans[target]
+        base = stored[(stored_s >= start) & (stored_s < end)]
+        counts[target] = _write_aggregate(conn, base, symbol, base_tf, target)
+    return counts
 
 
 def _stage(bar: tqdm | None, text: str) -> None:
