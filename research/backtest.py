@@ -112,7 +112,7 @@ def run_backtest(
     if paid is not None:
         metrics["funding_paid"] = float(paid.sum())
     metrics["cost_break_even_bps"] = cost_break_even_bps(
-        candles, frame, timeframe=timeframe, execution=execution, costs=costs
+        candles, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs
     )
     equity = pd.Series(np.asarray(values).ravel(), index=candles.index)
     return BacktestResult(
@@ -147,7 +147,8 @@ def funded_equity(
 
 def cost_break_even_bps(
     candles: pd.DataFrame,
-    frame: SignalFrame,
+    buy: pd.Series,
+    sell: pd.Series,
     *,
     timeframe: str,
     execution: ExecutionModel,
@@ -165,8 +166,8 @@ def cost_break_even_bps(
     def net(total_bps: float) -> float:
         pf = simulate(
             candles,
-            frame.buy,
-            frame.sell,
+            buy,
+            sell,
             execution=execution,
             costs=costs.with_total_bps(total_bps),
             timeframe=timeframe,
@@ -174,7 +175,7 @@ def cost_break_even_bps(
         value, _ = funded_equity(pf, candles, timeframe, funding)
         return float(np.asarray(value)[-1].ravel()[0] / execution.init_cash - 1.0)
 
-    if not (frame.buy.any() or frame.sell.any()) or net(0.0) <= 0:
+    if not (buy.any() or sell.any()) or net(0.0) <= 0:
         return float("nan")
     low, high = 0.0, BREAK_EVEN_MAX_BPS
     if net(high) > 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import html
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -85,8 +84,7 @@ def _break_even(run: WalkForwardRun) -> float:
     start, end = run.folds[0].fold.test_start, run.folds[-1].fold.test_end
     params = run.strategy.params(run.folds[-1].best_params)
     buy, sell = window_signals(run.candles, run.strategy, params, start, end)
-    frame = SimpleNamespace(buy=buy, sell=sell)
-    return cost_break_even_bps(run.candles.iloc[start:end], frame, timeframe=run.timeframe,
+    return cost_break_even_bps(run.candles.iloc[start:end], buy, sell, timeframe=run.timeframe,
                                execution=run.config.execution, costs=run.config.costs)  # fmt: skip
 
 
