@@ -206,7 +206,7 @@ def backtest_command(
     )
     execution = _execution(ExecutionModel, fill, direction, size, stop_loss, take_profit)
     cost_model = resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps)
-    candles = run.candles if run.since is None else run.candles[run.candles.index >= run.since]
+    candles = run.period
     result = run_backtest(
         candles,
         run.strategy,

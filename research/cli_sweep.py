@@ -87,7 +87,7 @@ def sweep_command(
     for name in axes:
         if name not in expanded.names:
             raise typer.BadParameter(f"{name!r} is not swept by --grid", param_hint="--heatmap")
-    candles = run.candles if run.since is None else run.candles[run.candles.index >= run.since]
+    candles = run.period
     typer.echo(
         f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} combinations "
         f"({expanded.skipped} invalid skipped) over {len(candles)} candles",

@@ -59,7 +59,7 @@ def walkforward_command(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         config=config,
     )  # fmt: skip
-    candles = run.candles if run.since is None else run.candles[run.candles.index >= run.since]
+    candles = run.period
     wf = WalkForwardConfig(
         scheme=scheme, folds=folds, gap=gap, trials=trials, objective=objective,  # type: ignore[arg-type]
         train=duration_candles(train, timeframe) if train else None,

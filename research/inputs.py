@@ -30,6 +30,13 @@ class RunInputs:
     db: Path
     since: pd.Timestamp | None
 
+    @property
+    def period(self) -> pd.DataFrame:
+        """The candles from ``--from`` on (all of them without it), the warm-up left out."""
+        if self.since is None:
+            return self.candles
+        return self.candles[self.candles.index >= self.since]
+
 
 def parse_assignments(items: list[str] | None) -> dict[str, str]:
     """Parse ``k=v`` strings (from ``--set``) into a dict, with a clear error on bad items."""
