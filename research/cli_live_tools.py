@@ -153,10 +153,10 @@ def print_summary(ledger: Path, summary: dict[str, float]) -> None:
 
 def print_comparison(comparison: object) -> None:
     """Print the paper-versus-backtest table, the totals and the verdict."""
-    from rich.console import Console
     from rich.table import Table
 
     from research.paper import Comparison
+    from signals.console import console as make_console
 
     assert isinstance(comparison, Comparison)
     start, end = comparison.span
@@ -177,7 +177,7 @@ def print_comparison(comparison: object) -> None:
             f"{row.pnl_diff:.2e}" if both else "-",
             "ok" if row.problem is None else row.problem,
         )
-    console = Console(width=160)
+    console = make_console()
     console.print(table)
     for name, figures in (("paper", comparison.paper), ("backtest", comparison.backtest)):
         if figures:

@@ -123,8 +123,9 @@ def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:
 
 
 def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
+
+    from signals.console import console
 
     try:
         best = result.ranked(metric, top)
@@ -141,7 +142,7 @@ def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:  
         table.add_column(name, justify="right")
     for row in best.to_dict("records"):
         table.add_row(*(_fmt(row[name]) for name in shown))
-    Console().print(table)
+    console().print(table)
 
 
 def _fmt(value: object) -> str:
