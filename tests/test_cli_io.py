@@ -287,8 +287,10 @@ def test_check_foreign_schema_through_config_counts_forming_candles(tmp_path: Pa
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE klines (open_time INTEGER, o REAL, h REAL, l REAL, c REAL, v REAL)")
     rows = [(T0 * 1000 + 60_000 * i, 10.0, 11.0, 9.0, 10.5, 1.0) for i in range(5)]
-    now_minute = int(time.time()) // 60 * 60
-    rows.append((now_minute * 1000, 10.0, 11.0, 9.0, 10.5, 1.0))  # still forming
+    # Ten minutes ahead: still "forming" however long the subprocess below takes to start
+    # (a candle of the current minute closes when the minute turns, which made this flaky).
+    forming = (int(time.time()) // 60 + 10) * 60
+    rows.append((forming * 1000, 10.0, 11.0, 9.0, 10.5, 1.0))  # still forming
     rows.append((T0 * 1000 + 60_000 * 2, 10.0, 11.0, 9.0, 10.5, 1.0))  # a duplicate
     conn.executemany("INSERT INTO klines VALUES (?,?,?,?,?,?)", rows)
     conn.commit()
