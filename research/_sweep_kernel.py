@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from vectorbt.portfolio.enums import order_dt
+from vectorbt.portfolio.nb import simulate_from_signals_nb
 from vectorbt.utils.math_ import add_nb
 
 # Output columns of `equity_metrics_nb`, in order.
@@ -41,6 +43,20 @@ def _kahan_add(total: float, comp: float, x: float) -> tuple[float, float]:
 
 
 @njit(cache=True)
+def _spread(returns: np.ndarray, mean: float) -> tuple[float, float]:
+    # Standard deviation (ddof 1) and downside deviation of the per-candle returns.
+    n = returns.shape[0]
+    sq, sq_comp, down, down_comp = 0.0, 0.0, 0.0, 0.0
+    for i in range(n):
+        d = returns[i] - mean
+        sq, sq_comp = _kahan_add(sq, sq_comp, d * d)
+        m = min(returns[i], 0.0)
+        down, down_comp = _kahan_add(down, down_comp, m * m)
+    std = np.sqrt((sq + sq_comp) / (n - 1)) if n > 1 else np.nan
+    return std, np.sqrt((down + down_comp) / n)
+
+
+@njit(cache=True)
 def _equity_column(
     close: np.ndarray,
     init_cash: float,
@@ -66,7 +82,8 @@ def _equity_column(
     fee_sum = 0.0
     o = start
     total, comp = 0.0, 0.0
-    for i in range(n):
+    i = 0
+    while i < n:
         asset_flow = 0.0
         cash_flow = 0.0
         while o < stop and idx[o] == i:
@@ -93,17 +110,23 @@ def _equity_column(
             last_peak = i
         if i - last_peak > longest:
             longest = i - last_peak
+        if assets == 0.0:
+            # Flat until the next order: the value stays `cash`, so every return is exactly 0,
+            # and peak and drawdown stay as they are. Skip those candles.
+            upto = idx[o] if o < stop else n
+            if upto > i + 1:
+                returns[i + 1 : upto] = 0.0
+                if not dd < 0:
+                    last_peak = upto - 1
+                if upto - 1 - last_peak > longest:
+                    longest = upto - 1 - last_peak
+                i = upto
+                continue
+        i += 1
     mean = (total + comp) / n
-    sq, sq_comp, down, down_comp = 0.0, 0.0, 0.0, 0.0
-    for i in range(n):
-        d = returns[i] - mean
-        sq, sq_comp = _kahan_add(sq, sq_comp, d * d)
-        m = min(returns[i], 0.0)
-        down, down_comp = _kahan_add(down, down_comp, m * m)
     out[0] = prev / init_cash - 1.0
     out[1] = mean
-    out[2] = np.sqrt((sq + sq_comp) / (n - 1)) if n > 1 else np.nan
-    out[3] = np.sqrt((down + down_comp) / n)
+    out[2], out[3] = _spread(returns, mean)
     out[4] = mdd
     out[5] = longest
     out[6] = held / n
@@ -141,3 +164,134 @@ def equity_metrics_nb(
             out[c],
         )
     return out
+
+
+# Direction codes of `orders_by_column_nb` (research.execution.Direction, in that order).
+DIRECTION_CODES = {"long": 0, "short": 1, "both": 2}
+
+
+@njit(cache=True)
+def orders_by_column_nb(
+    buy: np.ndarray,
+    sell: np.ndarray,
+    price: np.ndarray,
+    slippage: np.ndarray,
+    close: np.ndarray,
+    init_cash: float,
+    size: float,
+    size_type: int,
+    fees: float,
+    direction: int,
+    upon_opposite_entry: int,
+    stop_entry_price: int,
+    stop_exit_price: int,
+) -> np.ndarray:
+    """Return vectorbt's order records of each column, simulated over its signal candles only.
+
+    `buy`/`sell` are the (candles x columns) fill-time signals; `price`, `slippage` and `close`
+    per candle. Each column runs through vectorbt's ``simulate_from_signals_nb`` on the
+    candles where it has a signal (no stops: nothing can fill elsewhere), with the arguments
+    `research.execution.simulate` gives ``Portfolio.from_signals``; ``idx`` is mapped back.
+    """
+    n, k = buy.shape
+    counts = np.zeros(k, dtype=np.int64)
+    for j in range(k):
+        for i in range(n):
+            if buy[i, j] or sell[i, j]:
+                counts[j] += 1
+    out = np.empty(counts.sum() + k, dtype=order_dt)
+    no = np.zeros((1, 1), dtype=np.bool_)
+    group_lens = np.ones(1, dtype=np.int64)
+    cash = np.full(1, init_cash, dtype=np.float64)
+    nan = np.full((1, 1), np.nan, dtype=np.float64)
+    written = 0
+    for j in range(k):
+        m = counts[j]
+        if m == 0:
+            continue
+        rows = np.empty(m, dtype=np.int64)
+        b = np.empty((m, 1), dtype=np.bool_)
+        s = np.empty((m, 1), dtype=np.bool_)
+        p = np.empty((m, 1), dtype=np.float64)
+        sl = np.empty((m, 1), dtype=np.float64)
+        c = np.empty((m, 1), dtype=np.float64)
+        r = 0
+        for i in range(n):
+            if buy[i, j] or sell[i, j]:
+                rows[r] = i
+                b[r, 0] = buy[i, j]
+                s[r, 0] = sell[i, j]
+                p[r, 0] = price[i]
+                sl[r, 0] = slippage[i]
+                c[r, 0] = close[i]
+                r += 1
+        long_entries, long_exits, short_entries, short_exits = no, no, no, no
+        if direction == 0:
+            long_entries, long_exits = b, s
+        elif direction == 1:
+            short_entries, short_exits = s, b
+        else:
+            long_entries, short_entries = b, s
+        records, _ = simulate_from_signals_nb(
+            (m, 1),
+            group_lens,
+            cash,
+            np.zeros((m, 1), dtype=np.int64),
+            no,
+            no,
+            np.zeros((1, 1), dtype=np.int64),
+            long_entries,
+            long_exits,
+            short_entries,
+            short_exits,
+            np.full((1, 1), size),
+            p,
+            np.full((1, 1), size_type),
+            np.full((1, 1), fees),
+            np.zeros((1, 1)),
+            sl,
+            np.zeros((1, 1)),
+            np.full((1, 1), np.inf),
+            nan,
+            np.zeros((1, 1)),
+            np.zeros((1, 1), dtype=np.bool_),
+            np.ones((1, 1), dtype=np.bool_),
+            np.zeros((1, 1), dtype=np.bool_),
+            np.zeros((1, 1), dtype=np.bool_),
+            np.zeros((1, 1), dtype=np.int64),
+            np.zeros((1, 1), dtype=np.int64),
+            np.zeros((1, 1), dtype=np.int64),
+            np.zeros((1, 1), dtype=np.int64),
+            np.full((1, 1), upon_opposite_entry),
+            np.full((1, 1), np.inf),
+            nan,
+            nan,
+            nan,
+            c,
+            nan,
+            np.zeros((1, 1), dtype=np.bool_),
+            nan,
+            np.full((1, 1), stop_entry_price),
+            np.full((1, 1), stop_exit_price),
+            np.zeros((1, 1), dtype=np.int64),
+            np.ones((1, 1), dtype=np.int64),
+            False,
+            False,
+            True,
+            False,
+            m + 1,
+            0,
+            False,
+            True,
+        )
+        for o in range(len(records)):
+            record = out[written]
+            record["id"] = records[o]["id"]
+            record["col"] = j
+            record["idx"] = rows[records[o]["idx"]]
+            record["size"] = records[o]["size"]
+            record["price"] = records[o]["price"]
+            record["fees"] = records[o]["fees"]
+            record["side"] = records[o]["side"]
+            written += 1
+    return out[:written]

@@ -1,4 +1,4 @@
-"""Parameter sweeps: every combination is a column of one vectorbt simulation per chunk.
+"""Parameter sweeps: every combination is a column of a chunk's BUY/SELL matrices.
 
 `run_sweep` evaluates a list of parameter sets (see `research.grid`) on the same candles:
 
@@ -6,15 +6,20 @@
    combination inside `strategies.indicators.indicator_cache`, so each indicator is computed
    once per distinct input and reused by every combination of the chunk that needs it.
 2. **Simulation.** The chunk's BUY/SELL decisions become the columns of two boolean matrices
-   and go through `research.execution.simulate` in one call: parameters as columns.
+   (parameters as columns) and go through `research.execution.simulate_orders`: vectorbt's
+   own simulation kernel, run on the candles where a column can fill, returning only the
+   order records (equal to `research.execution.simulate`'s, tested). With funding the chunk
+   takes the backtest's full `Portfolio` path instead.
 3. **Metrics.** The equity-curve figures are reduced from the order records without building
    the candles x columns equity matrix (`research._sweep_kernel`, checked against
-   `research.metrics.metrics_table`); the per-trade figures are `research.metrics`' own.
+   `research.metrics.metrics_table`); trades come from vectorbt's ``get_exit_trades_nb`` and
+   the per-trade figures are `research.metrics`' own.
 
-Chunks bound memory: their width is chosen from the candle count so that one chunk's matrices
-and vectorbt's working arrays stay near `CHUNK_BUDGET_BYTES`. With ``jobs > 1`` chunks run in
-forked worker processes that share the candles copy-on-write and return only the small metric
-rows. Column k of a sweep equals `research.backtest.run_backtest` with the k-th parameters.
+Chunks bound memory: their width is chosen from the candle count and the simulation path so
+that one chunk's matrices and working arrays stay near `CHUNK_BUDGET_BYTES`. With ``jobs > 1``
+chunks run in forked worker processes that share the candles copy-on-write and return only the
+small metric rows. Column k of a sweep equals `research.backtest.run_backtest` with the k-th
+parameters.
 
 The sweep table has the parameter columns (every field of the strategy's ``Params``), then the
 metric columns named as in `research.metrics.METRIC_KEYS`. ``cost_break_even_bps`` is left
@@ -37,23 +42,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from vectorbt.portfolio.nb import get_exit_trades_nb
+from vectorbt.records.nb import col_map_nb
 
 from research._sweep_kernel import equity_metrics_nb
 from research.costs import CostModel
-from research.execution import ExecutionModel, simulate
+from research.execution import ExecutionModel, simulate, simulate_orders
 from research.grid import Grid
 from research.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_metrics
 from signals.timeframes import timeframe_seconds
 from strategies import Strategy
 from strategies.indicators import indicator_cache
 
-# Memory one chunk may use, and what a (candle, combination) cell costs at the peak of a chunk:
-# the BUY/SELL matrices and vectorbt's copies of them (~8 B), and the float64 candles x columns
-# arrays vectorbt 1.2 builds around a simulation under pandas 3 (a dummy frame, writable copies
-# of the close, their DataFrame wraps: ~100 B). Measured: see benchmarks/RESULTS.md.
+# Memory one chunk may use, and what a (candle, combination) cell costs at the peak of a chunk.
+# The usual path keeps the BUY/SELL matrices and their fill-time copies (~4 B) and simulates
+# column by column over signal candles only. Stops need every candle in one simulation (call
+# sequence, copies: ~16 B). Funding goes through a full vectorbt Portfolio, whose candles x
+# columns float64 arrays and DataFrame wraps under pandas 3 cost ~112 B. Measured: see
+# benchmarks/RESULTS.md. Wider chunks than MAX_CHUNK gain nothing and coarsen the progress bar.
 CHUNK_BUDGET_BYTES = 2**30
-BYTES_PER_CELL = 112
-MAX_CHUNK = 1024
+BYTES_PER_CELL = {"signals": 6, "stops": 16, "portfolio": 112}
+MAX_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,21 @@ class _Job:
 _WORKER_JOB: _Job | None = None  # set in the parent just before forking workers
 
 
-def auto_chunk_size(n_candles: int, *, budget_bytes: int = CHUNK_BUDGET_BYTES) -> int:
+def auto_chunk_size(
+    n_candles: int, *, path: str = "signals", budget_bytes: int = CHUNK_BUDGET_BYTES
+) -> int:
     """Return how many combinations one chunk holds so it stays near `budget_bytes`."""
-    return int(np.clip(budget_bytes // max(1, n_candles * BYTES_PER_CELL), 1, MAX_CHUNK))
+    cell = BYTES_PER_CELL[path]
+    return int(np.clip(budget_bytes // max(1, n_candles * cell), 1, MAX_CHUNK))
+
+
+def simulation_path(execution: ExecutionModel, costs: CostModel) -> str:
+    """Return how a sweep simulates: ``signals``, ``stops`` or ``portfolio`` (with funding)."""
+    if getattr(costs, "has_funding", False):
+        return "portfolio"
+    if execution.stop_loss is not None or execution.take_profit is not None:
+        return "stops"
+    return "signals"
 
 
 def run_sweep(
@@ -132,7 +153,7 @@ def run_sweep(
     combo_list = list(grid.combos if grid else combos)
     if len(candles) < 2:
         raise ValueError("a sweep needs at least 2 candles")
-    size = chunk_size or auto_chunk_size(len(candles))
+    size = chunk_size or auto_chunk_size(len(candles), path=simulation_path(execution, costs))
     bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
     job = _Job(candles, strategy, combo_list, timeframe, execution, costs)
     jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
@@ -171,8 +192,9 @@ def _run_chunks(job: _Job, bounds: list[tuple[int, int]], jobs: int, bar: Any) -
             parts[i] = chunk_metrics(job, start, stop)
             bar.update(stop - start)
         return parts
-    # vectorbt's simulate_from_signals_nb cannot be cached on disk (it takes functions as
-    # arguments), so every process compiles it: do it once here and let the workers inherit it.
+    # Compile (or load from numba's disk cache) every kernel a chunk uses once, here, so the
+    # forked workers inherit them instead of each doing it; the stops and funding paths call
+    # vectorbt's uncached simulate_from_signals_nb, which only compiles in-process.
     # Two columns, so the arrays have the chunks' memory layout (one column is also C-ordered).
     warm = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:2])
     chunk_metrics(warm, 0, len(warm.combos))
@@ -208,7 +230,19 @@ def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
             frame = job.strategy.signals(candles, params)
             buy[:, j] = frame.buy.to_numpy(dtype=bool)
             sell[:, j] = frame.sell.to_numpy(dtype=bool)
-    index = pd.RangeIndex(n)
+    if getattr(job.costs, "has_funding", False):
+        return _reference_metrics(job, buy, sell)
+    orders = simulate_orders(candles, buy, sell, execution=job.execution, costs=job.costs)
+    del buy, sell
+    close = candles["close"].to_numpy(dtype="float64")
+    return orders_table(orders, close, job.timeframe, k, init_cash=job.execution.init_cash)
+
+
+def _reference_metrics(job: _Job, buy: np.ndarray, sell: np.ndarray) -> pd.DataFrame:
+    # Funding is applied to the equity curve after the simulation: take the backtest's own path.
+    from research.backtest import funded_equity, funding_schedule, portfolio_metrics
+
+    candles, index = job.candles, pd.RangeIndex(len(job.candles))
     pf = simulate(
         candles,
         pd.DataFrame(buy, index=index, copy=False),
@@ -217,11 +251,9 @@ def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
         costs=job.costs,
         timeframe=job.timeframe,
     )
-    del buy, sell
-    if getattr(job.costs, "has_funding", False):
-        table = _reference_metrics(pf, candles, job)
-    else:
-        table = portfolio_table(pf, candles["close"].to_numpy(dtype="float64"), job.timeframe, k)
+    funding = funding_schedule(candles, job.timeframe, job.costs)
+    values, _ = funded_equity(pf, candles, job.timeframe, funding)
+    table = portfolio_metrics(pf, candles, job.timeframe, equity=values)
     # vectorbt's objects hold their candles x columns arrays in reference cycles, which the
     # allocation-count-driven gc frees late: collect now, or RSS doubles over a long sweep.
     del pf
@@ -229,22 +261,13 @@ def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
     return table
 
 
-def _reference_metrics(pf: Any, candles: pd.DataFrame, job: _Job) -> pd.DataFrame:
-    # Funding is applied to the equity curve after the simulation: take the backtest's own path.
-    from research.backtest import funded_equity, funding_schedule, portfolio_metrics
-
-    funding = funding_schedule(candles, job.timeframe, job.costs)
-    values, _ = funded_equity(pf, candles, job.timeframe, funding)
-    return portfolio_metrics(pf, candles, job.timeframe, equity=values)
-
-
-def portfolio_table(pf: Any, close: np.ndarray, timeframe: str, k: int) -> pd.DataFrame:
-    """Return the metrics of every column of `pf` (fast path of `portfolio_metrics`)."""
-    orders = pf.order_records
+def orders_table(
+    orders: np.ndarray, close: np.ndarray, timeframe: str, k: int, *, init_cash: float
+) -> pd.DataFrame:
+    """Return the metrics of `k` columns from their order records (as `portfolio_metrics`)."""
     order = np.lexsort((orders["idx"], orders["col"]))
     if not np.array_equal(order, np.arange(len(orders))):
         orders = orders[order]
-    init_cash = float(np.asarray(pf.init_cash).ravel()[0])
     figures = equity_metrics_nb(
         close,
         init_cash,
@@ -273,7 +296,8 @@ def portfolio_table(pf: Any, close: np.ndarray, timeframe: str, k: int) -> pd.Da
             "fees_paid": fees,
             "buy_hold_return": np.full(k, close[-1] / close[0] - 1.0),
         }
-    records = pf.trades.values
+    col_map = col_map_nb(orders["col"], k)
+    records = get_exit_trades_nb(orders, np.broadcast_to(close[:, None], (n, k)), col_map)
     trades = TradeArrays(
         col=records["col"],
         pnl=records["pnl"],

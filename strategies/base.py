@@ -138,21 +138,22 @@ class Strategy(ABC, Generic[P]):
         index = candles.index
         buy_score, buy_rules = _score(ruleset.buy, ruleset.buy_gate, index)
         sell_score, sell_rules = _score(ruleset.sell, ruleset.sell_gate, index)
-        buy = _debounce(_edges(buy_score, params.threshold), params.cooldown)
-        sell = _debounce(_edges(sell_score, params.threshold), params.cooldown)
+        buy_values, sell_values = buy_score.to_numpy(), sell_score.to_numpy()
+        buy = _debounce(_edges(buy_values, params.threshold), params.cooldown)
+        sell = _debounce(_edges(sell_values, params.threshold), params.cooldown)
         both = buy & sell
-        buy_wins = both & (buy_score > sell_score)
-        sell_wins = both & (sell_score > buy_score)
-        buy = (buy & ~both) | buy_wins
-        sell = (sell & ~both) | sell_wins
-        settled = np.arange(len(index)) >= self.lookback(params) - 1
+        buy &= ~both | (buy_values > sell_values)
+        sell &= ~both | (sell_values > buy_values)
+        unsettled = max(0, self.lookback(params) - 1)
+        buy[:unsettled] = False
+        sell[:unsettled] = False
         return SignalFrame(
             buy_score=buy_score,
             sell_score=sell_score,
             buy_rules=buy_rules,
             sell_rules=sell_rules,
-            buy=(buy & settled).rename("buy"),
-            sell=(sell & settled).rename("sell"),
+            buy=pd.Series(buy, index=index, name="buy", copy=False),
+            sell=pd.Series(sell, index=index, name="sell", copy=False),
             gate_reasons={BUY: ruleset.buy_gate_reason, SELL: ruleset.sell_gate_reason},
         )
 
@@ -161,31 +162,41 @@ def _score(
     rules: list[Rule], gate: pd.Series | None, index: pd.Index
 ) -> tuple[pd.Series, pd.DataFrame]:
     n = len(index)
-    known = np.column_stack(
-        [as_flags(r.known) if r.known is not None else np.ones(n, dtype=bool) for r in rules]
-    ) if rules else np.zeros((n, 0), dtype=bool)  # fmt: skip
-    fired = np.column_stack([as_flags(r.fired) for r in rules]) if rules else known.copy()
-    fired &= known
-    weights = np.array([r.weight for r in rules], dtype="float64")
-    total = known @ weights
-    hit = fired @ weights
+    fired = np.zeros((n, len(rules)), dtype=bool)
+    hit = np.zeros(n, dtype="float64")
+    total: np.ndarray | float = 0.0  # stays a number while every rule's inputs are known
+    for j, rule in enumerate(rules):
+        flags = as_flags(rule.fired)
+        if rule.known is not None:
+            known = as_flags(rule.known)
+            flags = flags & known
+            total = total + known * rule.weight
+        else:
+            total = total + rule.weight
+        fired[:, j] = flags
+        hit[flags] += rule.weight
     with np.errstate(invalid="ignore", divide="ignore"):
-        score = np.where(total > 0, hit / np.where(total > 0, total, 1.0), 0.0)
+        if np.ndim(total) == 0:
+            score = hit / total if total > 0 else hit * 0.0
+        else:
+            score = np.where(total > 0, hit / np.where(total > 0, total, 1.0), 0.0)
     if gate is not None:
-        score = np.where(as_flags(gate), score, 0.0)
+        score[~as_flags(gate)] = 0.0
     names = [r.name for r in rules]
-    return pd.Series(score, index=index, dtype="float64"), pd.DataFrame(fired, index, names)
+    # Fresh arrays, owned by the returned objects: no defensive copy needed.
+    score_series = pd.Series(score, index=index, dtype="float64", copy=False)
+    return score_series, pd.DataFrame(fired, index, names, copy=False)
 
 
-def _edges(score: pd.Series, threshold: float) -> pd.Series:
+def _edges(score: np.ndarray, threshold: float) -> np.ndarray:
     above = score >= threshold - 1e-12
-    return above & ~above.shift(1, fill_value=False)
+    edges = above.copy()
+    edges[1:] &= ~above[:-1]
+    return edges
 
 
-def _debounce(triggers: pd.Series, cooldown: int) -> pd.Series:
+def _debounce(triggers: np.ndarray, cooldown: int) -> np.ndarray:
     if cooldown <= 0:
         return triggers
-    flags = as_flags(triggers)
-    earlier = np.concatenate([[False], flags[:-1]])  # triggers strictly before each candle
-    recent = recent_count(earlier, cooldown) > 0
-    return pd.Series(flags & ~recent, index=triggers.index, name=triggers.name)
+    earlier = np.concatenate([[False], triggers[:-1]])  # triggers strictly before each candle
+    return triggers & ~(recent_count(earlier, cooldown) > 0)

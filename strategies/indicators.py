@@ -197,7 +197,13 @@ def net_flow(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
 
 def crossed_above(a: pd.Series, b: pd.Series) -> pd.Series:
     """True on the candle where `a` moves from at or below `b` to above it."""
-    return ((a > b) & (a.shift(1) <= b.shift(1))).rename("crossed_above")
+    if not a.index.equals(b.index):
+        raise ValueError("crossed_above needs two series on the same index")
+    x, y = _values(a), _values(b)
+    crossed = x > y  # NaN compares False, as in pandas
+    crossed[:1] = False
+    crossed[1:] &= x[:-1] <= y[:-1]
+    return pd.Series(crossed, index=a.index, name="crossed_above", copy=False)
 
 
 def within(event: pd.Series, candles: int) -> pd.Series:

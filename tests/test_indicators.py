@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import talib
+from hypothesis import given
+from hypothesis import strategies as st
 
 from strategies import indicators as ind
 from tests.candles import random_walk
@@ -65,3 +68,16 @@ def test_crossed_above_and_within() -> None:
     near = ind.within(cross, 3)
     for i in np.flatnonzero(cross.to_numpy())[:5]:
         assert near.iloc[i : i + 3].all()
+
+
+@given(
+    st.lists(st.sampled_from([np.nan, 1.0, 2.0, 3.0]), min_size=0, max_size=30),
+    st.lists(st.sampled_from([np.nan, 1.0, 2.0, 3.0]), min_size=30, max_size=30),
+)
+def test_crossed_above_is_the_pandas_definition_with_missing_values(
+    left: list[float], right: list[float]
+) -> None:
+    a = pd.Series(left, dtype="float64")
+    b = pd.Series(right[: len(left)], dtype="float64")
+    expect = (a > b) & (a.shift(1) <= b.shift(1))
+    assert ind.crossed_above(a, b).equals(expect.rename("crossed_above"))

@@ -19,7 +19,7 @@ from research.costs import CostModel
 from research.execution import ExecutionModel, simulate
 from research.grid import expand_grid
 from research.metrics import METRIC_KEYS
-from research.sweep import portfolio_table, run_sweep, sweep_heatmap, write_heatmap, write_sweep
+from research.sweep import orders_table, run_sweep, sweep_heatmap, write_heatmap, write_sweep
 from signals.data.synth import write_synth_db
 from strategies import get_strategy
 from strategies import indicators as ind
@@ -88,7 +88,8 @@ def test_fast_metrics_equal_the_reference_on_a_multi_column_portfolio() -> None:
     buy[5] = False  # a column that never trades
     execution = ExecutionModel(direction="both", stop_loss=0.005)
     pf = simulate(CANDLES, buy, sell, execution=execution, costs=COSTS, timeframe="1m")
-    fast = portfolio_table(pf, CANDLES["close"].to_numpy(), "1m", 6)
+    close = CANDLES["close"].to_numpy()
+    fast = orders_table(pf.order_records, close, "1m", 6, init_cash=execution.init_cash)
     reference = portfolio_metrics(pf, CANDLES, "1m")
     for k in range(6):
         assert_metrics_equal(fast.iloc[k], reference.iloc[k])
