@@ -14,7 +14,7 @@ import pandas as pd
 import vectorbt as vbt
 
 from research.costs import CostModel, apply_funding
-from research.execution import ExecutionModel, simulate
+from research.execution import ExecutionModel, simulate, simulate_orders
 from research.metrics import TradeArrays, metrics_table
 from signals.timeframes import timeframe_seconds
 from strategies import SignalFrame, Strategy
@@ -145,6 +145,13 @@ def funded_equity(
     return apply_funding(values, pf.asset_value().to_numpy(), closes, funding)
 
 
+def final_value(orders: np.ndarray, last_close: float, init_cash: float) -> float:
+    """Return one column's value after its `orders` (vectorbt order records) at `last_close`."""
+    signed = np.where(orders["side"] == 0, orders["size"], -orders["size"])
+    cash = init_cash - float(np.sum(signed * orders["price"])) - float(np.sum(orders["fees"]))
+    return cash + float(np.sum(signed)) * last_close
+
+
 def cost_break_even_bps(
     candles: pd.DataFrame,
     buy: pd.Series,
@@ -162,16 +169,17 @@ def cost_break_even_bps(
     as configured at every level.
     """
     funding = funding_schedule(candles, timeframe, costs)
+    buy_flags, sell_flags = buy.to_numpy(dtype=bool), sell.to_numpy(dtype=bool)
+    last_close = float(candles["close"].iloc[-1]) if len(candles) else float("nan")
 
     def net(total_bps: float) -> float:
-        pf = simulate(
-            candles,
-            buy,
-            sell,
-            execution=execution,
-            costs=costs.with_total_bps(total_bps),
-            timeframe=timeframe,
-        )
+        level = costs.with_total_bps(total_bps)
+        if funding is None:  # the final value alone, from the order records
+            orders = simulate_orders(
+                candles, buy_flags, sell_flags, execution=execution, costs=level
+            )
+            return final_value(orders, last_close, execution.init_cash) / execution.init_cash - 1
+        pf = simulate(candles, buy, sell, execution=execution, costs=level, timeframe=timeframe)
         value, _ = funded_equity(pf, candles, timeframe, funding)
         return float(np.asarray(value)[-1].ravel()[0] / execution.init_cash - 1.0)
 

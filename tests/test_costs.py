@@ -408,3 +408,32 @@ def test_higher_costs_never_give_a_higher_total_return(
         return float(pf.value().to_numpy().ravel()[-1])
 
     assert final(high) <= final(low) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("direction", ["long", "both"])
+@pytest.mark.parametrize("funding", [None, 0.0001])
+def test_cost_break_even_is_where_the_net_return_crosses_zero(
+    direction: str, funding: float | None
+) -> None:
+    from research.backtest import cost_break_even_bps
+
+    candles = random_walk(3000, seed=8)
+    # Signals that peek ahead (fine here: only the cost arithmetic is under test) so that the
+    # strategy is profitable before costs and a break-even level exists.
+    ahead = candles["close"].shift(-6) / candles["open"].shift(-1) - 1.0
+    buy = (ahead > 0.004) & (np.arange(len(candles)) % 7 == 0)
+    sell = (ahead < -0.004) & (np.arange(len(candles)) % 7 == 0)
+    execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]
+    costs = CostModel(fee_bps=5.5, slippage_bps=1.0, funding_rate=funding)
+    level = cost_break_even_bps(
+        candles, buy, sell, timeframe="1m", execution=execution, costs=costs
+    )
+    assert 1.0 < level < 1000.0
+
+    def net(total_bps: float) -> float:  # through the Portfolio, independently of the search
+        at = costs.with_total_bps(total_bps)
+        pf = simulate(candles, buy, sell, execution=execution, costs=at, timeframe="1m")
+        values, _ = funded_equity(pf, candles, "1m", funding_schedule(candles, "1m", at))
+        return float(values[-1].ravel()[0] / execution.init_cash - 1.0)
+
+    assert net(level - 0.05) > 0 > net(level + 0.05)
