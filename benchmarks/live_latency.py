@@ -179,6 +179,8 @@ def run(candles_n: int, rate: float, idle_s: float) -> dict:
         "latency_ms": {q: pct(latencies, v) * 1e3 for q, v in (("p50", 0.5), ("p99", 0.99))}
         | {"max": max(latencies) * 1e3},
         "decide_ms": status["decide_ms"],
+        "journal_ms": status["journal_ms"],
+        "empty_checks": status["empty_checks"],
         "runner_latency_ms": status["latency_ms"],
         "idle_cpu_pct": idle_cpu * 100,
         "idle_s": idle_s,

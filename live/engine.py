@@ -1,16 +1,22 @@
 """Decide the signal of each newly closed candle, exactly as the backtest decided it.
 
-The engine reads a window of the last ``lookback + k`` closed candles ending at the newest of
-`k` new candles and calls the strategy's own signal function on it, through the same
-`signals.scan.signal_records` that ``signals scan`` uses. Because a strategy's decision at a
-candle depends only on its last ``lookback`` candles (strategies/base.py), the window gives the
-very decision full history gives. After downtime, all candles that closed meanwhile are decided in
-one call, with their original ``candle_ts``.
+The engine keeps a rolling window of the last ``lookback + WINDOW_MARGIN`` valid closed candles
+in memory. Each step reads only the candles that closed since the previous one, validates
+them, appends them to the window and calls the strategy's own signal function on it, through
+the same `signals.scan.signal_records` that ``signals scan`` uses. Because a strategy's
+decision at a candle depends only on its last ``lookback`` candles (strategies/base.py), the
+window gives the very decision full history gives. After downtime, all candles that closed
+meanwhile are decided in one call, with their original ``candle_ts``. The window is seeded
+from the store on the first step, and again whenever the caller's mark is not where the
+window ends (a restart, a reload, a retried step).
+
+Closed candles are final (ARCHITECTURE.md): a candle rewritten in the store after the engine
+read it, or one inserted behind the mark, is not seen until the window is seeded again.
 
 Invalid candles (high below max(open, close), NaN or negative values, buy volume above volume)
-are logged with their timestamp and left out of the window, so they never reach the strategy.
-Gaps are not filled: like research, the strategy sees the candles that exist, so signals across a
-gap are the ones ``signals scan`` gives on the same stored candles.
+are logged once with their timestamp and left out of the window, so they never reach the
+strategy. Gaps are not filled: like research, the strategy sees the candles that exist, so
+signals across a gap are the ones ``signals scan`` gives on the same stored candles.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ class SignalEngine:
         self.params = typed_params(frozen)
         self.lookback = self.strategy.lookback(self.params)
         self.symbol, self.timeframe = frozen.symbol, frozen.timeframe
+        self._window: pd.DataFrame | None = None  # the last valid candles, oldest first
+        self._window_end: int | None = None  # open time of the newest candle read
 
     def newest_closed(self, store: CandleStore) -> int | None:
         """Return the open time of the newest closed candle in the store, if any."""
@@ -70,32 +78,46 @@ class SignalEngine:
         if fresh.empty:
             return Decisions(last_candle_ts=after_ts)
         newest = fresh.index[-1]
-        # a margin of extra candles is harmless (more history decides the same) and keeps the
-        # window long enough when invalid candles have to be dropped from it
-        size = self.lookback + len(fresh) + WINDOW_MARGIN
-        window = store.last_closed(self.symbol, self.timeframe, size, until=newest)
-        window, skipped = self._drop_invalid(window)
+        earlier = self._window_before(store, after_ts)
+        valid, skipped = self._drop_invalid(fresh, log_them=True)
+        window = pd.concat([earlier, valid]) if len(earlier) else valid
         first_new = fresh.index[0]
         records = signal_records(
             window, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
             since=first_new,
         )  # fmt: skip
+        self._window = window.iloc[-(self.lookback + WINDOW_MARGIN) :]
+        self._window_end = int(newest.timestamp())
         return Decisions(
             records=records,
-            last_candle_ts=int(newest.timestamp()),
-            candles=int((window.index >= first_new).sum()),
-            skipped=[ts for ts in skipped if ts >= int(first_new.timestamp())],
+            last_candle_ts=self._window_end,
+            candles=len(valid),
+            skipped=skipped,
             timestamps=[int(ts) for ts in epoch_seconds(fresh.index)],
         )
 
-    def _drop_invalid(self, window: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    def _window_before(self, store: CandleStore, after_ts: int | None) -> pd.DataFrame:
+        # The valid candles up to `after_ts`: the rolling window if it ends there, else read.
+        if after_ts is None:
+            return store.last_closed(self.symbol, self.timeframe, 0)
+        if self._window is not None and self._window_end == after_ts:
+            return self._window
+        size = self.lookback + WINDOW_MARGIN
+        seed = store.last_closed(self.symbol, self.timeframe, size, until=after_ts)
+        # Invalid candles were logged when they were new; here they are only left out.
+        return self._drop_invalid(seed, log_them=False)[0]
+
+    def _drop_invalid(
+        self, frame: pd.DataFrame, *, log_them: bool
+    ) -> tuple[pd.DataFrame, list[int]]:
         violations = check_frame(
-            window, timeframe=self.timeframe, symbol=self.symbol, origin="live window"
+            frame, timeframe=self.timeframe, symbol=self.symbol, origin="live window"
         )
         bad = sorted({v.timestamp for v in violations if v.timestamp is not None})
-        for violation in violations:
-            log.warning("skipping invalid candle: %s", violation)
+        if log_them:
+            for violation in violations:
+                log.warning("skipping invalid candle: %s", violation)
         if not bad:
-            return window, []
-        keep = ~pd.Index(epoch_seconds(window.index)).isin(bad)
-        return window[keep], bad
+            return frame, []
+        keep = ~pd.Index(epoch_seconds(frame.index)).isin(bad)
+        return frame[keep], bad

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -135,7 +136,6 @@ class Runner:
         self.mark: int | None = None
         self.started_at = clock()
         self._version: int | None = None
-        self._checked_at = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self._stopping = asyncio.Event()
         self._socket_inode: int | None = None
@@ -183,6 +183,7 @@ class Runner:
             **self.counters.as_dict(),
             "latency_ms": self.counters.latency.summary_ms(),
             "decide_ms": self.counters.decide.summary_ms(),
+            "journal_ms": self.counters.journal.summary_ms(),
             "heavy_modules": heavy_modules_loaded(),
         }
 
@@ -204,6 +205,10 @@ class Runner:
                 self.hub.last_seq,
             )  # fmt: skip
             sd_notify("READY=1")
+            # Everything imported so far lives as long as the process: keep it out of the
+            # collector's full passes, which otherwise walk pandas' and numpy's objects and
+            # stall a step for tens of milliseconds now and then.
+            gc.freeze()
             tasks = [
                 asyncio.create_task(self._follow(), name="follow"),
                 asyncio.create_task(self._heartbeats(), name="heartbeat"),
@@ -298,6 +303,9 @@ class Runner:
 
     async def _follow(self) -> None:
         await self._with_retry(self._start_mark)
+        # `pending` starts the latency clock of the next step: the latest file event since the
+        # last successful check (a commit's last write precedes its visibility), else the
+        # notice that led to the check (a settle or safety tick).
         pending: float | None = self.perf()
         from_event = False
         while not self._stopping.is_set():
@@ -305,11 +313,11 @@ class Runner:
                 pending = None
             elif from_event:
                 self.watcher.settle()  # the commit may become visible just after its event
-            elif pending is not None and self.perf() - pending > SETTLE_WINDOW_S:
+            if pending is not None and self.perf() - pending > SETTLE_WINDOW_S:
                 pending = None  # a notice that was no commit (or not ours)
             noticed, from_event = await self.watcher.wait_event()
-            if pending is None and noticed > self._checked_at:
-                pending = noticed  # a notice before the last check was covered by it
+            if from_event:
+                pending = noticed
 
     def _start_mark(self) -> None:
         mark = self.journal.last_processed(self.key)
@@ -346,9 +354,9 @@ class Runner:
 
     def _decide(self) -> Step | None:
         """Run in the worker thread: check for a commit, decide, journal. None if nothing new."""
-        self._checked_at = self.perf()
         version = self.store.data_version()
         if version == self._version:
+            self.counters.empty_checks += 1
             return None
         self._version = version
         previous = self.mark
@@ -357,9 +365,11 @@ class Runner:
         self.counters.decide.add(self.perf() - started)
         if decided.last_candle_ts is None or decided.last_candle_ts == previous:
             return None
+        started = self.perf()
         entries = self.journal.record(
             self.key, decided.last_candle_ts, decided.records, stale=self._is_stale
         )
+        self.counters.journal.add(self.perf() - started)
         self.mark = decided.last_candle_ts
         return Step(decided, entries, previous)
 

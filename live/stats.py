@@ -45,6 +45,9 @@ class Latencies:
         }
 
 
+LATENCY_FIELDS = frozenset({"latency", "decide", "journal"})
+
+
 @dataclass
 class Counters:
     """What the runner has done since it started."""
@@ -58,14 +61,16 @@ class Counters:
     reload_failures: int = 0
     db_retries: int = 0
     auth_failures: int = 0
+    empty_checks: int = 0  # a notice whose check found no new commit (settle re-checks follow)
     latency: Latencies = field(default_factory=Latencies)
     decide: Latencies = field(default_factory=Latencies)
+    journal: Latencies = field(default_factory=Latencies)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the counters (without the latency window)."""
         data = asdict(self)
-        data.pop("latency")
-        data.pop("decide")
+        for window in LATENCY_FIELDS:
+            data.pop(window)
         return data
 
 
@@ -79,7 +84,7 @@ def prometheus_text(status: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-COUNTER_FIELDS = frozenset(Counters.__dataclass_fields__) - {"latency", "decide"}
+COUNTER_FIELDS = frozenset(Counters.__dataclass_fields__) - LATENCY_FIELDS
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -8,9 +8,10 @@ confirms with ``PRAGMA data_version`` (which changes only when another connectio
 
 One subtlety: SQLite's last ``write()`` of a commit precedes the update of the shared WAL index
 that makes it visible, so the first check after an event can still see the old version. After
-an event whose check found nothing new, the runner calls `DbWatcher.settle`, which re-notifies a
-few times over the next quarter second (2, 10, 50, 250 ms), and a slow safety tick (default 1 s,
-one cheap PRAGMA) bounds any miss.
+an event whose check found nothing new, the runner calls `DbWatcher.settle`, which re-notifies
+over the next quarter second, densely at first (0.1, 0.3, 0.6, 1, 2, 4 ... 250 ms: the commit is
+usually visible within a millisecond, and each check is one cheap PRAGMA), and a slow safety
+tick (default 1 s) bounds any miss.
 
 Fallback (no inotify: other OS, some network or container filesystems): polling
 ``data_version`` every ``poll_interval_s``. The trade-off is linear: the notice delay is up to
@@ -40,7 +41,7 @@ IN_CREATE = 0x00000100
 IN_Q_OVERFLOW = 0x00004000
 _MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
 _EVENT = struct.Struct("iIII")
-SETTLE_DELAYS_S = (0.002, 0.01, 0.05, 0.25)
+SETTLE_DELAYS_S = (0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05, 0.25)
 
 
 class Inotify:

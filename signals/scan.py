@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from signals.data.validate import epoch_seconds
 from strategies import Strategy, params_id
 
 
@@ -22,23 +23,24 @@ def signal_records(
 
     `since` keeps only signals on candles at or after it (the candles before still warm up).
     """
-    rows = strategy.signals(candles, params).signal_rows()
-    if since is not None:
-        rows = rows[rows.index >= since]
+    listed = strategy.signals(candles, params).signal_list(since)
+    if not listed:
+        return []
     pid = params_id(strategy, timeframe, params)
-    closes = candles["close"]
+    times = epoch_seconds(candles.index)
+    closes = candles["close"].to_numpy(dtype="float64")
     return [
         {
             "type": "signal",
-            "signal": row.signal,
+            "signal": side,
             "symbol": symbol,
             "timeframe": timeframe,
-            "candle_ts": int(ts.timestamp()),
-            "price": float(closes.loc[ts]),
-            "confidence": float(row.confidence),
-            "reasons": list(row.reasons),
+            "candle_ts": int(times[i]),
+            "price": float(closes[i]),
+            "confidence": confidence,
+            "reasons": reasons,
             "strategy": strategy.name,
             "params_id": pid,
         }
-        for ts, row in zip(rows.index, rows.itertuples(index=False), strict=True)
+        for i, side, confidence, reasons in listed
     ]

@@ -77,34 +77,41 @@ class SignalFrame:
     sell: pd.Series
     gate_reasons: dict[str, str | None] = field(default_factory=dict)
 
-    def signal_rows(self) -> pd.DataFrame:
-        """Return one row per emitted signal: side, confidence and reasons, on the candle index."""
-        parts = []
-        for side, mask, score, rules in (
-            (BUY, self.buy, self.buy_score, self.buy_rules),
-            (SELL, self.sell, self.sell_score, self.sell_rules),
-        ):
-            idx = mask.index[mask.to_numpy()]
-            if len(idx) == 0:
-                continue
-            fired = rules.loc[idx]
+    def signal_list(self, since: pd.Timestamp | None = None) -> list[tuple[int, str, float, list]]:
+        """Return (candle position, side, confidence, reasons) per emitted signal, in order.
+
+        `since` keeps only the signals on candles at or after it.
+        """
+        buy, sell = self.buy.to_numpy(dtype=bool), self.sell.to_numpy(dtype=bool)
+        first = 0 if since is None else int(self.buy.index.searchsorted(since, side="left"))
+        positions = first + np.flatnonzero(buy[first:] | sell[first:])  # conflicts are resolved
+        out: list[tuple[int, str, float, list]] = []
+        for i in positions.tolist():
+            side = BUY if buy[i] else SELL
+            score, rules = (
+                (self.buy_score, self.buy_rules)
+                if side == BUY
+                else (self.sell_score, self.sell_rules)
+            )
+            fired = rules.iloc[i].to_numpy(dtype=bool)
+            names = [name for name, hit in zip(rules.columns, fired, strict=True) if hit]
             gate = self.gate_reasons.get(side)
-            reasons = [
-                [name for name in fired.columns if row[name]] + ([gate] if gate else [])
-                for row in fired.to_dict("records")
-            ]
-            parts.append(
-                pd.DataFrame(
-                    {"signal": side, "confidence": score.loc[idx].to_numpy(), "reasons": reasons},
-                    index=idx,
-                )
-            )
-        if not parts:
-            return pd.DataFrame(
-                {"signal": pd.Series([], dtype=object), "confidence": [], "reasons": []},
-                index=self.buy.index[:0],
-            )
-        return pd.concat(parts).sort_index(kind="stable")
+            out.append((i, side, float(score.iloc[i]), names + ([gate] if gate else [])))
+        return out
+
+    def signal_rows(self, since: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Return one row per emitted signal: side, confidence and reasons, on the candle index.
+
+        `since` keeps only the signals on candles at or after it.
+        """
+        listed = self.signal_list(since)
+        return pd.DataFrame(
+            {
+                "signal": pd.Series([row[1] for row in listed], dtype=object),
+                "confidence": pd.Series([row[2] for row in listed], dtype="float64"),
+                "reasons": pd.Series([row[3] for row in listed], dtype=object),
+            }
+        ).set_axis(self.buy.index[[row[0] for row in listed]], axis=0)
 
 
 class Strategy(ABC, Generic[P]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import importlib
 import inspect
@@ -69,8 +70,14 @@ def get_strategy(name: str) -> Strategy:
 
 def strategy_hash(strategy: Strategy) -> str:
     """Return the sha256 of the strategy's module source and the shared scoring code."""
+    return _source_hash(type(strategy))
+
+
+@functools.cache
+def _source_hash(cls: type) -> str:
+    # Once per class and process: the code that runs is the code loaded at import.
     digest = hashlib.sha256()
-    modules = [inspect.getmodule(type(strategy))]
+    modules = [inspect.getmodule(cls)]
     modules += [importlib.import_module(f"{PACKAGE}.{m}") for m in _SHARED_SOURCES]
     for module in modules:
         source = inspect.getsource(module) if module else ""

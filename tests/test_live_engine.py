@@ -78,3 +78,43 @@ def test_open_candle_is_not_decided(tmp_path: Path) -> None:
         assert engine.step(store, last).last_candle_ts == last
     conn.close()
     assert sqlite3.connect(db).execute("select count(*) from candles where closed=0").fetchone()[0]
+
+
+def test_invalid_candle_is_logged_once_and_kept_out_of_later_windows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    frozen, candles, db, conn, start, timeframe = setup(tmp_path, "scalping")
+    bad = candles.iloc[start : start + 1].copy()
+    bad["high"] = bad["low"] - 1.0
+    write_candles(conn, bad, symbol="BTCUSDT", timeframe=timeframe)
+    engine, emitted = SignalEngine(frozen), []
+    with caplog.at_level("WARNING", logger="live.engine"), CandleStore(db) as store:
+        last = int(candles.index[start - 1].timestamp())
+        for i in range(start, start + 120):
+            if i > start:
+                write_candles(conn, candles.iloc[i : i + 1], symbol="BTCUSDT", timeframe=timeframe)
+            decided = engine.step(store, last)
+            emitted += decided.records
+            last = decided.last_candle_ts
+    warnings = [r for r in caplog.records if "skipping invalid candle" in r.getMessage()]
+    assert len(warnings) == 1  # not once per step while it sits in the window
+    # the reference: scan over the stored candles without the invalid one
+    with CandleStore(db) as store:
+        full = store.history("BTCUSDT", timeframe).drop(candles.index[start])
+    expected = signal_records(
+        full, engine.strategy, engine.params, symbol="BTCUSDT", timeframe=timeframe,
+        since=candles.index[start],
+    )  # fmt: skip
+    assert emitted == expected
+
+
+def test_a_mark_away_from_the_window_end_reseeds_from_the_store(tmp_path: Path) -> None:
+    frozen, candles, db, conn, start, timeframe = setup(tmp_path, "ema_cross")
+    write_candles(conn, candles.iloc[start:], symbol="BTCUSDT", timeframe=timeframe)
+    rolling, fresh = SignalEngine(frozen), SignalEngine(frozen)
+    with CandleStore(db) as store:
+        rolling.step(store, int(candles.index[start + 200].timestamp()))  # window ends at the end
+        mark = int(candles.index[start].timestamp())  # a restart from an older mark
+        again = rolling.step(store, mark)
+        reference = fresh.step(store, mark)
+    assert again.records == reference.records and len(reference.records) > 3

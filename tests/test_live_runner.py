@@ -121,6 +121,11 @@ def test_many_clients_get_the_same_stream_and_heartbeats(session: Session) -> No
                 beats += client.read_type("heartbeat")["type"] == "heartbeat"
         assert len(streams[0]) >= 5
         assert all(stream == streams[0] for stream in streams)
+        figures = status(session.sock)
+        for name in ("decide_ms", "journal_ms"):  # one figure per decided step
+            assert figures[name]["count"] >= 1 and 0 < figures[name]["p50_ms"] < 1000
+        assert figures["latency_ms"]["count"] >= len(streams[0])
+        assert figures["empty_checks"] >= 0
     finally:
         for client in clients:
             client.close()

@@ -68,13 +68,18 @@ def frame_from_rows(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
             if extra not in frame:
                 frame[extra] = pd.Series([], dtype="float64")
         return frame
-    array = np.array(rows, dtype=object)
-    ts = array[:, 0].astype("int64")
+    try:  # numbers and NULLs (NaN): one conversion
+        numbers = np.array(rows, dtype="float64")
+        ts = numbers[:, 0].astype("int64")
+        data = {name: numbers[:, i + 1] for i, name in enumerate(columns[1:])}
+    except (TypeError, ValueError):  # text somewhere: unreadable values become NaN
+        array = np.array(rows, dtype=object)
+        ts = array[:, 0].astype("int64")
+        data = {
+            name: pd.to_numeric(array[:, i + 1], errors="coerce").astype("float64")
+            for i, name in enumerate(columns[1:])
+        }
     index = pd.DatetimeIndex(pd.to_datetime(ts, unit="s", utc=True), name="time")
-    data = {
-        name: pd.to_numeric(array[:, i + 1], errors="coerce").astype("float64")
-        for i, name in enumerate(columns[1:])
-    }
     return pd.DataFrame(data, index=index)
 
 
