@@ -121,18 +121,28 @@ def _top_functions(profiler: cProfile.Profile, count: int = 18) -> str:
 
 
 def ours_single(*, source: str, days: int) -> dict[str, Any]:
-    """One ema_cross backtest: signals + simulate + metrics, and the full run_backtest."""
+    """One ema_cross backtest: the sweep's path, the Portfolio path, and the full run_backtest."""
     from research.backtest import portfolio_metrics, run_backtest
     from research.costs import CostModel
-    from research.execution import ExecutionModel, simulate
+    from research.execution import ExecutionModel, simulate, simulate_orders
+    from research.sweep import orders_table
     from strategies import get_strategy
 
     candles = load_candles(source, days)
     strategy = get_strategy("ema_cross")
     params = strategy.params({"fast": 12, "slow": 26})
     costs, execution = CostModel(fee_bps=FEE_BPS, slippage_bps=SLIPPAGE_BPS), ExecutionModel()
+    close = candles["close"].to_numpy()
 
-    def core() -> float:
+    def core() -> float:  # what one column of a sweep costs
+        frame = strategy.signals(candles, params)
+        orders = simulate_orders(
+            candles, frame.buy.to_numpy(), frame.sell.to_numpy(), execution=execution, costs=costs
+        )
+        table = orders_table(orders, close, "1m", 1, init_cash=execution.init_cash)
+        return float(table["trades"].iloc[0])
+
+    def portfolio() -> float:  # the same through a vectorbt Portfolio (backtest's reference)
         frame = strategy.signals(candles, params)
         pf = simulate(
             candles, frame.buy, frame.sell, execution=execution, costs=costs, timeframe="1m"
@@ -140,10 +150,14 @@ def ours_single(*, source: str, days: int) -> dict[str, Any]:
         return float(portfolio_metrics(pf, candles, "1m")["trades"].iloc[0])
 
     first = time.perf_counter()
-    core()  # includes numba compilation of the simulation
+    core()  # includes loading the numba kernels from the cache (or compiling them)
     warm = time.perf_counter()
     trades = core()
     core_s = time.perf_counter() - warm
+    portfolio()  # includes compiling vectorbt's simulation
+    started = time.perf_counter()
+    assert portfolio() == trades
+    portfolio_s = time.perf_counter() - started
     full = time.perf_counter()
     run_backtest(candles, strategy, params, timeframe="1m", execution=execution, costs=costs)
     return {
@@ -151,6 +165,7 @@ def ours_single(*, source: str, days: int) -> dict[str, Any]:
         "trades": trades,
         "first_core_s": warm - first,
         "core_s": core_s,
+        "portfolio_s": portfolio_s,
         "run_backtest_s": time.perf_counter() - full,
         **_rss(),
     }
