@@ -311,6 +311,7 @@ class Runner:
         while not self._stopping.is_set():
             if await self._cycle(pending if pending is not None else self.perf()):
                 pending = None
+                self.watcher.settled()
             elif from_event:
                 self.watcher.settle()  # the commit may become visible just after its event
             if pending is not None and self.perf() - pending > SETTLE_WINDOW_S:

@@ -117,6 +117,7 @@ class DbWatcher:
         self._noticed_at: float | None = None
         self._from_event = False
         self._timers: list[asyncio.TimerHandle] = []
+        self._settle_timers: list[asyncio.TimerHandle] = []
 
     def start(self) -> str:
         """Start watching on the running loop; return the mode ("inotify" or "poll")."""
@@ -137,6 +138,7 @@ class DbWatcher:
 
     def close(self) -> None:
         """Stop watching."""
+        self.settled()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -173,9 +175,15 @@ class DbWatcher:
     def settle(self) -> None:
         """Re-notify over the next quarter second: a commit can become visible after its event."""
         assert self._loop is not None
-        self._prune()
+        self.settled()
         for delay in SETTLE_DELAYS_S:
-            self._timers.append(self._loop.call_later(delay, self._settle_tick))
+            self._settle_timers.append(self._loop.call_later(delay, self._settle_tick))
+
+    def settled(self) -> None:
+        """Cancel the pending re-notifications: a check has found the commit they waited for."""
+        for timer in self._settle_timers:
+            timer.cancel()
+        self._settle_timers.clear()
 
     def _settle_tick(self) -> None:
         self._event.set()

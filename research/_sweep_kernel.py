@@ -47,11 +47,17 @@ def _spread(returns: np.ndarray, mean: float) -> tuple[float, float]:
     # Standard deviation (ddof 1) and downside deviation of the per-candle returns.
     n = returns.shape[0]
     sq, sq_comp, down, down_comp = 0.0, 0.0, 0.0, 0.0
+    zeros = 0  # flat candles: each adds mean^2 to the squares and nothing to the downside
     for i in range(n):
-        d = returns[i] - mean
+        r = returns[i]
+        if r == 0.0:
+            zeros += 1
+            continue
+        d = r - mean
         sq, sq_comp = _kahan_add(sq, sq_comp, d * d)
-        m = min(returns[i], 0.0)
+        m = min(r, 0.0)
         down, down_comp = _kahan_add(down, down_comp, m * m)
+    sq, sq_comp = _kahan_add(sq, sq_comp, zeros * mean * mean)
     std = np.sqrt((sq + sq_comp) / (n - 1)) if n > 1 else np.nan
     return std, np.sqrt((down + down_comp) / n)
 
