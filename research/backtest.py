@@ -97,12 +97,20 @@ def run_backtest(
     timeframe: str,
     execution: ExecutionModel | None = None,
     costs: CostModel | None = None,
+    since: pd.Timestamp | None = None,
 ) -> BacktestResult:
-    """Backtest `strategy` on `candles`: its signals, simulated fills, metrics and trades."""
+    """Backtest `strategy` on `candles`: its signals, simulated fills, metrics and trades.
+
+    With `since`, the candles before it only warm up the strategy's indicators: signals, fills
+    and metrics start at `since`, as if history had been running all along.
+    """
     params = params if params is not None else strategy.params()
     execution = execution or ExecutionModel()
     costs = costs or CostModel()
     frame = strategy.signals(candles, params)
+    if since is not None:
+        first = int(candles.index.searchsorted(since, side="left"))
+        candles, frame = candles.iloc[first:], frame.from_position(first)
     pf = simulate(
         candles, frame.buy, frame.sell, execution=execution, costs=costs, timeframe=timeframe
     )

@@ -208,12 +208,13 @@ def backtest_command(
     cost_model = resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps)
     candles = run.period
     result = run_backtest(
-        candles,
+        run.candles,  # the candles before --from warm the indicators up
         run.strategy,
         run.params,
         timeframe=run.timeframe,
         execution=execution,
         costs=cost_model,
+        since=run.since,
     )
     if trades_out is not None:
         result.trades.to_csv(trades_out, index=False)

@@ -63,12 +63,15 @@ def sweep_command(
     from research.inputs import prepare_run, resolve_costs
     from research.metrics import METRIC_KEYS
     from research.sweep import run_sweep, write_heatmap, write_sweep
+    from strategies import get_strategy
 
     if metric not in METRIC_KEYS:
         raise typer.BadParameter(f"one of {', '.join(METRIC_KEYS)}", param_hint="--metric")
     if not grid:
         raise typer.BadParameter("give at least one --grid name=...", param_hint="--grid")
     axes = _heatmap_axes(heatmap)
+    chosen = get_strategy(strategy)
+    expanded = expand_grid(chosen, grid)
     run = prepare_run(
         strategy_name=strategy,
         db=db,
@@ -77,26 +80,27 @@ def sweep_command(
         start=from_,
         end=to,
         config=config,
+        # enough history before --from for the combination that needs the most
+        warmup=max((chosen.lookback(p) for p in expanded.combos), default=0),
     )
     try:
         execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--direction") from None
     costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
-    expanded = expand_grid(run.strategy, grid)
     for name in axes:
         if name not in expanded.names:
             raise typer.BadParameter(f"{name!r} is not swept by --grid", param_hint="--heatmap")
-    candles = run.period
     typer.echo(
         f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} combinations "
-        f"({expanded.skipped} invalid skipped) over {len(candles)} candles",
+        f"({expanded.skipped} invalid skipped) over {len(run.period)} candles",
         err=True,
     )
     result = run_sweep(
-        candles,
+        run.candles,  # the candles before --from warm the indicators up
         run.strategy,
         expanded,
+        since=run.since,
         timeframe=run.timeframe,
         execution=execution,
         costs=costs,

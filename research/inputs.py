@@ -101,8 +101,12 @@ def prepare_run(
     start: str | None = None,
     end: str | None = None,
     config: Path | None = None,
+    warmup: int | None = None,
 ) -> RunInputs:
-    """Load settings, strategy, parameters and candles (warm-up history included) for a run."""
+    """Load settings, strategy, parameters and candles (warm-up history included) for a run.
+
+    With a start, `warmup` candles before it are loaded too (default: the parameters' lookback).
+    """
     settings = load_settings(config)
     strategy = get_strategy(strategy_name)
     timeframe_seconds(timeframe)
@@ -112,9 +116,8 @@ def prepare_run(
     since = pd.Timestamp(parse_when(start), unit="s", tz="UTC") if start else None
     warm_start = None
     if since is not None:
-        warm_start = int(since.timestamp()) - strategy.lookback(params) * timeframe_seconds(
-            timeframe
-        )
+        candles_before = strategy.lookback(params) if warmup is None else warmup
+        warm_start = int(since.timestamp()) - candles_before * timeframe_seconds(timeframe)
     candles = load_candles(
         path, symbol=symbol, timeframe=timeframe, start=warm_start, end=end, settings=settings
     )

@@ -107,6 +107,7 @@ class _Job:
     timeframe: str
     execution: ExecutionModel
     costs: CostModel
+    first: int = 0  # candles before this position only warm up the signals
 
 
 _WORKER_JOB: _Job | None = None  # set in the parent just before forking workers
@@ -140,22 +141,26 @@ def run_sweep(
     chunk_size: int | None = None,
     jobs: int = 1,
     progress: bool = True,
+    since: pd.Timestamp | None = None,
 ) -> SweepResult:
     """Backtest every parameter set in `combos` on `candles`; return one row per combination.
 
     `combos` is a list of the strategy's ``Params`` or a `research.grid.Grid` (whose skipped
     count and specs are then recorded). ``jobs > 1`` runs chunks in that many forked processes.
+    With `since`, the candles before it only warm up the signals (as in `run_backtest`).
     """
     from tqdm import tqdm
 
     started = time.perf_counter()
     grid = combos if isinstance(combos, Grid) else None
     combo_list = list(grid.combos if grid else combos)
-    if len(candles) < 2:
+    first = 0 if since is None else int(candles.index.searchsorted(since, side="left"))
+    period = candles.iloc[first:]
+    if len(period) < 2:
         raise ValueError("a sweep needs at least 2 candles")
     size = chunk_size or auto_chunk_size(len(candles), path=simulation_path(execution, costs))
     bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
-    job = _Job(candles, strategy, combo_list, timeframe, execution, costs)
+    job = _Job(candles, strategy, combo_list, timeframe, execution, costs, first)
     jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
     with tqdm(total=len(combo_list), unit="combo", disable=not progress, smoothing=0.1) as bar:
         parts = _run_chunks(job, bounds, jobs, bar)
@@ -174,9 +179,9 @@ def run_sweep(
         timeframe=timeframe,
         execution=execution,
         costs=costs,
-        candles=len(candles),
-        first_candle=candles.index[0] if len(candles) else None,
-        last_candle=candles.index[-1] if len(candles) else None,
+        candles=len(period),
+        first_candle=period.index[0],
+        last_candle=period.index[-1],
         elapsed=time.perf_counter() - started,
         chunk_size=size,
         jobs=jobs,
@@ -196,7 +201,7 @@ def _run_chunks(job: _Job, bounds: list[tuple[int, int]], jobs: int, bar: Any) -
     # forked workers inherit them instead of each doing it; the stops and funding paths call
     # vectorbt's uncached simulate_from_signals_nb, which only compiles in-process.
     # Two columns, so the arrays have the chunks' memory layout (one column is also C-ordered).
-    warm = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:2])
+    warm = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:2], first=0)
     chunk_metrics(warm, 0, len(warm.combos))
     global _WORKER_JOB
     _WORKER_JOB = job  # forked workers inherit it: the candles are shared, never pickled
@@ -220,29 +225,32 @@ def _worker_chunk(start: int, stop: int) -> pd.DataFrame:
 
 def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
     """Signals, one simulation and the metrics of combinations ``start:stop`` of a job."""
-    candles, combos = job.candles, job.combos[start:stop]
+    combos, first = job.combos[start:stop], job.first
+    candles = job.candles.iloc[first:]  # the period; earlier candles only warm up the signals
     n, k = len(candles), len(combos)
     # Fortran order: each combination's column is contiguous, as vectorbt walks column by column.
     buy = np.zeros((n, k), dtype=bool, order="F")
     sell = np.zeros((n, k), dtype=bool, order="F")
     with indicator_cache():
         for j, params in enumerate(combos):
-            frame = job.strategy.signals(candles, params)
-            buy[:, j] = frame.buy.to_numpy(dtype=bool)
-            sell[:, j] = frame.sell.to_numpy(dtype=bool)
+            frame = job.strategy.signals(job.candles, params)
+            buy[:, j] = frame.buy.to_numpy(dtype=bool)[first:]
+            sell[:, j] = frame.sell.to_numpy(dtype=bool)[first:]
     if getattr(job.costs, "has_funding", False):
-        return _reference_metrics(job, buy, sell)
+        return _reference_metrics(job, candles, buy, sell)
     orders = simulate_orders(candles, buy, sell, execution=job.execution, costs=job.costs)
     del buy, sell
     close = candles["close"].to_numpy(dtype="float64")
     return orders_table(orders, close, job.timeframe, k, init_cash=job.execution.init_cash)
 
 
-def _reference_metrics(job: _Job, buy: np.ndarray, sell: np.ndarray) -> pd.DataFrame:
+def _reference_metrics(
+    job: _Job, candles: pd.DataFrame, buy: np.ndarray, sell: np.ndarray
+) -> pd.DataFrame:
     # Funding is applied to the equity curve after the simulation: take the backtest's own path.
     from research.backtest import funded_equity, funding_schedule, portfolio_metrics
 
-    candles, index = job.candles, pd.RangeIndex(len(job.candles))
+    index = pd.RangeIndex(len(candles))
     pf = simulate(
         candles,
         pd.DataFrame(buy, index=index, copy=False),

@@ -77,6 +77,18 @@ class SignalFrame:
     sell: pd.Series
     gate_reasons: dict[str, str | None] = field(default_factory=dict)
 
+    def from_position(self, first: int) -> SignalFrame:
+        """Return the frame from candle position `first` on (the earlier candles only warmed up)."""
+        return SignalFrame(
+            buy_score=self.buy_score.iloc[first:],
+            sell_score=self.sell_score.iloc[first:],
+            buy_rules=self.buy_rules.iloc[first:],
+            sell_rules=self.sell_rules.iloc[first:],
+            buy=self.buy.iloc[first:],
+            sell=self.sell.iloc[first:],
+            gate_reasons=dict(self.gate_reasons),
+        )
+
     def signal_list(self, since: pd.Timestamp | None = None) -> list[tuple[int, str, float, list]]:
         """Return (candle position, side, confidence, reasons) per emitted signal, in order.
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from signals.data.load import load_candles
@@ -187,3 +188,17 @@ def test_backtest_costs_preset_and_quality(synth_db: Path, tmp_path: Path) -> No
         "backtest", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "--costs", "bybit-prep"
     )
     assert typo.returncode == 2 and "did you mean 'bybit-perp'" in typo.stderr
+
+
+def test_backtest_from_warms_up_like_scan(synth_db: Path, tmp_path: Path) -> None:
+    # The first trade of `backtest --from X` fills at the open after scan's first BUY from X:
+    # both warm the indicators up on the candles before X.
+    args = ("-s", "ema_cross", "--db", str(synth_db), "-t", "5m", "--from", "2024-01-20")
+    scan = run("scan", *args, "-f", "jsonl")
+    assert scan.returncode == 0, scan.stderr
+    first_buy = next(json.loads(x) for x in scan.stdout.splitlines() if '"BUY"' in x)
+    trades = tmp_path / "trades.csv"
+    result = run("backtest", *args, "--json", "--trades-out", str(trades))
+    assert result.returncode == 0, result.stderr
+    entry = pd.read_csv(trades)["entry_time"].iloc[0]
+    assert pd.Timestamp(entry).timestamp() == first_buy["candle_ts"] + 300

@@ -206,3 +206,26 @@ def test_cli_sweep_in_a_subprocess(tmp_path: Path) -> None:
     )
     assert bad.returncode != 0
     assert "did you mean 'fast'" in bad.stderr + bad.stdout
+
+
+def test_since_warms_up_on_earlier_candles_in_sweeps_and_backtests() -> None:
+    since = CANDLES.index[700]
+    grid = expand_grid(EMA, ["fast=5,9", "slow=60,90"])
+    kwargs = {"timeframe": "1m", "execution": LONG, "costs": COSTS}
+    warmed = run_sweep(CANDLES, EMA, grid, progress=False, since=since, **kwargs)
+    assert warmed.candles == len(CANDLES) - 700 and warmed.first_candle == since
+    for k, params in enumerate(grid.combos):
+        full = EMA.signals(CANDLES, params)
+        single = run_backtest(CANDLES, EMA, params, since=since, **kwargs)
+        # the period's signals are full history's, including its first lookback candles
+        pd.testing.assert_series_equal(single.signals.buy, full.buy.iloc[700:])
+        pd.testing.assert_series_equal(single.signals.sell, full.sell.iloc[700:])
+        assert single.equity.index[0] == since
+        assert_metrics_equal(warmed.table.iloc[k], single.metrics)
+    # without the warm-up the first lookback candles after `since` could not signal
+    params = grid.combos[0]
+    lookback = EMA.lookback(params)
+    cold = EMA.signals(CANDLES.iloc[700:], params)
+    full = EMA.signals(CANDLES, params)
+    assert not (cold.buy.iloc[: lookback - 1] | cold.sell.iloc[: lookback - 1]).any()
+    assert (full.buy.iloc[700 : 699 + lookback] | full.sell.iloc[700 : 699 + lookback]).any()
