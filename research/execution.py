@@ -56,6 +56,12 @@ class ExecutionModel:
             raise ValueError(f"direction must be long, short or both, not {self.direction!r}")
         if self.size is not None and not 0 < self.size <= 1:
             raise ValueError(f"size is a fraction of equity in (0, 1], not {self.size}")
+        if self.size is not None and self.direction == "both":
+            # vectorbt sizes a reversal (close and open in one order) only in amounts
+            raise ValueError(
+                "a fractional size cannot reverse a position (direction both): "
+                "use --direction long or short with it, or all-in sizing"
+            )
 
 
 def _as_frame(signal: pd.Series | pd.DataFrame) -> pd.DataFrame:

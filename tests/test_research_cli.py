@@ -164,6 +164,10 @@ def test_backtest_table_and_bad_direction(synth_db: Path) -> None:
     )
     bad = run("backtest", "-s", "scalping", "--db", str(synth_db), "-t", "5m", "--direction", "up")
     assert bad.returncode == 2 and "direction" in bad.stderr
+    both = ("--direction", "both", "--size", "0.5")
+    reversal = run("backtest", "-s", "ema_cross", "--db", str(synth_db), "-t", "5m", *both)
+    assert reversal.returncode == 2 and "Traceback" not in reversal.stderr
+    assert "fractional size cannot reverse" in reversal.stderr
 
 
 def test_usage_errors_are_short_and_exit_2() -> None:
