@@ -201,7 +201,7 @@ def _score(
             score = np.where(total > 0, hit / np.where(total > 0, total, 1.0), 0.0)
     if gate is not None:
         score[~as_flags(gate)] = 0.0
-    names = [r.name for r in rules]
+    names = pd.Index([r.name for r in rules], dtype=object)  # plain labels: no Arrow strings
     # Fresh arrays, owned by the returned objects: no defensive copy needed.
     score_series = pd.Series(score, index=index, dtype="float64", copy=False)
     return score_series, pd.DataFrame(fired, index, names, copy=False)

@@ -68,19 +68,25 @@ def frame_from_rows(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
             if extra not in frame:
                 frame[extra] = pd.Series([], dtype="float64")
         return frame
-    try:  # numbers and NULLs (NaN): one conversion
+    try:  # numbers and NULLs (NaN): one conversion, one float64 block
         numbers = np.array(rows, dtype="float64")
+        if np.isnan(numbers[:, 0]).any():
+            raise ValueError("a NULL open time")  # the slow path reports it as before
         ts = numbers[:, 0].astype("int64")
-        data = {name: numbers[:, i + 1] for i, name in enumerate(columns[1:])}
+        values = numbers[:, 1:]
     except (TypeError, ValueError):  # text somewhere: unreadable values become NaN
         array = np.array(rows, dtype=object)
         ts = array[:, 0].astype("int64")
-        data = {
-            name: pd.to_numeric(array[:, i + 1], errors="coerce").astype("float64")
-            for i, name in enumerate(columns[1:])
-        }
-    index = pd.DatetimeIndex(pd.to_datetime(ts, unit="s", utc=True), name="time")
-    return pd.DataFrame(data, index=index)
+        values = np.column_stack(
+            [
+                pd.to_numeric(array[:, i], errors="coerce").astype("float64")
+                for i in range(1, len(columns))
+            ]
+        )
+    # as pd.to_datetime(ts, unit="s", utc=True) gives (microseconds, UTC), without its parsing
+    stamps = ts.astype("datetime64[s]").astype("datetime64[us]")
+    index = pd.DatetimeIndex(stamps, name="time").tz_localize("UTC")
+    return pd.DataFrame(values, index=index, columns=list(columns[1:]))
 
 
 class CandleStore:

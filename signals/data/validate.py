@@ -108,6 +108,8 @@ class _Collector:
 
     def add(self, mask: np.ndarray, field: str, messages: list[str]) -> None:
         """Record one violation per True position of `mask` with its message."""
+        if not messages:  # one message per True position: none means a clean mask
+            return
         positions = np.flatnonzero(mask)
         for pos, message in zip(positions.tolist(), messages, strict=True):
             violation = Violation(
@@ -139,9 +141,9 @@ def _check_index(out: _Collector, ts: np.ndarray, step: int) -> None:
     )
 
 
-def _check_values(out: _Collector, frame: pd.DataFrame) -> None:
+def _check_values(out: _Collector, columns: dict[str, np.ndarray]) -> None:
     for col in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
-        values = frame[col].to_numpy("float64")
+        values = columns[col]
         if col in REQUIRED_COLUMNS:
             nan = np.isnan(values)
             out.add(nan, col, [f"{col} is NaN"] * int(nan.sum()))
@@ -151,8 +153,8 @@ def _check_values(out: _Collector, frame: pd.DataFrame) -> None:
         out.add(neg, col, [f"{col} {v} is negative" for v in _fmt(values[neg])])
 
 
-def _check_ohlc(out: _Collector, frame: pd.DataFrame) -> None:
-    o, h, low, c = (frame[col].to_numpy("float64") for col in PRICE_COLUMNS)
+def _check_ohlc(out: _Collector, columns: dict[str, np.ndarray]) -> None:
+    o, h, low, c = (columns[col] for col in PRICE_COLUMNS)
     top, bottom = np.fmax(o, c), np.fmin(o, c)
     bad_high = h < top
     out.add(
@@ -174,9 +176,8 @@ def _check_ohlc(out: _Collector, frame: pd.DataFrame) -> None:
     )
 
 
-def _check_buy_volume(out: _Collector, frame: pd.DataFrame) -> None:
-    vol = frame["volume"].to_numpy("float64")
-    buy = frame["buy_volume"].to_numpy("float64")
+def _check_buy_volume(out: _Collector, columns: dict[str, np.ndarray]) -> None:
+    vol, buy = columns["volume"], columns["buy_volume"]
     bad = buy - vol > BUY_VOLUME_RTOL * np.abs(vol)
     out.add(
         bad,
@@ -199,10 +200,11 @@ def check_frame(
         return [Violation(origin, symbol, timeframe, None, missing[0], message)]
     ts = epoch_seconds(frame.index)
     out = _Collector(ts, origin=origin, symbol=symbol, timeframe=timeframe)
+    columns = {c: frame[c].to_numpy("float64") for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
     _check_index(out, ts, step)
-    _check_values(out, frame)
-    _check_ohlc(out, frame)
-    _check_buy_volume(out, frame)
+    _check_values(out, columns)
+    _check_ohlc(out, columns)
+    _check_buy_volume(out, columns)
     return out.sorted()
 
 
