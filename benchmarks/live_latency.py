@@ -246,10 +246,10 @@ a signal.
   within ~0.2 ms (inotify); the rest is the engine step (read the new candle, validate it, append
   it to the in-memory window, call the strategy's signal function on the window: the same call
   as `signals scan`), the journal write and two thread hand-offs.
-- The step is mostly Python and pandas overhead, and on this VM it triples when the CPU has been
-  idle: in process, back to back it takes {r["step_hot_ms"]:.2f} ms (p50), after 20 ms of idle
-  {r["step_cold_ms"]:.2f} ms (cold caches, a halted vCPU waking up). At 50 candles/s the runner sits
-  between the two; a real 1m feed (one candle a minute) is always cold.
+- The step is mostly Python and pandas overhead, and it costs more on a CPU that has been idle
+  (cold caches, a halted vCPU waking up): in process, back to back it takes
+  {r["step_hot_ms"]:.2f} ms (p50), after 20 ms of idle {r["step_cold_ms"]:.2f} ms. A real 1m feed
+  (one candle a minute) always meets the cold case.
 """
 
 

@@ -69,7 +69,10 @@ from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 2.0
-SETTLE_WINDOW_S = 0.3
+# How long an event whose check found nothing still starts the latency clock: a commit becomes
+# visible within a millisecond of its last write; an older event was a commit's trailing write
+# (already decided) or not a commit, and must not date the next one.
+SETTLE_WINDOW_S = 0.005
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,7 +318,7 @@ class Runner:
             elif from_event:
                 self.watcher.settle()  # the commit may become visible just after its event
             if pending is not None and self.perf() - pending > SETTLE_WINDOW_S:
-                pending = None  # a notice that was no commit (or not ours)
+                pending = None  # a notice that was no new commit
             noticed, from_event = await self.watcher.wait_event()
             if from_event:
                 pending = noticed

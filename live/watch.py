@@ -115,6 +115,7 @@ class DbWatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = asyncio.Event()
         self._noticed_at: float | None = None
+        self._event_at: float | None = None  # first file event since the last wait
         self._from_event = False
         self._timers: list[asyncio.TimerHandle] = []
         self._settle_timers: list[asyncio.TimerHandle] = []
@@ -158,12 +159,18 @@ class DbWatcher:
         return noticed
 
     async def wait_event(self) -> tuple[float, bool]:
-        """Wait for the next notice; return its time and whether a file event caused it."""
+        """Wait for the next notice; return its time and whether a file event caused it.
+
+        When a file event is among the notices, the time is the first file event's (a timer
+        notice just before it would otherwise start the latency clock early).
+        """
         await self._event.wait()
         self._event.clear()
         noticed = self._noticed_at if self._noticed_at is not None else self.clock()
+        if self._event_at is not None:
+            noticed = self._event_at
         from_event, self._from_event = self._from_event, False
-        self._noticed_at = None
+        self._noticed_at = self._event_at = None
         return noticed, from_event
 
     def notify(self) -> None:
@@ -197,6 +204,8 @@ class DbWatcher:
         if relevant:
             self.events += 1
             self._from_event = True
+            if self._event_at is None:
+                self._event_at = self.clock()
             self.notify()
 
     def _schedule_tick(self) -> None:
