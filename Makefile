@@ -30,7 +30,7 @@ demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forwa
 	@echo "== 3. a backtest under Bybit perpetual costs, with signal quality"
 	$(BIN)/signals backtest -s scalping --db $(DEMO_DB) -t 5m --costs bybit-perp --quality \
 		--trades-out $(DEMO_DIR)/trades.csv --quality-plot $(DEMO_DIR)/quality.html
-	@echo "== 4. a parameter sweep (parameters as columns of one vectorbt simulation)"
+	@echo "== 4. a parameter sweep (parameters as columns; vectorbt's simulation kernel per column)"
 	$(BIN)/signals sweep -s ema_cross --db $(DEMO_DB) -t 15m --grid fast=5:30:5 \
 		--grid slow=40:200:20 --top 5 --heatmap fast,slow --out $(DEMO_DIR)/sweep
 	@echo "== 5. walk-forward with optuna, judged out of sample; frozen file + HTML report"
