@@ -59,7 +59,6 @@ def walkforward_command(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         config=config,
     )  # fmt: skip
-    candles = run.period
     wf = WalkForwardConfig(
         scheme=scheme, folds=folds, gap=gap, trials=trials, objective=objective,  # type: ignore[arg-type]
         train=duration_candles(train, timeframe) if train else None,
@@ -72,8 +71,9 @@ def walkforward_command(
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)
     storage = storage or default_storage(out)
     result = run_walkforward(
-        candles, run.strategy, timeframe=timeframe, config=wf, storage=storage, run=name
-    )
+        run.candles, run.strategy, timeframe=timeframe, config=wf, storage=storage, run=name,
+        since=run.since,  # the candles before --from only warm the indicators up
+    )  # fmt: skip
     stats = overfitting(result)
     frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
     paths = write_outputs(result, stats, frozen, out)

@@ -181,16 +181,20 @@ def run_walkforward(
     storage: str | None,
     run: str,
     progress: bool = True,
+    since: pd.Timestamp | None = None,
 ) -> WalkForwardRun:
     """Run every fold: tune on train (optuna), then test the fold's best parameters once.
 
-    `storage` is an optuna storage URL (None keeps the studies in memory, for tests).
+    `storage` is an optuna storage URL (None keeps the studies in memory, for tests). The first
+    train window starts after the strategy's warm-up: at `since` when the candles before it
+    hold that warm-up, else that many candles into the data.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warmup = strategy.lookback(strategy.params())
+    warmup = min(strategy.lookback(strategy.params()), len(candles) // 10)
+    first = 0 if since is None else int(candles.index.searchsorted(since, side="left"))
     folds = make_folds(
         len(candles), folds=config.folds, scheme=config.scheme, train=config.train,
-        test=config.test, gap=config.gap, min_start=min(warmup, len(candles) // 10),
+        test=config.test, gap=config.gap, min_start=max(first, warmup),
     )  # fmt: skip
     bar = _progress(progress, config.trials * len(folds))
     results: list[FoldResult] = []

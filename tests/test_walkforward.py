@@ -58,6 +58,21 @@ def ema_run(candles: pd.DataFrame = CANDLES, config: WalkForwardConfig = CONFIG,
     )
 
 
+def test_since_starts_the_first_train_window_there_with_earlier_candles_as_warm_up() -> None:
+    config = WalkForwardConfig(folds=2, trials=2, min_trades=0, seed=1)
+    since, first = CANDLES.index[3000], 3000
+    strategy = get_strategy("ema_cross")
+    run = run_walkforward(
+        CANDLES, strategy, timeframe="5m", config=config, storage=None, run="s", progress=False,
+        since=since,
+    )  # fmt: skip
+    start = run.folds[0].fold.train_start
+    assert first <= start < first + config.folds + 3  # rounding of the window sizes only
+    # without `since` the first window starts one warm-up into the data, long before it
+    plain = ema_run(config=config)
+    assert plain.folds[0].fold.train_start < first
+
+
 def test_poisoned_test_window_does_not_change_earlier_folds() -> None:
     clean = ema_run()
     folds = clean.folds
