@@ -171,7 +171,7 @@ def simulate_orders(
         "close": candles["close"].to_numpy(dtype="float64"),
     }
     if execution.stop_loss is not None or execution.take_profit is not None:
-        return _simulate_rows(np.arange(len(candles)), buy, sell, inputs, execution, costs)
+        return _simulate_with_stops(buy, sell, inputs, execution, costs)
     size, size_type = _size(execution)
     return orders_by_column_nb(
         np.asfortranarray(buy),
@@ -196,57 +196,46 @@ def _size(execution: ExecutionModel) -> tuple[float, int]:
     return execution.size, int(SizeType.Percent)
 
 
-def _simulate_rows(
-    rows: np.ndarray,
+def _simulate_with_stops(
     buy: np.ndarray,
     sell: np.ndarray,
     inputs: dict[str, np.ndarray],
     execution: ExecutionModel,
     costs: CostModel,
 ) -> np.ndarray:
-    # One call of vectorbt's kernel over the given candles, with from_signals' arguments.
+    # Stops can fire on any candle: one call of vectorbt's kernel over all of them, every
+    # column at once, with the arguments `simulate` gives from_signals.
     k = buy.shape[1]
-    if len(rows) == 0:
-        return np.empty(0, dtype=vbt_nb.order_dt)
-    buy, sell = np.asfortranarray(buy[rows]), np.asfortranarray(sell[rows])  # column by column
-    stops = execution.stop_loss is not None or execution.take_profit is not None
-
-    def column(name: str) -> np.ndarray:
-        return inputs[name][rows][:, None]
-
     size, size_type = _size(execution)
-    nan = np.asarray(np.nan)
-    shape = (len(rows), k)
+    shape = (len(buy), k)
     group_lens = np.ones(k, dtype=np.int64)
     records, _ = vbt_nb.simulate_from_signals_nb(
         shape,
         group_lens,
         np.full(k, execution.init_cash, dtype=np.float64),
         vbt_nb.build_call_seq(shape, group_lens),
-        **_ls_signals(buy, sell, execution.direction),
+        **_ls_signals(np.asfortranarray(buy), np.asfortranarray(sell), execution.direction),
         size=np.asarray(float(size)),
-        price=column("price"),
+        price=inputs["price"][:, None],
         size_type=np.asarray(int(size_type)),
         fees=np.asarray(float(costs.fee_fraction())),
-        slippage=column("slippage"),
+        slippage=inputs["slippage"][:, None],
         accumulate=np.asarray(0),
         upon_opposite_entry=np.asarray(int(OppositeEntryMode.Reverse)),
-        open=column("open") if stops else nan,
-        high=column("high") if stops else nan,
-        low=column("low") if stops else nan,
-        close=column("close"),
+        open=inputs["open"][:, None],
+        high=inputs["high"][:, None],
+        low=inputs["low"][:, None],
+        close=inputs["close"][:, None],
         sl_stop=np.asarray(np.nan if execution.stop_loss is None else execution.stop_loss),
         tp_stop=np.asarray(np.nan if execution.take_profit is None else execution.take_profit),
         stop_entry_price=np.asarray(int(StopEntryPrice.FillPrice)),
         stop_exit_price=np.asarray(int(StopExitPrice.StopMarket)),
-        use_stops=stops,
+        use_stops=True,
         # Each order is a signal's, or a stop's exit from a position that a signal opened.
         max_orders=2 * int(buy.sum() + sell.sum()) + k,
         flex_2d=True,
     )
-    records = records.copy()
-    records["idx"] = rows[records["idx"]]
-    return records
+    return records.copy()
 
 
 def _shift_down(flags: np.ndarray) -> np.ndarray:
