@@ -6,6 +6,7 @@ The command parses options and calls `research.grid.expand_grid`, `research.swee
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -40,10 +41,13 @@ def sweep_command(
     fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
     slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
     jobs: int = typer.Option(
-        1, "--jobs", "-j", help="Worker processes (2 uses both cores of a 2-core machine)."
+        0,
+        "--jobs",
+        "-j",
+        help="Worker processes (default 0: one per core, at most one per chunk; 1: no workers).",
     ),
     chunk_size: int = typer.Option(
-        None, "--chunk-size", help="Combinations per simulation (default: sized from candles)."
+        None, "--chunk-size", help="Combinations per chunk (default: sized from candles, <= 64)."
     ),
     heatmap: str = typer.Option(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
@@ -53,7 +57,7 @@ def sweep_command(
         None, "--config", help="YAML config (default: ./signals.yaml if present)."
     ),
 ) -> None:
-    """Backtest every combination of a parameter grid in one vectorised simulation per chunk.
+    """Backtest every combination of a parameter grid, chunk by chunk, on every core.
 
     Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
     top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
@@ -105,7 +109,7 @@ def sweep_command(
         execution=execution,
         costs=costs,
         chunk_size=chunk_size,
-        jobs=jobs,
+        jobs=jobs or (os.cpu_count() or 1),
         progress=progress,
     )
     _print_top(result, metric, top, expanded.names)
