@@ -25,10 +25,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from signals.data.store import CandleStore
-from signals.data.validate import check_frame, epoch_seconds
+from signals.data.schema import CANDLE_COLUMNS
+from signals.data.store import CandleStore, frame_from_arrays
+from signals.data.validate import check_arrays, epoch_seconds
 from signals.frozen import FrozenParams, typed_params
 from signals.scan import signal_records
 from strategies import get_strategy
@@ -61,7 +63,8 @@ class SignalEngine:
         self.params = typed_params(frozen)
         self.lookback = self.strategy.lookback(self.params)
         self.symbol, self.timeframe = frozen.symbol, frozen.timeframe
-        self._window: pd.DataFrame | None = None  # the last valid candles, oldest first
+        # the last valid candles, oldest first: open times and a (candles x CANDLE_COLUMNS) matrix
+        self._window: tuple[np.ndarray, np.ndarray] | None = None
         self._window_end: int | None = None  # open time of the newest candle read
 
     def newest_closed(self, store: CandleStore) -> int | None:
@@ -72,52 +75,60 @@ class SignalEngine:
     def step(self, store: CandleStore, after_ts: int | None) -> Decisions:
         """Decide every closed candle newer than `after_ts` (all of history when None)."""
         if after_ts is None:
-            fresh = store.history(self.symbol, self.timeframe)
+            fresh_ts, fresh = _arrays(store.history(self.symbol, self.timeframe))
         else:
-            fresh = store.closed_since(self.symbol, self.timeframe, after_ts)
-        if fresh.empty:
+            fresh_ts, fresh = store.closed_since_arrays(self.symbol, self.timeframe, after_ts)
+        if not len(fresh_ts):
             return Decisions(last_candle_ts=after_ts)
-        newest = fresh.index[-1]
-        earlier = self._window_before(store, after_ts)
-        valid, skipped = self._drop_invalid(fresh, log_them=True)
-        window = pd.concat([earlier, valid]) if len(earlier) else valid
-        first_new = fresh.index[0]
+        earlier_ts, earlier = self._window_before(store, after_ts)
+        keep, skipped = self._valid(fresh_ts, fresh, log_them=True)
+        window_ts = np.concatenate([earlier_ts, fresh_ts[keep]])
+        window = np.concatenate([earlier, fresh[keep]])
+        frame = frame_from_arrays(window_ts, window, list(CANDLE_COLUMNS))
         records = signal_records(
-            window, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
-            since=first_new,
+            frame, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
+            since=pd.Timestamp(int(fresh_ts[0]), unit="s", tz="UTC"),
         )  # fmt: skip
-        self._window = window.iloc[-(self.lookback + WINDOW_MARGIN) :]
-        self._window_end = int(newest.timestamp())
+        size = self.lookback + WINDOW_MARGIN
+        self._window = (window_ts[-size:], window[-size:])
+        self._window_end = int(fresh_ts[-1])
         return Decisions(
             records=records,
             last_candle_ts=self._window_end,
-            candles=len(valid),
+            candles=int(keep.sum()),
             skipped=skipped,
-            timestamps=[int(ts) for ts in epoch_seconds(fresh.index)],
+            timestamps=[int(ts) for ts in fresh_ts],
         )
 
-    def _window_before(self, store: CandleStore, after_ts: int | None) -> pd.DataFrame:
+    def _window_before(
+        self, store: CandleStore, after_ts: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         # The valid candles up to `after_ts`: the rolling window if it ends there, else read.
         if after_ts is None:
-            return store.last_closed(self.symbol, self.timeframe, 0)
+            return _arrays(store.last_closed(self.symbol, self.timeframe, 0))
         if self._window is not None and self._window_end == after_ts:
             return self._window
         size = self.lookback + WINDOW_MARGIN
-        seed = store.last_closed(self.symbol, self.timeframe, size, until=after_ts)
+        ts, values = _arrays(store.last_closed(self.symbol, self.timeframe, size, until=after_ts))
         # Invalid candles were logged when they were new; here they are only left out.
-        return self._drop_invalid(seed, log_them=False)[0]
+        keep, _ = self._valid(ts, values, log_them=False)
+        return ts[keep], values[keep]
 
-    def _drop_invalid(
-        self, frame: pd.DataFrame, *, log_them: bool
-    ) -> tuple[pd.DataFrame, list[int]]:
-        violations = check_frame(
-            frame, timeframe=self.timeframe, symbol=self.symbol, origin="live window"
+    def _valid(
+        self, ts: np.ndarray, values: np.ndarray, *, log_them: bool
+    ) -> tuple[np.ndarray, list[int]]:
+        # A mask of the candles that pass validation, and the open times of those that do not.
+        columns = {name: values[:, i] for i, name in enumerate(CANDLE_COLUMNS)}
+        violations = check_arrays(
+            ts, columns, timeframe=self.timeframe, symbol=self.symbol, origin="live window"
         )
         bad = sorted({v.timestamp for v in violations if v.timestamp is not None})
         if log_them:
             for violation in violations:
                 log.warning("skipping invalid candle: %s", violation)
-        if not bad:
-            return frame, []
-        keep = ~pd.Index(epoch_seconds(frame.index)).isin(bad)
-        return frame[keep], bad
+        return ~np.isin(ts, bad), bad
+
+
+def _arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    # A candle frame as open times and a (candles x CANDLE_COLUMNS) float64 matrix.
+    return epoch_seconds(frame.index), frame[list(CANDLE_COLUMNS)].to_numpy(dtype="float64")

@@ -68,25 +68,34 @@ def frame_from_rows(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
             if extra not in frame:
                 frame[extra] = pd.Series([], dtype="float64")
         return frame
+    ts, values = arrays_from_rows(rows, len(columns) - 1)
+    return frame_from_arrays(ts, values, list(columns[1:]))
+
+
+def arrays_from_rows(rows: list[tuple], n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (open times as int64 epoch seconds, float64 values) of ``timestamp, ...`` rows."""
+    if not rows:
+        return np.empty(0, dtype="int64"), np.empty((0, n_values), dtype="float64")
     try:  # numbers and NULLs (NaN): one conversion, one float64 block
         numbers = np.array(rows, dtype="float64")
         if np.isnan(numbers[:, 0]).any():
             raise ValueError("a NULL open time")  # the slow path reports it as before
-        ts = numbers[:, 0].astype("int64")
-        values = numbers[:, 1:]
+        return numbers[:, 0].astype("int64"), numbers[:, 1:]
     except (TypeError, ValueError):  # text somewhere: unreadable values become NaN
         array = np.array(rows, dtype=object)
-        ts = array[:, 0].astype("int64")
-        values = np.column_stack(
-            [
-                pd.to_numeric(array[:, i], errors="coerce").astype("float64")
-                for i in range(1, len(columns))
-            ]
-        )
+        values = [
+            pd.to_numeric(array[:, i], errors="coerce").astype("float64")
+            for i in range(1, n_values + 1)
+        ]
+        return array[:, 0].astype("int64"), np.column_stack(values)
+
+
+def frame_from_arrays(ts: np.ndarray, values: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """Build a candle frame from open times (epoch seconds) and a float64 value matrix."""
     # as pd.to_datetime(ts, unit="s", utc=True) gives (microseconds, UTC), without its parsing
     stamps = ts.astype("datetime64[s]").astype("datetime64[us]")
     index = pd.DatetimeIndex(stamps, name="time").tz_localize("UTC")
-    return pd.DataFrame(values, index=index, columns=list(columns[1:]))
+    return pd.DataFrame(values, index=index, columns=columns)
 
 
 class CandleStore:
@@ -172,10 +181,20 @@ class CandleStore:
 
     def closed_since(self, symbol: str, timeframe: str, after: pd.Timestamp | int) -> pd.DataFrame:
         """Return closed candles whose open time is strictly after `after`, oldest first."""
+        ts, values = self.closed_since_arrays(symbol, timeframe, after)
+        if not len(ts):
+            return empty_frame()
+        return frame_from_arrays(ts, values, list(CANDLE_COLUMNS))
+
+    def closed_since_arrays(
+        self, symbol: str, timeframe: str, after: pd.Timestamp | int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return `closed_since` as arrays: open times and a (candles x CANDLE_COLUMNS) matrix."""
         where, params = self._series_filter(symbol, timeframe)
         where.append(f"{self._ts_expr()} > ?")
         params.append(_epoch(after))
-        return self._select(where, params, order="ASC", limit=None, with_analysis=False)
+        rows = self._rows(where, params, order="ASC", limit=None, with_analysis=False)[0]
+        return arrays_from_rows(rows, len(CANDLE_COLUMNS))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -213,6 +232,20 @@ class CandleStore:
         limit: int | None,
         with_analysis: bool,
     ) -> pd.DataFrame:
+        rows, names = self._rows(
+            where, params, order=order, limit=limit, with_analysis=with_analysis
+        )
+        return frame_from_rows(rows, names)
+
+    def _rows(
+        self,
+        where: list[str],
+        params: list[object],
+        *,
+        order: str,
+        limit: int | None,
+        with_analysis: bool,
+    ) -> tuple[list[tuple], list[str]]:
         cols = self.source.columns
         names = ["timestamp", *CANDLE_COLUMNS]
         exprs = [self._ts_expr()]
@@ -239,7 +272,7 @@ class CandleStore:
             sql += f" LIMIT {int(limit)}"
         with self._errors("reading candles"):
             rows = self._conn.execute(sql, params).fetchall()
-        return frame_from_rows(rows, names)
+        return rows, names
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

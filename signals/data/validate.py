@@ -193,14 +193,27 @@ def check_frame(
     frame: pd.DataFrame, *, timeframe: str, symbol: str, origin: str
 ) -> list[Violation]:
     """Return every integrity violation of a candle frame, in row order."""
-    step = timeframe_seconds(timeframe)
     missing = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c not in frame]
     if missing:
         message = f"missing columns: {', '.join(missing)}"
         return [Violation(origin, symbol, timeframe, None, missing[0], message)]
-    ts = epoch_seconds(frame.index)
-    out = _Collector(ts, origin=origin, symbol=symbol, timeframe=timeframe)
     columns = {c: frame[c].to_numpy("float64") for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+    return check_arrays(
+        epoch_seconds(frame.index), columns, timeframe=timeframe, symbol=symbol, origin=origin
+    )
+
+
+def check_arrays(
+    ts: np.ndarray,
+    columns: dict[str, np.ndarray],
+    *,
+    timeframe: str,
+    symbol: str,
+    origin: str,
+) -> list[Violation]:
+    """Return every integrity violation of candles given as open times and column arrays."""
+    step = timeframe_seconds(timeframe)
+    out = _Collector(ts, origin=origin, symbol=symbol, timeframe=timeframe)
     _check_index(out, ts, step)
     _check_values(out, columns)
     _check_ohlc(out, columns)
