@@ -166,7 +166,8 @@ class CandleStore:
         if end is not None:
             where.append(f"{self._ts_expr()} <= ?")
             params.append(_epoch(end))
-        return self._select(where, params, order="ASC", limit=None, with_analysis=with_analysis)
+        rows = self._rows(where, params, order="ASC", limit=None, with_analysis=with_analysis)
+        return frame_from_rows(*rows)
 
     def last_closed(
         self, symbol: str, timeframe: str, n: int, *, until: pd.Timestamp | int | None = None
@@ -176,7 +177,9 @@ class CandleStore:
         if until is not None:
             where.append(f"{self._ts_expr()} <= ?")
             params.append(_epoch(until))
-        frame = self._select(where, params, order="DESC", limit=n, with_analysis=False)
+        frame = frame_from_rows(
+            *self._rows(where, params, order="DESC", limit=n, with_analysis=False)
+        )
         return frame.iloc[::-1]
 
     def closed_since(self, symbol: str, timeframe: str, after: pd.Timestamp | int) -> pd.DataFrame:
@@ -222,20 +225,6 @@ class CandleStore:
             where.append(f"{self._ts_expr()} + ? <= ?")
             params.extend([timeframe_seconds(timeframe), int(self.clock())])
         return where, params
-
-    def _select(
-        self,
-        where: list[str],
-        params: list[object],
-        *,
-        order: str,
-        limit: int | None,
-        with_analysis: bool,
-    ) -> pd.DataFrame:
-        rows, names = self._rows(
-            where, params, order=order, limit=limit, with_analysis=with_analysis
-        )
-        return frame_from_rows(rows, names)
 
     def _rows(
         self,
