@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import replace_section  # noqa: E402
+from research.demo_live import runner_status  # noqa: E402
 from signals.data.store import connect_writable, write_candles  # noqa: E402
 from signals.frozen import freeze, write_frozen  # noqa: E402
 from tests.candles import random_walk  # noqa: E402
@@ -117,20 +118,6 @@ class Receiver(threading.Thread):
             if message["type"] == "signal":
                 self.received[message["candle_ts"]] = now
 
-    def status(self) -> dict:
-        """Ask the runner for its status on a second connection."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(self.sock.getpeername())
-            reader = sock.makefile("rb")
-            reader.readline()
-            sock.sendall(b'{"type":"status"}\n')
-            for line in reader:
-                message = json.loads(line)
-                if message["type"] == "status":
-                    reader.close()
-                    return message["data"]
-        raise RuntimeError("no status reply")
-
 
 def step_hot_and_cold(tmp: Path, steps: int = 300) -> dict[str, float]:
     """Return the engine step's p50 (ms) in process: back to back, and after 20 ms of idle."""
@@ -186,7 +173,7 @@ def run(candles_n: int, rate: float, idle_s: float) -> dict:
     )  # fmt: skip
     commits = {int(k): v for k, v in json.loads(writer.stdout).items()}
     time.sleep(1.0)
-    status = receiver.status()
+    status = runner_status(sock)
     latencies = [receiver.received[ts] - commits[ts] for ts in receiver.received if ts in commits]
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
     time.sleep(idle_s)

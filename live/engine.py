@@ -104,8 +104,8 @@ class SignalEngine:
         self, store: CandleStore, after_ts: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
         # The valid candles up to `after_ts`: the rolling window if it ends there, else read.
-        if after_ts is None:
-            return _arrays(store.last_closed(self.symbol, self.timeframe, 0))
+        if after_ts is None:  # all of history is new: nothing comes before it
+            return np.empty(0, dtype="int64"), np.empty((0, len(CANDLE_COLUMNS)))
         if self._window is not None and self._window_end == after_ts:
             return self._window
         size = self.lookback + WINDOW_MARGIN

@@ -236,7 +236,7 @@ def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
             frame = job.strategy.signals(job.candles, params)
             buy[:, j] = frame.buy.to_numpy(dtype=bool)[first:]
             sell[:, j] = frame.sell.to_numpy(dtype=bool)[first:]
-    if getattr(job.costs, "has_funding", False):
+    if simulation_path(job.execution, job.costs) == "portfolio":
         return _reference_metrics(job, candles, buy, sell)
     orders = simulate_orders(candles, buy, sell, execution=job.execution, costs=job.costs)
     del buy, sell
