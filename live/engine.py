@@ -37,6 +37,7 @@ from strategies import get_strategy
 
 log = logging.getLogger(__name__)
 WINDOW_MARGIN = 64
+COLUMNS = pd.Index(CANDLE_COLUMNS)  # built once: the frame of every step reuses it
 
 
 @dataclass
@@ -84,7 +85,7 @@ class SignalEngine:
         keep, skipped = self._valid(fresh_ts, fresh, log_them=True)
         window_ts = np.concatenate([earlier_ts, fresh_ts[keep]])
         window = np.concatenate([earlier, fresh[keep]])
-        frame = frame_from_arrays(window_ts, window, list(CANDLE_COLUMNS))
+        frame = frame_from_arrays(window_ts, window, COLUMNS)
         records = signal_records(
             frame, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
             since=pd.Timestamp(int(fresh_ts[0]), unit="s", tz="UTC"),
@@ -122,6 +123,8 @@ class SignalEngine:
         violations = check_arrays(
             ts, columns, timeframe=self.timeframe, symbol=self.symbol, origin="live window"
         )
+        if not violations:
+            return np.ones(len(ts), dtype=bool), []
         bad = sorted({v.timestamp for v in violations if v.timestamp is not None})
         if log_them:
             for violation in violations:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from live.protocol import (
@@ -650,11 +651,8 @@ class _SignalsFrom:
         return self.strategy.params(values)
 
     def signals(self, candles: pd.DataFrame, params: Any = None) -> Any:
-        import dataclasses
-
         frame = self.strategy.signals(candles, params)
-        live = candles.index >= self.since
-        return dataclasses.replace(frame, buy=frame.buy & live, sell=frame.sell & live)
+        return frame.only_where(np.asarray(candles.index >= self.since))
 
 
 def paper_summary(ledger: Path | str, db: Path | str) -> dict[str, float]:

@@ -27,20 +27,21 @@ def signal_records(
     if not listed:
         return []
     pid = params_id(strategy, timeframe, params)
-    times = epoch_seconds(candles.index)
-    closes = candles["close"].to_numpy(dtype="float64")
+    at = [row[0] for row in listed]
+    times = epoch_seconds(candles.index[at])
+    closes = candles["close"].to_numpy(dtype="float64")[at]
     return [
         {
             "type": "signal",
             "signal": side,
             "symbol": symbol,
             "timeframe": timeframe,
-            "candle_ts": int(times[i]),
-            "price": float(closes[i]),
+            "candle_ts": int(times[k]),
+            "price": float(closes[k]),
             "confidence": confidence,
             "reasons": reasons,
             "strategy": strategy.name,
             "params_id": pid,
         }
-        for i, side, confidence, reasons in listed
+        for k, (_, side, confidence, reasons) in enumerate(listed)
     ]

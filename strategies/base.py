@@ -29,7 +29,7 @@ decides what to do with it at the next candle.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -66,27 +66,138 @@ class RuleSet:
 
 
 @dataclass(frozen=True)
-class SignalFrame:
-    """Per-candle scores, rule firings and the BUY/SELL decisions, on the candles' index."""
+class SideArrays:
+    """One side's per-candle decision data as numpy arrays: score, rule firings, triggers."""
 
-    buy_score: pd.Series
-    sell_score: pd.Series
-    buy_rules: pd.DataFrame
-    sell_rules: pd.DataFrame
-    buy: pd.Series
-    sell: pd.Series
-    gate_reasons: dict[str, str | None] = field(default_factory=dict)
+    score: np.ndarray  # float64, 0..1
+    fired: np.ndarray  # bool, candles x rules
+    names: list[str]  # the rules' reasons, in column order
+    signal: np.ndarray  # bool: the side's decisions after debounce and conflict resolution
+
+    def sliced(self, first: int) -> SideArrays:
+        """Return the arrays from candle position `first` on."""
+        return SideArrays(self.score[first:], self.fired[first:], self.names, self.signal[first:])
+
+
+class SignalFrame:
+    """Per-candle scores, rule firings and the BUY/SELL decisions, on the candles' index.
+
+    The decisions are held as numpy arrays; the pandas views (``buy_score``, ``buy_rules``,
+    ``buy`` and their SELL mirrors) are built on first access, so a caller that only lists the
+    signals (the live runner's step) never pays for them.
+    """
+
+    def __init__(
+        self,
+        index: pd.Index,
+        buy: SideArrays,
+        sell: SideArrays,
+        gate_reasons: dict[str, str | None] | None = None,
+    ) -> None:
+        self.index = index
+        self.sides = {BUY: buy, SELL: sell}
+        self.gate_reasons = dict(gate_reasons or {})
+        self._views: dict[str, Any] = {}
+
+    @classmethod
+    def from_series(
+        cls,
+        buy_score: pd.Series,
+        sell_score: pd.Series,
+        buy_rules: pd.DataFrame,
+        sell_rules: pd.DataFrame,
+        buy: pd.Series,
+        sell: pd.Series,
+        gate_reasons: dict[str, str | None] | None = None,
+    ) -> SignalFrame:
+        """Build a frame from pandas objects on one index (hand-made frames in tests)."""
+
+        def side(score: pd.Series, rules: pd.DataFrame, signal: pd.Series) -> SideArrays:
+            return SideArrays(
+                score.to_numpy(dtype="float64"),
+                rules.to_numpy(dtype=bool),
+                [str(c) for c in rules.columns],
+                signal.to_numpy(dtype=bool),
+            )
+
+        return cls(
+            buy.index,
+            side(buy_score, buy_rules, buy),
+            side(sell_score, sell_rules, sell),
+            gate_reasons,
+        )
+
+    # -- pandas views, built once on first access ---------------------------------------------
+
+    def _view(self, key: str, build: Any) -> Any:
+        if key not in self._views:
+            self._views[key] = build()
+        return self._views[key]
+
+    def _score(self, side: str) -> pd.Series:
+        values = self.sides[side].score
+        return self._view(f"{side}_score", lambda: pd.Series(values, self.index, copy=False))
+
+    def _rules(self, side: str) -> pd.DataFrame:
+        arrays = self.sides[side]
+        names = pd.Index(arrays.names, dtype=object)  # plain labels: no Arrow strings
+        return self._view(
+            f"{side}_rules", lambda: pd.DataFrame(arrays.fired, self.index, names, copy=False)
+        )
+
+    def _signal(self, side: str) -> pd.Series:
+        values, name = self.sides[side].signal, side.lower()
+        return self._view(side, lambda: pd.Series(values, self.index, name=name, copy=False))
+
+    @property
+    def buy_score(self) -> pd.Series:
+        """BUY score per candle (0..1)."""
+        return self._score(BUY)
+
+    @property
+    def sell_score(self) -> pd.Series:
+        """SELL score per candle (0..1)."""
+        return self._score(SELL)
+
+    @property
+    def buy_rules(self) -> pd.DataFrame:
+        """Which BUY rules fired on each candle (one boolean column per rule, named by reason)."""
+        return self._rules(BUY)
+
+    @property
+    def sell_rules(self) -> pd.DataFrame:
+        """Which SELL rules fired on each candle."""
+        return self._rules(SELL)
+
+    @property
+    def buy(self) -> pd.Series:
+        """True on the candles that emit a BUY."""
+        return self._signal(BUY)
+
+    @property
+    def sell(self) -> pd.Series:
+        """True on the candles that emit a SELL."""
+        return self._signal(SELL)
+
+    # -- derived frames and lists --------------------------------------------------------------
 
     def from_position(self, first: int) -> SignalFrame:
         """Return the frame from candle position `first` on (the earlier candles only warmed up)."""
         return SignalFrame(
-            buy_score=self.buy_score.iloc[first:],
-            sell_score=self.sell_score.iloc[first:],
-            buy_rules=self.buy_rules.iloc[first:],
-            sell_rules=self.sell_rules.iloc[first:],
-            buy=self.buy.iloc[first:],
-            sell=self.sell.iloc[first:],
-            gate_reasons=dict(self.gate_reasons),
+            self.index[first:],
+            self.sides[BUY].sliced(first),
+            self.sides[SELL].sliced(first),
+            self.gate_reasons,
+        )
+
+    def only_where(self, keep: np.ndarray) -> SignalFrame:
+        """Return the frame with its BUY/SELL decisions kept only where `keep` is True."""
+        buy, sell = self.sides[BUY], self.sides[SELL]
+        return SignalFrame(
+            self.index,
+            SideArrays(buy.score, buy.fired, buy.names, buy.signal & keep),
+            SideArrays(sell.score, sell.fired, sell.names, sell.signal & keep),
+            self.gate_reasons,
         )
 
     def signal_list(self, since: pd.Timestamp | None = None) -> list[tuple[int, str, float, list]]:
@@ -94,21 +205,17 @@ class SignalFrame:
 
         `since` keeps only the signals on candles at or after it.
         """
-        buy, sell = self.buy.to_numpy(dtype=bool), self.sell.to_numpy(dtype=bool)
-        first = 0 if since is None else int(self.buy.index.searchsorted(since, side="left"))
-        positions = first + np.flatnonzero(buy[first:] | sell[first:])  # conflicts are resolved
+        buy, sell = self.sides[BUY], self.sides[SELL]
+        first = 0 if since is None else int(self.index.searchsorted(since, side="left"))
+        positions = first + np.flatnonzero(buy.signal[first:] | sell.signal[first:])
         out: list[tuple[int, str, float, list]] = []
-        for i in positions.tolist():
-            side = BUY if buy[i] else SELL
-            score, rules = (
-                (self.buy_score, self.buy_rules)
-                if side == BUY
-                else (self.sell_score, self.sell_rules)
-            )
-            fired = rules.iloc[i].to_numpy(dtype=bool)
-            names = [name for name, hit in zip(rules.columns, fired, strict=True) if hit]
+        for i in positions.tolist():  # conflicts are resolved: one side per candle
+            side = BUY if buy.signal[i] else SELL
+            arrays = buy if side == BUY else sell
+            hits = arrays.fired[i].tolist()
+            names = [n for n, hit in zip(arrays.names, hits, strict=True) if hit]
             gate = self.gate_reasons.get(side)
-            out.append((i, side, float(score.iloc[i]), names + ([gate] if gate else [])))
+            out.append((i, side, float(arrays.score[i]), names + ([gate] if gate else [])))
         return out
 
     def signal_rows(self, since: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -123,7 +230,7 @@ class SignalFrame:
                 "confidence": pd.Series([row[2] for row in listed], dtype="float64"),
                 "reasons": pd.Series([row[3] for row in listed], dtype=object),
             }
-        ).set_axis(self.buy.index[[row[0] for row in listed]], axis=0)
+        ).set_axis(self.index[[row[0] for row in listed]], axis=0)
 
 
 class Strategy(ABC, Generic[P]):
@@ -154,33 +261,27 @@ class Strategy(ABC, Generic[P]):
         """Score the rules on `candles` and derive the BUY/SELL signals (see the module doc)."""
         params = params if params is not None else self.params()
         ruleset = self.rules(candles, params)
-        index = candles.index
-        buy_score, buy_rules = _score(ruleset.buy, ruleset.buy_gate, index)
-        sell_score, sell_rules = _score(ruleset.sell, ruleset.sell_gate, index)
-        buy_values, sell_values = buy_score.to_numpy(), sell_score.to_numpy()
-        buy = _debounce(_edges(buy_values, params.threshold), params.cooldown)
-        sell = _debounce(_edges(sell_values, params.threshold), params.cooldown)
+        n = len(candles)
+        buy_score, buy_fired = _score(ruleset.buy, ruleset.buy_gate, n)
+        sell_score, sell_fired = _score(ruleset.sell, ruleset.sell_gate, n)
+        buy = _debounce(_edges(buy_score, params.threshold), params.cooldown)
+        sell = _debounce(_edges(sell_score, params.threshold), params.cooldown)
         both = buy & sell
-        buy &= ~both | (buy_values > sell_values)
-        sell &= ~both | (sell_values > buy_values)
+        buy &= ~both | (buy_score > sell_score)
+        sell &= ~both | (sell_score > buy_score)
         unsettled = max(0, self.lookback(params) - 1)
         buy[:unsettled] = False
         sell[:unsettled] = False
         return SignalFrame(
-            buy_score=buy_score,
-            sell_score=sell_score,
-            buy_rules=buy_rules,
-            sell_rules=sell_rules,
-            buy=pd.Series(buy, index=index, name="buy", copy=False),
-            sell=pd.Series(sell, index=index, name="sell", copy=False),
+            candles.index,
+            SideArrays(buy_score, buy_fired, [r.name for r in ruleset.buy], buy),
+            SideArrays(sell_score, sell_fired, [r.name for r in ruleset.sell], sell),
             gate_reasons={BUY: ruleset.buy_gate_reason, SELL: ruleset.sell_gate_reason},
         )
 
 
-def _score(
-    rules: list[Rule], gate: pd.Series | None, index: pd.Index
-) -> tuple[pd.Series, pd.DataFrame]:
-    n = len(index)
+def _score(rules: list[Rule], gate: pd.Series | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    # The side's score per candle (0..1) and its rule firings (candles x rules), as arrays.
     fired = np.zeros((n, len(rules)), dtype=bool)
     hit = np.zeros(n, dtype="float64")
     total: np.ndarray | float = 0.0  # stays a number while every rule's inputs are known
@@ -201,10 +302,7 @@ def _score(
             score = np.where(total > 0, hit / np.where(total > 0, total, 1.0), 0.0)
     if gate is not None:
         score[~as_flags(gate)] = 0.0
-    names = pd.Index([r.name for r in rules], dtype=object)  # plain labels: no Arrow strings
-    # Fresh arrays, owned by the returned objects: no defensive copy needed.
-    score_series = pd.Series(score, index=index, dtype="float64", copy=False)
-    return score_series, pd.DataFrame(fired, index, names, copy=False)
+    return score, fired
 
 
 def _edges(score: np.ndarray, threshold: float) -> np.ndarray:

@@ -87,6 +87,19 @@ def _source_hash(cls: type) -> str:
 
 def params_id(strategy: Strategy, timeframe: str, params: object) -> str:
     """Return the content hash of what decides signals: strategy, its hash, timeframe, params."""
+    try:  # the live runner asks for the same set on every signal: hash it once
+        return _cached_params_id(strategy, timeframe, params, repr(params))
+    except TypeError:  # unhashable parameter values
+        return _params_id(strategy, timeframe, params)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_params_id(strategy: Strategy, timeframe: str, params: object, _repr: str) -> str:
+    # `_repr` keeps 1 and 1.0 apart: equal as keys, different in the canonical JSON.
+    return _params_id(strategy, timeframe, params)
+
+
+def _params_id(strategy: Strategy, timeframe: str, params: object) -> str:
     payload = {
         "strategy": strategy.name,
         "strategy_hash": strategy_hash(strategy),

@@ -45,7 +45,7 @@ def hand_frame(
 
     buy, buy_score, buy_rules = side(buys)
     sell, sell_score, sell_rules = side(sells)
-    return candles, SignalFrame(buy_score, sell_score, buy_rules, sell_rules, buy, sell)
+    return candles, SignalFrame.from_series(buy_score, sell_score, buy_rules, sell_rules, buy, sell)
 
 
 def test_forward_returns_and_nan_past_the_end() -> None:

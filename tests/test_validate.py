@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signals.config import parse_settings
+from signals.data import validate
 from signals.data.aggregate import aggregate
 from signals.data.load import load_candles
 from signals.data.store import connect_writable, write_candles
@@ -304,6 +305,48 @@ def test_any_valid_random_walk_has_no_violations(frame: pd.DataFrame) -> None:
     assert check(frame) == []
     higher = aggregate(frame, base="1m", target="15m").drop(columns=["complete"])
     assert check_consistency(higher, frame, base_tf="1m", higher_tf="15m") == []
+
+
+TAMPER_VALUES = [np.nan, np.inf, -np.inf, -1.0, 0.0, 1e9]
+TAMPER_TIMES = ["duplicate", "misaligned", "backwards"]
+VALUE_COLUMNS = ["open", "high", "low", "close", "volume", "buy_volume", "trades"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    random_walk(),
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**6),
+            st.sampled_from([*VALUE_COLUMNS, "timestamp"]),
+            st.integers(0, len(TAMPER_VALUES) - 1),
+        ),
+        max_size=3,
+    ),
+)
+def test_quick_clean_check_agrees_with_the_detailed_checks(
+    frame: pd.DataFrame, tampering: list[tuple[int, str, int]]
+) -> None:
+    # check_arrays answers "clean" from a few array operations before its detailed checks: it
+    # must say so exactly when the detailed checks find nothing.
+    ts = validate.epoch_seconds(frame.index).copy()
+    columns = {c: frame[c].to_numpy("float64").copy() for c in VALUE_COLUMNS}
+    for row, field, pick in tampering:
+        if not len(ts):
+            break
+        i = row % len(ts)
+        if field != "timestamp":
+            columns[field][i] = TAMPER_VALUES[pick]
+        elif i > 0:
+            how = TAMPER_TIMES[pick % len(TAMPER_TIMES)]
+            ts[i] = {"duplicate": ts[i - 1], "misaligned": ts[i] + 30, "backwards": ts[i - 1] - 60}[
+                how
+            ]
+    detailed = validate._Collector(ts, origin="t", symbol="BTCUSDT", timeframe="1m")
+    validate._check_all(detailed, ts, columns, 60)
+    assert validate._clean(ts, columns, 60) == (detailed.items == [])
+    found = validate.check_arrays(ts, columns, timeframe="1m", symbol="BTCUSDT", origin="t")
+    assert found == detailed.sorted()
 
 
 # -- load_candles ------------------------------------------------------------------------------

@@ -90,11 +90,20 @@ def arrays_from_rows(rows: list[tuple], n_values: int) -> tuple[np.ndarray, np.n
         return array[:, 0].astype("int64"), np.column_stack(values)
 
 
-def frame_from_arrays(ts: np.ndarray, values: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    """Build a candle frame from open times (epoch seconds) and a float64 value matrix."""
+UTC_MICROSECONDS = pd.DatetimeTZDtype("us", "UTC")
+
+
+def frame_from_arrays(
+    ts: np.ndarray, values: np.ndarray, columns: list[str] | pd.Index
+) -> pd.DataFrame:
+    """Build a candle frame from open times (epoch seconds) and a float64 value matrix.
+
+    `columns` may be a prebuilt `pd.Index` (the live engine passes one, saving its construction
+    on every step).
+    """
     # as pd.to_datetime(ts, unit="s", utc=True) gives (microseconds, UTC), without its parsing
     stamps = ts.astype("datetime64[s]").astype("datetime64[us]")
-    index = pd.DatetimeIndex(stamps, name="time").tz_localize("UTC")
+    index = pd.DatetimeIndex(stamps, name="time", dtype=UTC_MICROSECONDS)
     return pd.DataFrame(values, index=index, columns=columns)
 
 
