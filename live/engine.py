@@ -73,6 +73,10 @@ class SignalEngine:
         last = store.last_closed(self.symbol, self.timeframe, 1)
         return int(last.index[-1].timestamp()) if len(last) else None
 
+    def window_ends_at(self, after_ts: int | None) -> bool:
+        """Return whether a step from `after_ts` reads only new candles (the window is seeded)."""
+        return self._window is not None and self._window_end == after_ts
+
     def step(self, store: CandleStore, after_ts: int | None) -> Decisions:
         """Decide every closed candle newer than `after_ts` (all of history when None)."""
         if after_ts is None:
@@ -107,7 +111,7 @@ class SignalEngine:
         # The valid candles up to `after_ts`: the rolling window if it ends there, else read.
         if after_ts is None:  # all of history is new: nothing comes before it
             return np.empty(0, dtype="int64"), np.empty((0, len(CANDLE_COLUMNS)))
-        if self._window is not None and self._window_end == after_ts:
+        if self._window is not None and self.window_ends_at(after_ts):
             return self._window
         size = self.lookback + WINDOW_MARGIN
         ts, values = _arrays(store.last_closed(self.symbol, self.timeframe, size, until=after_ts))

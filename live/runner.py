@@ -12,12 +12,18 @@ Start
     be a lie about time. (An empty store marks 0: every candle that arrives is new.)
 
 Follow
-    A `DbWatcher` notice leads to one step in a worker thread (so a locked or slow database never
-    blocks clients or heartbeats): ``PRAGMA data_version`` → `SignalEngine.step` from the mark →
-    `Journal.record` (signals and the new mark in one transaction) → broadcast. A locked
-    database is retried with backoff (never fatal); invalid candles are skipped by the engine
-    and logged; gaps are logged, and signals across a gap follow the engine's rule (the strategy
-    sees the candles that exist, exactly as ``signals scan`` over the same stored candles).
+    A `DbWatcher` notice leads to one step: ``PRAGMA data_version`` → `SignalEngine.step` from
+    the mark → `Journal.record` (signals and the new mark in one transaction) → broadcast.
+    The usual step (the engine's window is seeded, so it reads only the new candles) runs on the
+    event loop's own thread, with a read that never waits for a lock: two thread hand-offs cost
+    more than a whole step on a small VM. A step that would wait (a writer holds the lock), and
+    the first step after a start or reload (which may decide hours of missed candles), run in
+    the worker thread instead, where reads wait up to ``busy_timeout_ms`` and failures are
+    retried with backoff (never fatal), so clients and heartbeats are served meanwhile.
+    Invalid candles are skipped by the engine and logged; gaps are logged, and signals across a
+    gap follow the engine's rule (the strategy sees the candles that exist, exactly as
+    ``signals scan`` over the same stored candles). The journal is checkpointed half a second
+    after the last step, off the path of any signal.
 
 Reload (SIGHUP)
     The frozen file is re-read and verified; on failure the old one stays and the failure is
@@ -73,6 +79,12 @@ MAX_BACKOFF_S = 2.0
 # visible within a millisecond of its last write; an older event was a commit's trailing write
 # (already decided) or not a commit, and must not date the next one.
 SETTLE_WINDOW_S = 0.005
+# The journal's WAL is copied back into its database this long after the last step: never
+# inside the COMMIT of a signal (see live.journal).
+CHECKPOINT_IDLE_S = 0.5
+
+
+_IN_WORKER = object()  # `Runner._decide_here`: this step runs in the worker thread
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,9 +142,11 @@ class Runner:
             check_tcp(self.tcp, config.token)
         self.frozen = self._load(config.params)
         self.engine = SignalEngine(self.frozen)
+        # Reads on the loop thread never wait for a lock; `_waiting` sets busy_timeout_ms for
+        # the worker thread's reads.
         self.store = CandleStore(
-            config.db, analysis_db=config.analysis_db, source=config.source,
-            busy_timeout_ms=config.busy_timeout_ms, clock=clock,
+            config.db, analysis_db=config.analysis_db, source=config.source, busy_timeout_ms=0,
+            clock=clock,
         )  # fmt: skip
         self.journal = Journal(config.journal_path(), durable=config.durable_journal, clock=clock)
         self.counters = Counters()
@@ -140,6 +154,8 @@ class Runner:
         self.started_at = clock()
         self._version: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
+        self._serial = asyncio.Lock()  # one step or reload at a time, whichever thread runs it
+        self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._stopping = asyncio.Event()
         self._socket_inode: int | None = None
         self.hub = Hub(
@@ -238,7 +254,8 @@ class Runner:
     async def reload(self) -> bool:
         """Re-read and verify the frozen file; keep the old one on failure. Return success."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._reload_sync)
+        async with self._serial:
+            return await loop.run_in_executor(self._executor, self._waiting, self._reload_sync)
 
     def _reload_sync(self) -> bool:
         try:
@@ -296,6 +313,8 @@ class Runner:
         if self._metrics is not None:
             self._metrics.close()
             await self._metrics.wait_closed()
+        if self._checkpoint_timer is not None:
+            self._checkpoint_timer.cancel()
         self.watcher.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()
@@ -305,7 +324,8 @@ class Runner:
     # -- following the store -----------------------------------------------------------------
 
     async def _follow(self) -> None:
-        await self._with_retry(self._start_mark)
+        async with self._serial:
+            await self._with_retry(self._start_mark)
         # `pending` starts the latency clock of the next step: the latest file event since the
         # last successful check (a commit's last write precedes its visibility), else the
         # notice that led to the check (a settle or safety tick).
@@ -334,18 +354,61 @@ class Runner:
         self.mark = mark
 
     async def _cycle(self, noticed: float) -> bool:
-        step = await self._with_retry(self._decide)
+        async with self._serial:
+            step = self._decide_here()
+            if step is _IN_WORKER:
+                step = await self._with_retry(self._decide)
         if step is None:
             return False
         self._publish(step, noticed)
+        self._checkpoint_later()
         return True
+
+    def _decide_here(self) -> Step | object | None:
+        """Decide on the loop thread if that cannot wait or take long; else say `_IN_WORKER`."""
+        if not self.engine.window_ends_at(self.mark):
+            return _IN_WORKER  # first step after a start or reload: maybe hours of candles
+        try:
+            return self._decide()
+        except (DataError, sqlite3.Error) as exc:
+            self._version = None
+            self.counters.deferred_steps += 1
+            log.info("event=step_deferred reason=%r (to the worker thread)", str(exc))
+            return _IN_WORKER
+
+    def _waiting(self, func: Callable[[], Any]) -> Any:
+        """Run `func` (in the worker thread) with reads waiting up to busy_timeout_ms."""
+        self.store.set_busy_timeout(self.config.busy_timeout_ms)
+        try:
+            return func()
+        finally:
+            self.store.set_busy_timeout(0)
+
+    def _checkpoint_later(self) -> None:
+        if self._checkpoint_timer is not None:
+            self._checkpoint_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._checkpoint_timer = loop.call_later(CHECKPOINT_IDLE_S, self._checkpoint_now)
+
+    def _checkpoint_now(self) -> None:
+        self._checkpoint_timer = None
+        asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            frames, copied = self.journal.checkpoint()
+        except sqlite3.Error as exc:
+            log.warning("event=journal_checkpoint_failed error=%r", str(exc))
+            return
+        self.counters.checkpoints += 1
+        log.debug("event=journal_checkpoint frames=%d copied=%d", frames, copied)
 
     async def _with_retry(self, func: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
             try:
-                return await loop.run_in_executor(self._executor, func)
+                return await loop.run_in_executor(self._executor, self._waiting, func)
             except (DataError, sqlite3.Error) as exc:
                 self._version = None
                 self.counters.db_retries += 1

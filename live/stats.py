@@ -62,6 +62,8 @@ class Counters:
     db_retries: int = 0
     auth_failures: int = 0
     empty_checks: int = 0  # a notice whose check found no new commit (settle re-checks follow)
+    deferred_steps: int = 0  # steps the loop thread handed to the worker (a lock, an error)
+    checkpoints: int = 0  # journal checkpoints run while idle
     latency: Latencies = field(default_factory=Latencies)
     decide: Latencies = field(default_factory=Latencies)
     journal: Latencies = field(default_factory=Latencies)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from live.server import Client, Hub, MemoryTransport
 from live.sockets import bind_unix, check_tcp, parse_tcp, prepare_unix_path
 from live.stats import Counters, prometheus_text
 from live.watch import DbWatcher
-from signals.data.store import CandleStore, connect_writable, write_candles
+from signals.data.store import CandleStore, connect_writable, upsert_candles, write_candles
 from signals.errors import ConfigError
 from tests.candles import random_walk
 from tests.livekit import write_frozen_file
@@ -53,6 +56,32 @@ def test_journal_signal_and_mark_commit_together(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         journal.record(KEY, 60, [record(60), {"bad": 1}])  # fails mid-way: all rolled back
     assert journal.last_seq() == 0 and journal.last_processed(KEY) is None
+    journal.close()
+
+
+def test_journal_checkpoint_runs_beside_the_writer(tmp_path: Path) -> None:
+    # The runner checkpoints from the worker thread while the loop thread may be journaling.
+    journal = Journal(tmp_path / "j.db")
+    stop, results = threading.Event(), []
+
+    def checkpoints() -> None:
+        while not stop.is_set():
+            results.append(journal.checkpoint())
+
+    thread = threading.Thread(target=checkpoints)
+    thread.start()
+    for i in range(1, 301):
+        journal.record(KEY, 60 * i, [record(60 * i)])
+    stop.set()
+    thread.join()
+    assert [s["seq"] for s in journal.signals()] == list(range(1, 301))
+    assert results and any(copied for _, copied in results)
+    frames, copied = journal.checkpoint()
+    assert frames == copied  # every committed frame is in the database file now
+    alone = tmp_path / "alone.db"  # the database file without its WAL
+    alone.write_bytes((tmp_path / "j.db").read_bytes())
+    with sqlite3.connect(alone) as conn:
+        assert conn.execute("SELECT COUNT(*), MAX(seq) FROM signals").fetchone() == (300, 300)
     journal.close()
 
 
@@ -199,6 +228,98 @@ def test_catch_up_after_downtime_is_flagged_stale(tmp_path: Path) -> None:
     with CandleStore(db) as store:
         assert store.data_version() >= 0
     conn.close()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+def test_a_step_that_meets_a_lock_moves_to_the_worker_and_waits(tmp_path: Path) -> None:
+    # On the loop thread a read never waits: a writer's lock hands the step to the worker
+    # thread, whose reads wait busy_timeout_ms (no failure, no retry). The journal is
+    # checkpointed when idle.
+    candles = random_walk(120, seed=8)
+    ts = [int(t.timestamp()) for t in candles.index]
+    db = tmp_path / "c.db"
+    conn = connect_writable(db)
+    write_candles(conn, candles.iloc[:100], symbol="BTCUSDT", timeframe="1m")
+    conn.execute("PRAGMA journal_mode = DELETE")  # rollback journal: a writer blocks readers
+    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", {"fast": 2, "slow": 5})
+    config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock", busy_timeout_ms=5000)
+    threads: list[str] = []
+
+    async def scenario() -> Runner:
+        runner = Runner(config)
+        decide = runner.engine.step
+
+        def step(store: CandleStore, after_ts: int | None) -> object:
+            threads.append(threading.current_thread().name)
+            return decide(store, after_ts)
+
+        runner.engine.step = step  # type: ignore[method-assign]
+        task = asyncio.create_task(runner.run(handle_signals=False))
+        await _until(lambda: runner.mark == ts[99])
+        for i in range(100, 104):
+            write_candles(conn, candles.iloc[i : i + 1], symbol="BTCUSDT", timeframe="1m")
+            await _until(lambda i=i: runner.mark == ts[i])
+        assert runner.counters.deferred_steps == 0
+        threads.clear()
+        locker = sqlite3.connect(db, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        upsert_candles(locker, candles.iloc[104:105], symbol="BTCUSDT", timeframe="1m")
+        asyncio.get_running_loop().call_later(0.3, locker.execute, "COMMIT")
+        await _until(lambda: runner.mark == ts[104])
+        locker.close()
+        await _until(lambda: runner.counters.checkpoints >= 1, timeout=5.0)
+        runner.stop()
+        await task
+        return runner
+
+    runner = asyncio.run(scenario())
+    conn.close()
+    assert runner.counters.deferred_steps >= 1
+    assert runner.counters.db_retries == 0  # the worker's read waited for the lock: no failure
+    assert threads and all(name.startswith("decide") for name in threads)
+    assert runner.counters.candles_processed == 5
+
+
+def test_steady_steps_run_on_the_loop_thread_the_first_in_the_worker(tmp_path: Path) -> None:
+    # The first step after a start may decide hours of missed candles: worker thread. Then each
+    # step reads only the new candles, on the loop thread (two thread hand-offs saved).
+    candles = random_walk(120, seed=9)
+    ts = [int(t.timestamp()) for t in candles.index]
+    db = tmp_path / "c.db"
+    conn = connect_writable(db)
+    write_candles(conn, candles.iloc[:100], symbol="BTCUSDT", timeframe="1m")
+    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", {"fast": 2, "slow": 5})
+    config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock")
+    threads: list[str] = []
+
+    async def scenario() -> None:
+        runner = Runner(config)
+        decide = runner.engine.step
+
+        def step(store: CandleStore, after_ts: int | None) -> object:
+            threads.append(threading.current_thread().name)
+            return decide(store, after_ts)
+
+        runner.engine.step = step  # type: ignore[method-assign]
+        task = asyncio.create_task(runner.run(handle_signals=False))
+        await _until(lambda: runner.mark == ts[99])
+        for i in range(100, 106):
+            write_candles(conn, candles.iloc[i : i + 1], symbol="BTCUSDT", timeframe="1m")
+            await _until(lambda i=i: runner.mark == ts[i])
+        runner.stop()
+        await task
+
+    asyncio.run(scenario())
+    conn.close()
+    stepped = [name for name in threads]
+    assert stepped[-5:] == ["MainThread"] * 5, stepped
+    assert all(name.startswith("decide") for name in stepped[:-5]), stepped
 
 
 def test_deploy_example_config_is_valid() -> None:

@@ -134,6 +134,10 @@ class CandleStore:
         """Close the connection."""
         self._conn.close()
 
+    def set_busy_timeout(self, milliseconds: int) -> None:
+        """Set how long a read waits for a writer's lock before it fails (0: fail at once)."""
+        self._conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+
     def __enter__(self) -> CandleStore:
         return self
 
