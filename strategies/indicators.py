@@ -71,7 +71,7 @@ def _values(series: pd.Series) -> np.ndarray:
 
 
 def _wrap(values: np.ndarray, like: pd.Series, name: str) -> pd.Series:
-    return pd.Series(values, index=like.index, name=name)
+    return pd.Series(values, index=like.index, name=name, copy=False)  # a fresh TA-Lib array
 
 
 def ema(close: pd.Series, period: int) -> pd.Series:
@@ -208,11 +208,13 @@ def crossed_above(a: pd.Series, b: pd.Series) -> pd.Series:
 
 def within(event: pd.Series, candles: int) -> pd.Series:
     """True where `event` happened on this candle or on one of the previous ``candles - 1``."""
-    return pd.Series(recent_count(as_flags(event), candles) > 0, index=event.index)
+    return pd.Series(recent_count(as_flags(event), candles) > 0, index=event.index, copy=False)
 
 
 def as_flags(event: pd.Series) -> np.ndarray:
     """Return a boolean Series as a numpy bool array, missing values as False."""
+    if event.dtype == np.bool_:  # numpy bools have no missing values: no NA pass needed
+        return event.to_numpy()
     return event.to_numpy(dtype=bool, na_value=False)
 
 
