@@ -73,6 +73,18 @@ class SignalEngine:
         last = store.last_closed(self.symbol, self.timeframe, 1)
         return int(last.index[-1].timestamp()) if len(last) else None
 
+    def prime(self, store: CandleStore, mark: int) -> None:
+        """Seed the window ending at `mark` and run the strategy on it once, result unused.
+
+        The next step then reads only the candles after `mark`, and meets strategy code that
+        has already run once in this process (first calls are slower).
+        """
+        ts, values = self._window_before(store, mark)
+        self._window, self._window_end = (ts, values), mark
+        if len(ts) >= self.lookback:
+            frame = frame_from_arrays(ts, values, COLUMNS)
+            self.strategy.signals(frame, self.params).signal_list()
+
     def window_ends_at(self, after_ts: int | None) -> bool:
         """Return whether a step from `after_ts` reads only new candles (the window is seeded)."""
         return self._window is not None and self._window_end == after_ts

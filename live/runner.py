@@ -273,6 +273,11 @@ class Runner:
             self.counters.reload_failures += 1
             log.error("event=reload_failed kept=%s error=%r", old.params_id, str(exc))
             return False
+        if mark is not None:
+            try:
+                engine.prime(self.store, mark)
+            except DataError as exc:  # the first step reads the window instead
+                log.warning("event=prime_failed error=%r", str(exc))
         self.frozen, self.engine, self.mark = frozen, engine, mark
         if frozen.params_id != old.params_id and mark is not None:
             self.journal.set_processed(self.key, mark)
@@ -345,13 +350,16 @@ class Runner:
 
     def _start_mark(self) -> None:
         mark = self.journal.last_processed(self.key)
+        newest = self.engine.newest_closed(self.store) or 0
         if mark is None:
-            mark = self.engine.newest_closed(self.store) or 0
+            mark = newest
             self.journal.set_processed(self.key, mark)
             log.info("event=first_start mark=%d (history is not emitted)", mark)
         else:
             log.info("event=resume_from_mark mark=%d", mark)
         self.mark = mark
+        if mark == newest:  # nothing to catch up: the first new candle can be decided at once
+            self.engine.prime(self.store, mark)
 
     async def _cycle(self, noticed: float) -> bool:
         async with self._serial:

@@ -45,7 +45,8 @@ class EmaCross(Strategy[EmaCrossParams]):
     def rules(self, candles: pd.DataFrame, params: EmaCrossParams) -> RuleSet:
         """Evaluate the cross-up (BUY) and cross-down (SELL) rules on every candle."""
         p = params
-        fast, slow = ind.ema(candles["close"], p.fast), ind.ema(candles["close"], p.slow)
+        close = candles["close"]
+        fast, slow = ind.ema(close, p.fast), ind.ema(close, p.slow)
         buy = Rule(f"EMA{p.fast} crossed above EMA{p.slow}", ind.crossed_above(fast, slow))
         sell = Rule(f"EMA{p.fast} crossed below EMA{p.slow}", ind.crossed_above(slow, fast))
         return RuleSet(buy=[buy], sell=[sell])

@@ -181,18 +181,21 @@ def atr(high: pd.Series, low: pd.Series, close: pd.Series, period: int = 14) -> 
 
 def volume_ma(volume: pd.Series, period: int = 20) -> pd.Series:
     """Simple moving average of volume."""
-    return sma(volume, period).rename(f"volume_ma_{period}")
+    values = _talib("sma", talib.SMA, _values(volume), timeperiod=period)
+    return _wrap(values, volume, f"volume_ma_{period}")
 
 
 def buy_ratio(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
     """Taker-buy share of volume (0..1); NaN where volume is zero or buy volume unknown."""
-    ratio = buy_volume / volume.where(volume > 0)
-    return ratio.rename("buy_ratio")
+    buy, total = _values(buy_volume), _values(volume)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(total > 0, buy / total, np.nan)
+    return _wrap(ratio, volume, "buy_ratio")
 
 
 def net_flow(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
     """Taker buy volume minus taker sell volume (base units); NaN where buy volume is unknown."""
-    return (2.0 * buy_volume - volume).rename("net_flow")
+    return _wrap(2.0 * _values(buy_volume) - _values(volume), volume, "net_flow")
 
 
 def crossed_above(a: pd.Series, b: pd.Series) -> pd.Series:

@@ -69,13 +69,15 @@ class Scalping(Strategy[ScalpingParams]):
     def rules(self, candles: pd.DataFrame, params: ScalpingParams) -> RuleSet:
         """Evaluate the five BUY rules and their SELL mirrors on every candle."""
         p, c = params, candles
-        fast, slow = ind.ema(c["close"], p.ema_fast), ind.ema(c["close"], p.ema_slow)
-        k, d = ind.stochastic(c["high"], c["low"], c["close"], p.stoch_k)
-        rsi = ind.rsi(c["close"], p.rsi_period)
-        surge = c["volume"] > p.volume_surge * ind.volume_ma(c["volume"], p.volume_ma)
-        hist = ind.macd(c["close"])[2]
-        rising, falling = hist > hist.shift(1), hist < hist.shift(1)
-        flow = ind.buy_ratio(c["buy_volume"], c["volume"]).rolling(p.flow_window).mean()
+        close, volume = c["close"], c["volume"]
+        fast, slow = ind.ema(close, p.ema_fast), ind.ema(close, p.ema_slow)
+        k, d = ind.stochastic(c["high"], c["low"], close, p.stoch_k)
+        rsi = ind.rsi(close, p.rsi_period)
+        surge = volume > p.volume_surge * ind.volume_ma(volume, p.volume_ma)
+        hist = ind.macd(close)[2]
+        previous = hist.shift(1)
+        rising, falling = hist > previous, hist < previous
+        flow = ind.buy_ratio(c["buy_volume"], volume).rolling(p.flow_window).mean()
         flow_known = flow.notna()
         win = p.event_window
         stoch_high = 100.0 - p.stoch_low

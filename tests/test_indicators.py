@@ -49,6 +49,19 @@ def test_flow_indicators() -> None:
     )
 
 
+def test_flow_indicators_at_zero_volume_and_unknown_buy_volume() -> None:
+    index = pd.date_range("2024-01-01", periods=4, freq="1min", tz="UTC")
+    buy = pd.Series([1.0, np.nan, 0.0, 2.0], index)
+    volume = pd.Series([4.0, 3.0, 0.0, 2.0], index)
+    ratio = ind.buy_ratio(buy, volume)
+    np.testing.assert_array_equal(ratio.to_numpy(), [0.25, np.nan, np.nan, 1.0])
+    flow = ind.net_flow(buy, volume)
+    np.testing.assert_array_equal(flow.to_numpy(), [-2.0, np.nan, 0.0, 2.0])
+    assert (ratio.name, flow.name) == ("buy_ratio", "net_flow")
+    assert ratio.index.equals(index) and flow.index.equals(index)
+    assert ind.volume_ma(volume, 2).name == "volume_ma_2"
+
+
 def test_squeeze_flags_the_narrowest_bands() -> None:
     upper, middle, lower = ind.bollinger(C["close"], 20, 2.0)
     squeeze = ind.bollinger_squeeze(upper, middle, lower, lookback=100, quantile=0.2)

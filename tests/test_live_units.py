@@ -286,21 +286,21 @@ def test_a_step_that_meets_a_lock_moves_to_the_worker_and_waits(tmp_path: Path) 
     assert runner.counters.candles_processed == 5
 
 
-def test_steady_steps_run_on_the_loop_thread_the_first_in_the_worker(tmp_path: Path) -> None:
-    # The first step after a start may decide hours of missed candles: worker thread. Then each
-    # step reads only the new candles, on the loop thread (two thread hand-offs saved).
-    candles = random_walk(120, seed=9)
+def test_steady_steps_run_on_the_loop_thread_a_catch_up_in_the_worker(tmp_path: Path) -> None:
+    # A start with nothing to catch up primes the engine's window: every step reads only the
+    # new candles, on the loop thread (two thread hand-offs saved). A restart behind the
+    # newest candle decides the missed candles in the worker thread first.
+    candles = random_walk(130, seed=9)
     ts = [int(t.timestamp()) for t in candles.index]
     db = tmp_path / "c.db"
     conn = connect_writable(db)
     write_candles(conn, candles.iloc[:100], symbol="BTCUSDT", timeframe="1m")
     frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", {"fast": 2, "slow": 5})
     config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock")
-    threads: list[str] = []
 
-    async def scenario() -> None:
+    async def follow(start: int, stop: int) -> tuple[list[str], Counters]:
         runner = Runner(config)
-        decide = runner.engine.step
+        decide, threads = runner.engine.step, []
 
         def step(store: CandleStore, after_ts: int | None) -> object:
             threads.append(threading.current_thread().name)
@@ -308,18 +308,23 @@ def test_steady_steps_run_on_the_loop_thread_the_first_in_the_worker(tmp_path: P
 
         runner.engine.step = step  # type: ignore[method-assign]
         task = asyncio.create_task(runner.run(handle_signals=False))
-        await _until(lambda: runner.mark == ts[99])
-        for i in range(100, 106):
+        await _until(lambda: runner.mark == ts[start - 1])
+        for i in range(start, stop):
             write_candles(conn, candles.iloc[i : i + 1], symbol="BTCUSDT", timeframe="1m")
             await _until(lambda i=i: runner.mark == ts[i])
         runner.stop()
         await task
+        return threads, runner.counters
 
-    asyncio.run(scenario())
+    first, counters = asyncio.run(follow(100, 104))
+    assert first and set(first) == {"MainThread"}, first
+    assert counters.candles_processed == 4
+    write_candles(conn, candles.iloc[104:110], symbol="BTCUSDT", timeframe="1m")  # while down
+    again, counters = asyncio.run(follow(110, 113))
     conn.close()
-    stepped = [name for name in threads]
-    assert stepped[-5:] == ["MainThread"] * 5, stepped
-    assert all(name.startswith("decide") for name in stepped[:-5]), stepped
+    caught_up = again.index(next(name for name in again if name.startswith("decide")))
+    assert set(again[caught_up + 1 :]) == {"MainThread"} and len(again) > caught_up + 3, again
+    assert counters.candles_processed == 6 + 3
 
 
 def test_deploy_example_config_is_valid() -> None:
