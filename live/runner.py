@@ -9,7 +9,9 @@ Start
     ``stale: true`` when they closed more than ``stale_after_s`` ago. On the FIRST start of a
     parameter set (no mark in the journal) it starts after the newest candle already stored and
     emits nothing from history: signals of the past were never sent, so sending them now would
-    be a lie about time. (An empty store marks 0: every candle that arrives is new.)
+    be a lie about time. (An empty store marks 0: every candle that arrives is new.) When the
+    mark is the newest candle (nothing to catch up) the engine is primed: its window is read and
+    the strategy run once, so the first new candle is decided at once by warm code.
 
 Follow
     A `DbWatcher` notice leads to one step: ``PRAGMA data_version`` → `SignalEngine.step` from
