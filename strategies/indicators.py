@@ -142,9 +142,12 @@ def bollinger_squeeze(
     The comparison is windowed, so it is exact after ``period + lookback`` candles. NaN widths give
     ``False``.
     """
-    width = (upper - lower) / middle
-    threshold = width.rolling(lookback, min_periods=lookback).quantile(quantile)
-    return ((width <= threshold) & threshold.notna()).rename("bb_squeeze")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = (_values(upper) - _values(lower)) / _values(middle)
+    rolling = _wrap(width, middle, "bb_width").rolling(lookback, min_periods=lookback)
+    threshold = rolling.quantile(quantile).to_numpy()
+    squeezed = (width <= threshold) & ~np.isnan(threshold)
+    return pd.Series(squeezed, index=middle.index, name="bb_squeeze", copy=False)
 
 
 def stochastic(

@@ -62,6 +62,18 @@ def test_flow_indicators_at_zero_volume_and_unknown_buy_volume() -> None:
     assert ind.volume_ma(volume, 2).name == "volume_ma_2"
 
 
+def test_squeeze_equals_its_pandas_formula_with_gaps_in_the_bands() -> None:
+    upper, middle, lower = ind.bollinger(C["close"], 20, 2.0)
+    upper, middle = upper.copy(), middle.copy()
+    upper.iloc[300], middle.iloc[400] = np.nan, 0.0  # a NaN width, an infinite width
+    width = (upper - lower) / middle
+    threshold = width.rolling(100, min_periods=100).quantile(0.2)
+    expected = ((width <= threshold) & threshold.notna()).rename("bb_squeeze")
+    got = ind.bollinger_squeeze(upper, middle, lower, lookback=100, quantile=0.2)
+    pd.testing.assert_series_equal(got, expected)
+    assert not got.iloc[300] and not got.iloc[400]
+
+
 def test_squeeze_flags_the_narrowest_bands() -> None:
     upper, middle, lower = ind.bollinger(C["close"], 20, 2.0)
     squeeze = ind.bollinger_squeeze(upper, middle, lower, lookback=100, quantile=0.2)
