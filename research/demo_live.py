@@ -117,8 +117,9 @@ def live_demo(
         bot = _start(["paper", "--socket", str(sock), "--db", str(dst), "--ledger", str(ledger),
                       "--since-seq", "0"], out / "paper.log")  # fmt: skip
         _wait(lambda: ledger.exists(), "the paper bot to connect")
-        print(f"replaying {count} {timeframe} candles {start:%Y-%m-%d %H:%M} .. {end:%H:%M} UTC "
-              f"into {dst} while signals live and signals paper run", flush=True)  # fmt: skip
+        print(f"replaying {count} {timeframe} candles {start:%Y-%m-%d %H:%M} .. "
+              f"{end:%Y-%m-%d %H:%M} UTC into {dst} while signals live and signals paper run",
+              flush=True)  # fmt: skip
         replay(from_db=src_db, to_db=dst, timeframe=timeframe, symbol=symbol,
                start=start + (candles.index[1] - candles.index[0]), end=end, speed=speed,
                progress=False)  # fmt: skip
