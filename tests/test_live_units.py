@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from live.journal import Journal, SeriesKey
@@ -230,6 +231,27 @@ def test_catch_up_after_downtime_is_flagged_stale(tmp_path: Path) -> None:
     conn.close()
 
 
+def _record_threads(runner: Runner) -> list[str]:
+    # The name of the thread each engine step of `runner` runs in, in order.
+    decide, threads = runner.engine.step, []
+
+    def step(store: CandleStore, after_ts: int | None) -> object:
+        threads.append(threading.current_thread().name)
+        return decide(store, after_ts)
+
+    runner.engine.step = step  # type: ignore[method-assign]
+    return threads
+
+
+def _ema_store(tmp_path: Path, candles: pd.DataFrame) -> tuple[Path, sqlite3.Connection, Path]:
+    # A database with the first 100 candles, its writer connection and an ema_cross 2/5 file.
+    db = tmp_path / "c.db"
+    conn = connect_writable(db)
+    write_candles(conn, candles.iloc[:100], symbol="BTCUSDT", timeframe="1m")
+    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", {"fast": 2, "slow": 5})
+    return db, conn, frozen
+
+
 async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -243,23 +265,13 @@ def test_a_step_that_meets_a_lock_moves_to_the_worker_and_waits(tmp_path: Path) 
     # checkpointed when idle.
     candles = random_walk(120, seed=8)
     ts = [int(t.timestamp()) for t in candles.index]
-    db = tmp_path / "c.db"
-    conn = connect_writable(db)
-    write_candles(conn, candles.iloc[:100], symbol="BTCUSDT", timeframe="1m")
+    db, conn, frozen = _ema_store(tmp_path, candles)
     conn.execute("PRAGMA journal_mode = DELETE")  # rollback journal: a writer blocks readers
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", {"fast": 2, "slow": 5})
     config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock", busy_timeout_ms=5000)
-    threads: list[str] = []
 
-    async def scenario() -> Runner:
+    async def scenario() -> tuple[Runner, list[str]]:
         runner = Runner(config)
-        decide = runner.engine.step
-
-        def step(store: CandleStore, after_ts: int | None) -> object:
-            threads.append(threading.current_thread().name)
-            return decide(store, after_ts)
-
-        runner.engine.step = step  # type: ignore[method-assign]
+        threads = _record_threads(runner)
         task = asyncio.create_task(runner.run(handle_signals=False))
         await _until(lambda: runner.mark == ts[99])
         for i in range(100, 104):
@@ -276,9 +288,9 @@ def test_a_step_that_meets_a_lock_moves_to_the_worker_and_waits(tmp_path: Path) 
         await _until(lambda: runner.counters.checkpoints >= 1, timeout=5.0)
         runner.stop()
         await task
-        return runner
+        return runner, threads
 
-    runner = asyncio.run(scenario())
+    runner, threads = asyncio.run(scenario())
     conn.close()
     assert runner.counters.deferred_steps >= 1
     assert runner.counters.db_retries == 0  # the worker's read waited for the lock: no failure
@@ -292,21 +304,12 @@ def test_steady_steps_run_on_the_loop_thread_a_catch_up_in_the_worker(tmp_path: 
     # newest candle decides the missed candles in the worker thread first.
     candles = random_walk(130, seed=9)
     ts = [int(t.timestamp()) for t in candles.index]
-    db = tmp_path / "c.db"
-    conn = connect_writable(db)
-    write_candles(conn, candles.iloc[:100], symbol="BTCUSDT", timeframe="1m")
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", {"fast": 2, "slow": 5})
+    db, conn, frozen = _ema_store(tmp_path, candles)
     config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock")
 
     async def follow(start: int, stop: int) -> tuple[list[str], Counters]:
         runner = Runner(config)
-        decide, threads = runner.engine.step, []
-
-        def step(store: CandleStore, after_ts: int | None) -> object:
-            threads.append(threading.current_thread().name)
-            return decide(store, after_ts)
-
-        runner.engine.step = step  # type: ignore[method-assign]
+        threads = _record_threads(runner)
         task = asyncio.create_task(runner.run(handle_signals=False))
         await _until(lambda: runner.mark == ts[start - 1])
         for i in range(start, stop):
