@@ -79,9 +79,10 @@ pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offlin
 out = Path(output_dir)
 run = prepare_run(strategy_name=strategy, db=database, timeframe=timeframe, symbol=symbol,
                   start=period_from, end=period_to, config=config)  # fmt: skip
-candles = select_period(run.candles, run.since, last_days)
-print(f"{run.symbol} {timeframe} from {run.db}: {len(candles)} candles "
-      f"{candles.index[0]} .. {candles.index[-1]}")  # fmt: skip
+period = select_period(run.candles, run.since, last_days)
+period_start = period.index[0]  # the candles before it only warm up (`walkforward --from`)
+print(f"{run.symbol} {timeframe} from {run.db}: {len(period)} candles "
+      f"{period.index[0]} .. {period.index[-1]}")  # fmt: skip
 
 # %% [markdown]
 # ## Walk-forward
@@ -94,8 +95,9 @@ wf = WalkForwardConfig(
     folds=folds, trials=trials, min_trades=train_min_trades, seed=seed,
     costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
 )  # fmt: skip
-result = run_walkforward(candles, run.strategy, timeframe=timeframe, config=wf, storage=storage,
-                         run=out.name, progress=False)  # fmt: skip
+result = run_walkforward(run.candles, run.strategy, timeframe=timeframe, config=wf,
+                         storage=storage, run=out.name, progress=False,
+                         since=period_start)  # fmt: skip
 stats = overfitting(result)
 frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
 paths = write_outputs(result, stats, frozen, out)

@@ -184,9 +184,10 @@ def reopt(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     live = base / "live.json"  # what the live runner trades now: hand-frozen defaults
     write_frozen(freeze(strategy="ema_cross", timeframe="15m", params={}), live)
     common = ("reoptimise", "--quarter", "2024Q2", "--db", str(synth), "--promote-to", str(live),
-              "--days", "45", "--folds", "3", "--trials", "6", "--train-min-trades", "2",
+              "--days", "30", "--folds", "3", "--trials", "6", "--train-min-trades", "2",
               "--seed", "9", "--out-root", str(base / "reports"))  # fmt: skip
-    return {"base": base, "live": live, "common": common, "before": live.read_bytes()}
+    return {"base": base, "live": live, "common": common, "before": live.read_bytes(),
+            "synth": synth}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -203,6 +204,10 @@ def test_reoptimise_promotes_what_the_gate_passes_and_reloads(reopt: dict, hup_r
                          max_drawdown=1)  # fmt: skip
     assert gate_failures(new, gate) == outcome["failures"] == []
     assert done.returncode == 0 and outcome["promoted"], done.stderr[-3000:]
+    # the last 30 days are tuned from their first candle on; the 15 days before only warm up
+    candles = load_candles(reopt["synth"], symbol="BTCUSDT", timeframe="15m")
+    first_train = pd.read_csv(out / "folds.csv")["train_from"].iloc[0]
+    assert pd.Timestamp(first_train) == select_period(candles, None, 30).index[0]
     # the kernel ran this virtualenv's interpreter
     assert Path(outcome["python"]).resolve() == Path(sys.executable).resolve()
     promoted = load_frozen(reopt["live"])
