@@ -11,7 +11,8 @@ Definitions (r = per-candle returns of the equity curve, V = equity):
   spent below a previous equity high;
 - per trade (open trades valued at the last close): ``win_rate`` = share with pnl > 0,
   ``profit_factor`` = gross profit / gross loss, ``expectancy`` = mean trade return (after fees),
-  ``sqn`` = sqrt(N) x mean / std(ddof=1) of trade returns, ``avg_holding_hours``;
+  ``sqn`` = sqrt(N) x mean / std(ddof=1) of trade returns (NaN without spread),
+  ``avg_holding_hours``;
 - ``exposure`` = share of candles with a position open; ``fees_paid`` in quote currency;
 - ``buy_hold_return`` = last close / first close - 1 over the same candles.
 
@@ -134,13 +135,14 @@ def trade_metrics(trades: TradeArrays, k: int, timeframe: str) -> dict[str, np.n
     wins = per_col((pnl > 0).astype("float64"))
     gross_profit = per_col(np.where(pnl > 0, pnl, 0.0))
     gross_loss = -per_col(np.where(pnl < 0, pnl, 0.0))
-    ret_sum, ret_sq = per_col(ret), per_col(ret**2)
     held = per_col((trades.exit_idx - trades.entry_idx).astype("float64"))
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = ret_sum / count
-        var = (ret_sq - count * mean**2) / (count - 1)
-        std = np.sqrt(np.maximum(var, 0.0))
-        sqn = np.where((count > 1) & (std > 0), np.sqrt(count) * mean / std, np.nan)
+        mean = per_col(ret) / count
+        # two passes: sum(x^2) - n mean^2 cancels to noise of ~1e-8 |mean| in std
+        std = np.sqrt(per_col((ret - mean[col]) ** 2) / (count - 1))
+        # returns equal to 12 digits have no spread: SQN is undefined, not astronomically large
+        spread = (count > 1) & (std > 1e-12 * np.abs(mean))
+        sqn = np.where(spread, np.sqrt(count) * mean / std, np.nan)
         profit_factor = np.where(
             gross_loss > 0, gross_profit / gross_loss, np.where(gross_profit > 0, np.inf, np.nan)
         )

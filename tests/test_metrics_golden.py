@@ -403,3 +403,21 @@ def test_rerun_is_identical() -> None:
         np.array([b.metrics[k] for k in METRIC_KEYS], dtype=float),
         equal_nan=True,
     )
+
+
+def test_sqn_by_hand_and_undefined_without_spread() -> None:
+    # Column 0: returns 1%, 3%, -1% (mean 1%, sample std 2%): SQN = sqrt(3) x 0.5. Column 1:
+    # two trades that lose the same fee: no spread, so no SQN.
+    from research.metrics import TradeArrays, trade_metrics
+
+    ret = np.array([0.01, 0.03, -0.01, -0.001, -0.001])
+    trades = TradeArrays(
+        col=np.array([0, 0, 0, 1, 1]),
+        pnl=ret * 100,
+        ret=ret,
+        entry_idx=np.zeros(5, dtype="int64"),
+        exit_idx=np.ones(5, dtype="int64"),
+    )
+    sqn = trade_metrics(trades, 2, "1h")["sqn"]
+    assert sqn[0] == pytest.approx(math.sqrt(3) * 0.01 / 0.02, rel=1e-12)
+    assert math.isnan(sqn[1])

@@ -115,6 +115,22 @@ def test_bounded_metrics(
     assert m["fees_paid"] >= 0.0
 
 
+def test_equal_trades_on_flat_prices_have_no_sqn_at_any_price_scale() -> None:
+    # Found by the scaling property below: two trades that each lose exactly the fees. The
+    # one-pass variance turned their equal returns into a spread of ~1e-8 (SQN -7.8e7) at one
+    # price scale and into exactly 0 (SQN NaN) at another.
+    index = pd.date_range("2024-01-01", periods=5, freq="1D", tz="UTC")
+    flat = pd.DataFrame({"open": 100.0, "high": 100.0, "low": 100.0, "close": 100.0,
+                         "volume": 1.0}, index=index)  # fmt: skip
+    buy = pd.Series([True, True, False, True, False], index=index)
+    market = Market(flat, buy, pd.Series([False, False, True, False, True], index=index))
+    for scale in (1.0, 1e-3):
+        candles = flat.copy()
+        candles[["open", "high", "low", "close"]] *= scale
+        m = metrics(market, candles=candles, fee_bps=1.0, direction="long", fill="close")
+        assert m["trades"] == 2 and math.isnan(m["sqn"]), (scale, m["sqn"])
+
+
 @SETTINGS
 @given(
     market=markets(),
