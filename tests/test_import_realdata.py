@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,17 +83,14 @@ def test_import_hourly_history_and_its_gaps(shared_data: Path, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("order", ["hourly-first", "minutes-first"])
-def test_all_files_import_fast_and_consistently(
+def test_all_files_import_consistently_in_either_order(
     shared_data: Path, tmp_path: Path, order: str
 ) -> None:
     db = tmp_path / "candles.db"
     files = [shared_data / HOURLY, *(shared_data / m for m in MONTHS)]
     if order == "minutes-first":
         files = files[1:] + files[:1]
-    started = time.perf_counter()
-    summary = import_files(files, db=db, progress=False)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 60, f"import took {elapsed:.1f} s"
+    summary = import_files(files, db=db, progress=False)  # timed in benchmarks/checks_bench.py
     assert summary.rows_written == 51_324 + 131_040
     assert count(db, "1m") == 131_040
     with CandleStore(db) as store:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from itertools import combinations
 
 import numpy as np
@@ -249,12 +248,10 @@ def test_cscv_undefined_sharpe_ranks_last_and_inputs_are_validated() -> None:
             probability_of_backtest_overfitting(bad, **kwargs)
 
 
-def test_pbo_speed_and_determinism() -> None:
+def test_pbo_is_deterministic() -> None:
+    # how long this takes is measured in benchmarks/checks_bench.py, not here
     x = np.random.default_rng(11).normal(0.0, 0.01, size=(2000, 200))
-    start = time.perf_counter()
     first = probability_of_backtest_overfitting(x, n_splits=16)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"CSCV on 2000 x 200 with S = 16 took {elapsed:.2f} s"
     again = probability_of_backtest_overfitting(x, n_splits=16)
     assert first.pbo == again.pbo
     np.testing.assert_array_equal(first.logits, again.logits)

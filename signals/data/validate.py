@@ -270,7 +270,7 @@ def _violation_message(violations: list[Violation]) -> str:
 def list_gaps(frame: pd.DataFrame, timeframe: str) -> list[Gap]:
     """Return each gap of the series: first missing open time and number of missing candles."""
     step = timeframe_seconds(timeframe)
-    ts = np.unique(epoch_seconds(frame.index))
+    ts = _sorted_unique(epoch_seconds(frame.index))
     if len(ts) < 2:
         return []
     diff = np.diff(ts)
@@ -278,6 +278,13 @@ def list_gaps(frame: pd.DataFrame, timeframe: str) -> list[Gap]:
     missing = (diff[where] - 1) // step
     starts = ts[where] + step
     return [Gap(int(s), int(n)) for s, n in zip(starts, missing, strict=True) if n > 0]
+
+
+def _sorted_unique(ts: np.ndarray) -> np.ndarray:
+    # np.unique sorts (0.8 s for a million stamps); stored candles come sorted already.
+    if len(ts) > 1 and (ts[1:] >= ts[:-1]).all():
+        return ts[np.concatenate([[True], ts[1:] != ts[:-1]])]
+    return np.unique(ts)
 
 
 def find_gaps(frame: pd.DataFrame, timeframe: str) -> GapReport:
