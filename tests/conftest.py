@@ -1,12 +1,24 @@
-"""Shared fixtures: real SQLite files in tmp_path, the shared real-candle folder."""
+"""Shared fixtures: real SQLite files in tmp_path, the shared real-candle folder.
+
+Property tests draw their examples from a fixed seed per test (hypothesis ``derandomize``), so
+`make test` and CI check the same examples on every run. ``HYPOTHESIS_PROFILE=explore make test``
+draws fresh random examples (and more of them) to look for new counterexamples; pin any it finds
+as a plain test.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture
