@@ -186,6 +186,8 @@ def print_comparison(comparison: object) -> None:
                 f"equity {figures['final_equity']:.2f}, total return "
                 f"{figures['total_return']:+.4%}"
             )
+    for note in comparison.notes:
+        console.print(f"note: {note}", markup=False)
     console.print(comparison.verdict(), markup=False)
 
 

@@ -65,6 +65,10 @@ from signals.errors import DataError, SignalsError
 from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
+NO_FUNDING = (
+    "the paper bot does not charge perpetual funding: the backtest it is compared with leaves "
+    "funding out too (a `signals backtest` with these costs charges it)"
+)
 
 Direction = Literal["long", "short", "both"]
 ATR_WINDOW_PER_PERIOD = 40  # Wilder's ATR forgets its start after ~37 x period candles
@@ -338,6 +342,8 @@ class PaperBot:
         self.clock = clock
         self.ledger = Ledger(config.ledger)
         self._check_meta()
+        if config.costs.has_funding:
+            log.warning("event=funding_not_charged note=%r", NO_FUNDING)
         self.cash, self.position = self.ledger.account(config.init_cash)
         self._store: CandleStore | None = None
         self._version: int | None = None
@@ -615,6 +621,7 @@ class Comparison:
     tolerance: float
     signal_problems: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the comparison was made, not problems
 
     @property
     def max_pnl_diff(self) -> float:
@@ -719,10 +726,14 @@ def compare_with_backtest(
     )  # fmt: skip
     since = pd.Timestamp(first, unit="s", tz="UTC")
     init_cash = float(info.get("init_cash", 10_000.0))
+    costs, notes = CostModel.model_validate(info.get("costs", {})), []
+    if costs.has_funding:  # the bot charges none: compare like with like, and say so
+        costs = costs.model_copy(update={"funding_rate": None, "funding_file": None})
+        notes.append(NO_FUNDING)
     result = run_backtest(
         candles, _SignalsFrom(strategy, since), params, timeframe=frozen.timeframe,  # type: ignore[arg-type]
         execution=ExecutionModel(direction=info.get("direction", "long"), init_cash=init_cash),
-        costs=CostModel.model_validate(info.get("costs", {})),
+        costs=costs,
     )  # fmt: skip
     paper = paper_summary(ledger, db) if info.get("symbol") else {}
     backtest = {
@@ -748,6 +759,7 @@ def compare_with_backtest(
         tolerance=tolerance * init_cash,
         signal_problems=_signal_problems(signals, result.signals.signal_rows(), since),
         problems=problems,
+        notes=notes,
     )
 
 

@@ -26,6 +26,7 @@ import pytest
 from live.protocol import Heartbeat, Hello, Signal, decode_client, encode
 from research.costs import CostModel
 from research.paper import (
+    NO_FUNDING,
     PaperBot,
     PaperConfig,
     PaperError,
@@ -463,6 +464,21 @@ def test_paper_equals_backtest(synth: Path, tmp_path: Path, strategy: str, direc
         comparison.backtest["total_return"], abs=1e-9
     )
     assert comparison.paper["fees"] == pytest.approx(comparison.backtest["fees"], rel=1e-9)
+
+
+def test_funding_is_left_out_of_both_sides_and_said(synth: Path, tmp_path: Path) -> None:
+    # The bot charges no funding; compared with a backtest that did, equal trades would still
+    # end at different equity. The comparison leaves it out of the backtest too, and says so.
+    db, frozen = synth / "candles.db", tmp_path / "frozen.json"
+    records = scripted(db, "ema_cross", frozen)
+    costs = CostModel(fee_bps=5.5, slippage_bps=1.0, funding_rate=0.001)
+    ledger = paper_trade(tmp_path, db, records, costs=costs)
+    comparison = compare_with_backtest(ledger, db, frozen)
+    assert comparison.ok, comparison.verdict()
+    assert comparison.paper["total_return"] == pytest.approx(
+        comparison.backtest["total_return"], abs=1e-9
+    )
+    assert comparison.notes == [NO_FUNDING]
 
 
 def test_comparison_detects_a_difference(synth: Path, tmp_path: Path) -> None:
