@@ -20,41 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from benchmarks.results import load_average, machine, replace_section  # noqa: E402
 from research.overfit import probability_of_backtest_overfitting  # noqa: E402
 from signals.data.importers import import_files  # noqa: E402
 from signals.data.validate import check_frame, find_gaps  # noqa: E402
+from tests.candles import random_walk  # noqa: E402
 
 HEADING = "## Validation, overfitting statistics, import"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 REAL_FILES = ["BTCUSDT-1h-2017-08_2023-06.csv.gz"] + [
     f"BTCUSDT-1m-2023-{m:02d}.csv.gz" for m in (4, 5, 6)
 ]
-
-
-def clean_candles(n: int, seed: int = 1) -> pd.DataFrame:
-    """Return `n` valid 1m candles of a seeded random walk (as the store returns them)."""
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
-    open_ = np.concatenate([[100.0], close[:-1]])
-    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.003, n))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.003, n))
-    volume = rng.uniform(1, 10, n)
-    index = pd.date_range("2023-04-01", periods=n, freq="1min", tz="UTC", name="time")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": high,
-            "low": low,
-            "close": close,
-            "volume": volume,
-            "buy_volume": volume * rng.uniform(0, 1, n),
-            "trades": rng.integers(1, 100, n).astype("float64"),
-        },
-        index=index,
-    )
 
 
 def median_seconds(func: Callable[[], object], repeat: int) -> float:
@@ -69,7 +46,7 @@ def median_seconds(func: Callable[[], object], repeat: int) -> float:
 
 def run(repeat: int) -> dict[str, float | None]:
     """Measure every figure; the import is None when ../shared/data is absent."""
-    frame = clean_candles(1_000_000)
+    frame = random_walk(1_000_000, seed=1)  # valid 1m candles, as the store returns them
     returns = np.random.default_rng(11).normal(0.0, 0.01, size=(2000, 200))
     out: dict[str, float | None] = {
         "check_frame_1m_rows_s": median_seconds(

@@ -123,7 +123,7 @@ class SignalEngine:
         # The valid candles up to `after_ts`: the rolling window if it ends there, else read.
         if after_ts is None:  # all of history is new: nothing comes before it
             return np.empty(0, dtype="int64"), np.empty((0, len(CANDLE_COLUMNS)))
-        if self._window is not None and self.window_ends_at(after_ts):
+        if self._window is not None and self._window_end == after_ts:  # see window_ends_at
             return self._window
         size = self.lookback + WINDOW_MARGIN
         ts, values = _arrays(store.last_closed(self.symbol, self.timeframe, size, until=after_ts))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -97,7 +98,6 @@ class SignalFrame:
         self.index = index
         self.sides = {BUY: buy, SELL: sell}
         self.gate_reasons = dict(gate_reasons or {})
-        self._views: dict[str, Any] = {}
 
     @classmethod
     def from_series(
@@ -129,55 +129,46 @@ class SignalFrame:
 
     # -- pandas views, built once on first access ---------------------------------------------
 
-    def _view(self, key: str, build: Any) -> Any:
-        if key not in self._views:
-            self._views[key] = build()
-        return self._views[key]
+    def _score_series(self, side: str) -> pd.Series:
+        return pd.Series(self.sides[side].score, self.index, copy=False)
 
-    def _score(self, side: str) -> pd.Series:
-        values = self.sides[side].score
-        return self._view(f"{side}_score", lambda: pd.Series(values, self.index, copy=False))
-
-    def _rules(self, side: str) -> pd.DataFrame:
+    def _rules_frame(self, side: str) -> pd.DataFrame:
         arrays = self.sides[side]
         names = pd.Index(arrays.names, dtype=object)  # plain labels: no Arrow strings
-        return self._view(
-            f"{side}_rules", lambda: pd.DataFrame(arrays.fired, self.index, names, copy=False)
-        )
+        return pd.DataFrame(arrays.fired, self.index, names, copy=False)
 
-    def _signal(self, side: str) -> pd.Series:
-        values, name = self.sides[side].signal, side.lower()
-        return self._view(side, lambda: pd.Series(values, self.index, name=name, copy=False))
+    def _signal_series(self, side: str) -> pd.Series:
+        return pd.Series(self.sides[side].signal, self.index, name=side.lower(), copy=False)
 
-    @property
+    @cached_property
     def buy_score(self) -> pd.Series:
         """BUY score per candle (0..1)."""
-        return self._score(BUY)
+        return self._score_series(BUY)
 
-    @property
+    @cached_property
     def sell_score(self) -> pd.Series:
         """SELL score per candle (0..1)."""
-        return self._score(SELL)
+        return self._score_series(SELL)
 
-    @property
+    @cached_property
     def buy_rules(self) -> pd.DataFrame:
         """Which BUY rules fired on each candle (one boolean column per rule, named by reason)."""
-        return self._rules(BUY)
+        return self._rules_frame(BUY)
 
-    @property
+    @cached_property
     def sell_rules(self) -> pd.DataFrame:
         """Which SELL rules fired on each candle."""
-        return self._rules(SELL)
+        return self._rules_frame(SELL)
 
-    @property
+    @cached_property
     def buy(self) -> pd.Series:
         """True on the candles that emit a BUY."""
-        return self._signal(BUY)
+        return self._signal_series(BUY)
 
-    @property
+    @cached_property
     def sell(self) -> pd.Series:
         """True on the candles that emit a SELL."""
-        return self._signal(SELL)
+        return self._signal_series(SELL)
 
     # -- derived frames and lists --------------------------------------------------------------
 
