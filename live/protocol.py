@@ -38,6 +38,9 @@ class Hello(_Message):
     symbol: str
     timeframe: str
     last_seq: int
+    stream: str | None = Field(
+        default=None, description="id of the journal: a new or lost journal is a new stream"
+    )
 
 
 class Signal(_Message):
@@ -64,6 +67,7 @@ class Heartbeat(_Message):
     type: Literal["heartbeat"] = "heartbeat"
     last_seq: int
     ts: float
+    stalled: bool = False
 
 
 class Status(_Message):
@@ -74,9 +78,15 @@ class Status(_Message):
 
 
 class ErrorMessage(_Message):
-    """A server's reply to a bad client line (the connection stays open unless stated)."""
+    """A server's reply to a bad client line (the connection stays open unless stated).
+
+    `code` is stable for programs: ``bad_request`` (a line that is not a valid message),
+    ``auth_required``, ``unknown_seq`` (a resume beyond this stream's journal), ``line_too_long``,
+    ``idle_partial_line``, ``too_many_clients``.
+    """
 
     type: Literal["error"] = "error"
+    code: str = "bad_request"
     message: str
 
 
