@@ -45,6 +45,19 @@ def live_command(
         help="Flag signals of candles that closed more than this many seconds ago as stale "
         "(default: live.stale_after_s, 300).",
     ),
+    settle: float = typer.Option(
+        None,
+        "--settle",
+        help="Tables without a `closed` column: decide a candle SECONDS after the next candle "
+        "first appears (and after its own close), so late final values are read "
+        "(default: data.settle_s, 2). Ignored when the table has a `closed` column.",
+    ),
+    stall_after: float = typer.Option(
+        None,
+        "--stall-after",
+        help="Warn, and report stalled in status/heartbeats/metrics, when no new closed candle "
+        "arrived for SECONDS (default: live.stall_after_s, else three timeframes + 30 s).",
+    ),
     config: Path = typer.Option(
         None, "--config", help="YAML config (default: ./signals.yaml if present)."
     ),
@@ -68,6 +81,7 @@ def live_command(
     code = run_from_options(
         params=params, db=db, analysis_db=analysis_db, socket=socket, tcp=tcp, token=token,
         journal=journal, heartbeat=heartbeat, stale_after=stale_after, config=config,
+        settle=settle, stall_after=stall_after,
         allow_hash_mismatch=allow_hash_mismatch, metrics_port=metrics_port,
     )  # fmt: skip
     if code:

@@ -10,8 +10,15 @@ meanwhile are decided in one call, with their original ``candle_ts``. The window
 from the store on the first step, and again whenever the caller's mark is not where the
 window ends (a restart, a reload, a retried step).
 
-Closed candles are final (ARCHITECTURE.md): a candle rewritten in the store after the engine
-read it, or one inserted behind the mark, is not seen until the window is seeded again.
+Closed candles are final (ARCHITECTURE.md), but a pipeline may still rewrite one after it was
+decided. Each step re-reads the last `OVERLAP` decided candles with the new ones and compares
+them with the window; `verify_window` compares the whole window (the runner calls it when idle
+and on reload). A difference is reported as rewritten (the window takes the store's values, so
+later decisions are those ``signals scan`` gives on the final store); the signal already emitted
+stands. A candle inserted behind the mark is never decided (the mark only moves forward).
+
+A strategy that raises on a step is retried candle by candle: the candle on which it raises is
+reported in `Decisions.failed` with the error, and the others are decided as usual.
 
 Invalid candles (high below max(open, close), NaN or negative values, buy volume above volume)
 are logged once with their timestamp and left out of the window, so they never reach the
@@ -37,6 +44,7 @@ from strategies import get_strategy
 
 log = logging.getLogger(__name__)
 WINDOW_MARGIN = 64
+OVERLAP = 3  # decided candles each step reads again, to notice a rewrite of the latest ones
 COLUMNS = pd.Index(CANDLE_COLUMNS)  # built once: the frame of every step reuses it
 
 
@@ -53,6 +61,8 @@ class Decisions:
     candles: int = 0
     skipped: list[int] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
+    rewritten: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
 
 
 class SignalEngine:
@@ -68,10 +78,47 @@ class SignalEngine:
         self._window: tuple[np.ndarray, np.ndarray] | None = None
         self._window_end: int | None = None  # open time of the newest candle read
 
-    def newest_closed(self, store: CandleStore) -> int | None:
-        """Return the open time of the newest closed candle in the store, if any."""
-        last = store.last_closed(self.symbol, self.timeframe, 1)
+    def newest_closed(self, store: CandleStore, until: int | None = None) -> int | None:
+        """Return the open time of the newest closed candle (opening at or before `until`)."""
+        last = store.last_closed(self.symbol, self.timeframe, 1, until=until)
         return int(last.index[-1].timestamp()) if len(last) else None
+
+    def reset(self) -> None:
+        """Forget the window: the next step reads it from the store again."""
+        self._window, self._window_end = None, None
+
+    def verify_window(self, store: CandleStore) -> tuple[list[int], int]:
+        """Compare the window with the store and take its values: (rewritten, missing) candles.
+
+        `missing` counts window candles the store no longer holds (a replaced database).
+        """
+        if self._window is None or not len(self._window[0]):
+            return [], 0
+        ts = self._window[0]
+        fresh_ts, fresh = store.closed_since_arrays(
+            self.symbol, self.timeframe, int(ts[0]) - 1, until=int(ts[-1])
+        )
+        missing = int((~np.isin(ts, fresh_ts)).sum())
+        return self._compare(fresh_ts, fresh), missing
+
+    def _compare(self, fresh_ts: np.ndarray, fresh: np.ndarray) -> list[int]:
+        # Rows of the store that the window holds: report and adopt the ones that differ.
+        if self._window is None or not len(fresh_ts):
+            return []
+        ts, values = self._window
+        at = np.searchsorted(ts, fresh_ts)
+        held = (at < len(ts)) & (ts[np.minimum(at, len(ts) - 1)] == fresh_ts)
+        if not held.any():
+            return []
+        mine, theirs = values[at[held]], fresh[held]
+        same = (mine == theirs) | (np.isnan(mine) & np.isnan(theirs))
+        changed = ~same.all(axis=1)
+        if not changed.any():
+            return []
+        values = values.copy()
+        values[at[held][changed]] = theirs[changed]
+        self._window = (ts, values)
+        return [int(t) for t in fresh_ts[held][changed]]
 
     def prime(self, store: CandleStore, mark: int) -> None:
         """Seed the window ending at `mark` and run the strategy on it once, result unused.
@@ -89,33 +136,79 @@ class SignalEngine:
         """Return whether a step from `after_ts` reads only new candles (the window is seeded)."""
         return self._window is not None and self._window_end == after_ts
 
-    def step(self, store: CandleStore, after_ts: int | None) -> Decisions:
-        """Decide every closed candle newer than `after_ts` (all of history when None)."""
+    def step(
+        self, store: CandleStore, after_ts: int | None, *, until: int | None = None
+    ) -> Decisions:
+        """Decide every closed candle newer than `after_ts` (all of history when None).
+
+        `until` (an open time) bounds what may be decided: the runner's settle and
+        future-candle rules; candles after it wait for a later step.
+        """
+        rewritten: list[int] = []
         if after_ts is None:
-            fresh_ts, fresh = _arrays(store.history(self.symbol, self.timeframe))
+            fresh_ts, fresh = _arrays(store.history(self.symbol, self.timeframe, end=until))
+        elif self.window_ends_at(after_ts) and self._window is not None and len(self._window[0]):
+            # read the last OVERLAP decided candles again: a rewrite of them is seen at once
+            ts = self._window[0]
+            since = int(ts[-min(OVERLAP, len(ts))]) - 1
+            got_ts, got = store.closed_since_arrays(self.symbol, self.timeframe, since, until=until)
+            old = got_ts <= after_ts
+            rewritten = self._compare(got_ts[old], got[old])
+            fresh_ts, fresh = got_ts[~old], got[~old]
         else:
-            fresh_ts, fresh = store.closed_since_arrays(self.symbol, self.timeframe, after_ts)
+            fresh_ts, fresh = store.closed_since_arrays(
+                self.symbol, self.timeframe, after_ts, until=until
+            )
         if not len(fresh_ts):
-            return Decisions(last_candle_ts=after_ts)
+            return Decisions(last_candle_ts=after_ts, rewritten=rewritten)
         earlier_ts, earlier = self._window_before(store, after_ts)
         keep, skipped = self._valid(fresh_ts, fresh, log_them=True)
         window_ts = np.concatenate([earlier_ts, fresh_ts[keep]])
         window = np.concatenate([earlier, fresh[keep]])
-        frame = frame_from_arrays(window_ts, window, COLUMNS)
-        records = signal_records(
-            frame, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
-            since=pd.Timestamp(int(fresh_ts[0]), unit="s", tz="UTC"),
-        )  # fmt: skip
+        records, failed = self._decide(window_ts, window, fresh_ts[keep])
         size = self.lookback + WINDOW_MARGIN
         self._window = (window_ts[-size:], window[-size:])
         self._window_end = int(fresh_ts[-1])
         return Decisions(
             records=records,
             last_candle_ts=self._window_end,
-            candles=int(keep.sum()),
+            candles=int(keep.sum()) - len(failed),
             skipped=skipped,
             timestamps=[int(ts) for ts in fresh_ts],
+            rewritten=rewritten,
+            failed=failed,
         )
+
+    def _decide(
+        self, window_ts: np.ndarray, window: np.ndarray, new_ts: np.ndarray
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+        # The signal records of the new candles; on an error, candle by candle (see module doc).
+        if not len(new_ts):
+            return [], []
+        try:
+            return self._records(window_ts, window, int(new_ts[0]), len(window_ts)), []
+        except Exception:  # a strategy's own bug: find the candle(s) it fails on
+            pass
+        records: list[dict[str, Any]] = []
+        failed: list[tuple[int, str]] = []
+        start = len(window_ts) - len(new_ts)
+        for k, ts in enumerate(new_ts):
+            try:
+                records += self._records(window_ts, window, int(ts), start + k + 1)
+            except Exception as exc:
+                log.exception("event=strategy_error candle_ts=%d error=%r", int(ts), str(exc))
+                failed.append((int(ts), f"{type(exc).__name__}: {exc}"))
+        return records, failed
+
+    def _records(
+        self, window_ts: np.ndarray, window: np.ndarray, since: int, end: int
+    ) -> list[dict[str, Any]]:
+        # The records of the candles from `since` of the window's first `end` rows.
+        frame = frame_from_arrays(window_ts[:end], window[:end], COLUMNS)
+        return signal_records(
+            frame, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
+            since=pd.Timestamp(since, unit="s", tz="UTC"),
+        )  # fmt: skip
 
     def _window_before(
         self, store: CandleStore, after_ts: int | None

@@ -222,9 +222,9 @@ class Hub:
                     sent += 1
         return sent
 
-    def heartbeat(self) -> None:
-        """Send a heartbeat to every client."""
-        line = encode(Heartbeat(last_seq=self.last_seq, ts=self.clock()))
+    def heartbeat(self, *, stalled: bool = False) -> None:
+        """Send a heartbeat (saying whether the runner is stalled) to every client."""
+        line = encode(Heartbeat(last_seq=self.last_seq, ts=self.clock(), stalled=stalled))
         for client in list(self.clients):
             self.send(client, line)
 

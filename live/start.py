@@ -48,6 +48,9 @@ def build_config(settings: Settings, **options: Any) -> RunnerConfig:
         watch=live.watch,
         poll_interval_s=live.poll_interval_s,
         drain_s=live.drain_s,
+        settle_s=_pick(options.get("settle"), data.settle_s),
+        future_tolerance_s=data.future_tolerance_s,
+        stall_after_s=_pick(options.get("stall_after"), live.stall_after_s),
     )
 
 
@@ -58,5 +61,9 @@ def run_from_options(**options: Any) -> int:
     config = build_config(settings, **options)
     if config.heartbeat_s <= 0:
         raise ConfigError("--heartbeat must be positive")
+    if config.settle_s < 0:
+        raise ConfigError("--settle must be zero or positive")
+    if config.stall_after_s is not None and config.stall_after_s <= 0:
+        raise ConfigError("--stall-after must be positive")
     runner = Runner(config)
     return asyncio.run(runner.run())

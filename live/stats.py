@@ -64,6 +64,12 @@ class Counters:
     empty_checks: int = 0  # a notice whose check found no new commit (settle re-checks follow)
     deferred_steps: int = 0  # steps the loop thread handed to the worker (a lock, an error)
     checkpoints: int = 0  # journal checkpoints run while idle
+    future_candles: int = 0  # candles closing after the wall clock: refused (in skipped too)
+    strategy_errors: int = 0  # candles the strategy raised on: skipped (in skipped too)
+    rewritten_candles: int = 0  # decided candles whose values changed in the store afterwards
+    db_reopens: int = 0  # the database file was replaced (new inode) and opened again
+    journal_errors: int = 0  # journal writes that failed (retried; nothing sent before them)
+    stalls: int = 0  # times no new closed candle arrived for stall_after_s
     latency: Latencies = field(default_factory=Latencies)
     decide: Latencies = field(default_factory=Latencies)
     journal: Latencies = field(default_factory=Latencies)
@@ -76,11 +82,18 @@ class Counters:
         return data
 
 
+# status fields exported under a name of their own (the alerting names of the README)
+METRIC_NAMES = {
+    "last_candle_age_s": "signals_last_candle_age_seconds",
+    "stalled": "signals_stalled",
+}
+
+
 def prometheus_text(status: dict[str, Any]) -> str:
     """Render numeric status fields as Prometheus text exposition format (version 0.0.4)."""
     lines = []
     for key, value in sorted(_flatten(status).items()):
-        name = "signals_live_" + key
+        name = METRIC_NAMES.get(key, "signals_live_" + key)
         kind = "counter" if key in COUNTER_FIELDS else "gauge"
         lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
     return "\n".join(lines) + "\n"

@@ -36,10 +36,13 @@ log = logging.getLogger(__name__)
 
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
 IN_Q_OVERFLOW = 0x00004000
-_MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
+# writes, and the file being replaced (renamed over, moved away, deleted): the runner checks
+_MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVED_FROM | IN_DELETE
 _EVENT = struct.Struct("iIII")
 SETTLE_DELAYS_S = (0.0001, 0.0003, 0.0006, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05, 0.25)
 

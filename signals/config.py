@@ -68,6 +68,15 @@ class DataSettings(_Strict):
     symbol: str = "BTCUSDT"
     source: CandleSource = CandleSource()
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    settle_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="a table without a closed column: seconds a candle waits after the next "
+        "one appears (and after its close) before it is final",
+    )
+    future_tolerance_s: float = Field(
+        default=5.0, ge=0, description="a candle closing later than now + this is refused"
+    )
 
 
 class CostSettings(_Strict):
@@ -107,6 +116,12 @@ class LiveSettings(_Strict):
     watch: Literal["auto", "inotify", "poll"] = "auto"
     poll_interval_s: float = Field(default=0.05, gt=0)
     drain_s: float = Field(default=2.0, ge=0)
+    stall_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="no new closed candle for this long is a stall (default: three timeframes "
+        "plus 30 s, plus the settle)",
+    )
 
 
 class GateSettings(_Strict):

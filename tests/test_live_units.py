@@ -235,9 +235,9 @@ def _record_threads(runner: Runner) -> list[str]:
     # The name of the thread each engine step of `runner` runs in, in order.
     decide, threads = runner.engine.step, []
 
-    def step(store: CandleStore, after_ts: int | None) -> object:
+    def step(store: CandleStore, after_ts: int | None, **kwargs: object) -> object:
         threads.append(threading.current_thread().name)
-        return decide(store, after_ts)
+        return decide(store, after_ts, **kwargs)
 
     runner.engine.step = step  # type: ignore[method-assign]
     return threads

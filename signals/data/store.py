@@ -123,6 +123,8 @@ class CandleStore:
         self.source = source or CandleSource()
         self.clock = clock
         self._conn = connect_readonly(self.path, busy_timeout_ms=busy_timeout_ms)
+        info = self.path.stat()
+        self._identity = (info.st_dev, info.st_ino)
         self.analysis_db = Path(analysis_db) if analysis_db else None
         if self.analysis_db is not None:
             if not self.analysis_db.exists():
@@ -203,14 +205,63 @@ class CandleStore:
         return frame_from_arrays(ts, values, list(CANDLE_COLUMNS))
 
     def closed_since_arrays(
-        self, symbol: str, timeframe: str, after: pd.Timestamp | int
+        self,
+        symbol: str,
+        timeframe: str,
+        after: pd.Timestamp | int,
+        *,
+        until: pd.Timestamp | int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return `closed_since` as arrays: open times and a (candles x CANDLE_COLUMNS) matrix."""
+        """Return `closed_since` as arrays: open times and a (candles x CANDLE_COLUMNS) matrix.
+
+        `until` bounds the open times from above (inclusive).
+        """
         where, params = self._series_filter(symbol, timeframe)
         where.append(f"{self._ts_expr()} > ?")
         params.append(_epoch(after))
+        if until is not None:
+            where.append(f"{self._ts_expr()} <= ?")
+            params.append(_epoch(until))
         rows = self._rows(where, params, order="ASC", limit=None, with_analysis=False)[0]
         return arrays_from_rows(rows, len(CANDLE_COLUMNS))
+
+    def newest_open(self, symbol: str, timeframe: str, *, at_most: int) -> int | None:
+        """Return the newest open time of any row of the series (forming ones too) <= `at_most`."""
+        where, params = self._series_filter(symbol, timeframe, closed_only=False)
+        where.append(f"{self._ts_expr()} <= ?")
+        params.append(int(at_most))
+        sql = (
+            f"SELECT MAX({self._ts_expr()}) FROM {_quote(self.source.table)} c"
+            f" WHERE {' AND '.join(where)}"
+        )
+        with self._errors("reading candles"):
+            row = self._conn.execute(sql, params).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def check_schema(self) -> None:
+        """Raise `DataError` naming the table or mapped column the store cannot find."""
+        table = self.source.table
+        with self._errors("reading the schema"):
+            info = self._conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
+        if not info:
+            raise DataError(
+                f"{self.path}: no table {table!r} (set data.source.table in the config)"
+            )
+        present = {row[1] for row in info}
+        mapped = self.source.columns.model_dump()
+        missing = [
+            f"{key} -> {name!r}" for key, name in mapped.items() if name and name not in present
+        ]
+        if missing:
+            raise DataError(
+                f"{self.path}: table {table!r} has no column "
+                + ", ".join(missing)
+                + f" (columns: {', '.join(sorted(present))}; map them in data.source.columns)"
+            )
+
+    def file_identity(self) -> tuple[int, int]:
+        """Return (device, inode) of the database file this store opened."""
+        return self._identity
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -218,7 +269,9 @@ class CandleStore:
         col = "c." + _quote(self.source.columns.timestamp)
         return f"({col} / 1000)" if self.source.timestamp_unit == "ms" else col
 
-    def _series_filter(self, symbol: str, timeframe: str) -> tuple[list[str], list[object]]:
+    def _series_filter(
+        self, symbol: str, timeframe: str, *, closed_only: bool = True
+    ) -> tuple[list[str], list[object]]:
         cols, src = self.source.columns, self.source
         where: list[str] = []
         params: list[object] = []
@@ -232,7 +285,9 @@ class CandleStore:
             params.append(timeframe)
         elif src.timeframe and src.timeframe != timeframe:
             raise DataError(f"{self.path}: table holds only {src.timeframe}, not {timeframe}")
-        if cols.closed:
+        if not closed_only:
+            pass
+        elif cols.closed:
             where.append(f"c.{_quote(cols.closed)} = 1")
         else:
             where.append(f"{self._ts_expr()} + ? <= ?")
