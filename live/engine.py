@@ -63,6 +63,7 @@ class Decisions:
     timestamps: list[int] = field(default_factory=list)
     rewritten: list[int] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    beyond: list[int] = field(default_factory=list)  # closed candles after `until`: not decided
 
 
 class SignalEngine:
@@ -130,7 +131,10 @@ class SignalEngine:
         self._window, self._window_end = (ts, values), mark
         if len(ts) >= self.lookback:
             frame = frame_from_arrays(ts, values, COLUMNS)
-            self.strategy.signals(frame, self.params).signal_list()
+            try:
+                self.strategy.signals(frame, self.params).signal_list()
+            except Exception as exc:  # its result is unused: a step reports a real failure
+                log.warning("event=prime_failed candle_ts=%d error=%r", mark, str(exc))
 
     def window_ends_at(self, after_ts: int | None) -> bool:
         """Return whether a step from `after_ts` reads only new candles (the window is seeded)."""
@@ -146,21 +150,24 @@ class SignalEngine:
         """
         rewritten: list[int] = []
         if after_ts is None:
-            fresh_ts, fresh = _arrays(store.history(self.symbol, self.timeframe, end=until))
+            fresh_ts, fresh = _arrays(store.history(self.symbol, self.timeframe))
         elif self.window_ends_at(after_ts) and self._window is not None and len(self._window[0]):
             # read the last OVERLAP decided candles again: a rewrite of them is seen at once
             ts = self._window[0]
             since = int(ts[-min(OVERLAP, len(ts))]) - 1
-            got_ts, got = store.closed_since_arrays(self.symbol, self.timeframe, since, until=until)
+            got_ts, got = store.closed_since_arrays(self.symbol, self.timeframe, since)
             old = got_ts <= after_ts
             rewritten = self._compare(got_ts[old], got[old])
             fresh_ts, fresh = got_ts[~old], got[~old]
         else:
-            fresh_ts, fresh = store.closed_since_arrays(
-                self.symbol, self.timeframe, after_ts, until=until
-            )
+            fresh_ts, fresh = store.closed_since_arrays(self.symbol, self.timeframe, after_ts)
+        beyond: list[int] = []
+        if until is not None and len(fresh_ts) and fresh_ts[-1] > until:
+            later = fresh_ts > until
+            beyond = [int(t) for t in fresh_ts[later]]
+            fresh_ts, fresh = fresh_ts[~later], fresh[~later]
         if not len(fresh_ts):
-            return Decisions(last_candle_ts=after_ts, rewritten=rewritten)
+            return Decisions(last_candle_ts=after_ts, rewritten=rewritten, beyond=beyond)
         earlier_ts, earlier = self._window_before(store, after_ts)
         keep, skipped = self._valid(fresh_ts, fresh, log_them=True)
         window_ts = np.concatenate([earlier_ts, fresh_ts[keep]])
@@ -177,6 +184,7 @@ class SignalEngine:
             timestamps=[int(ts) for ts in fresh_ts],
             rewritten=rewritten,
             failed=failed,
+            beyond=beyond,
         )
 
     def _decide(

@@ -100,7 +100,6 @@ CHECKPOINT_IDLE_S = 0.5
 MONITOR_S = 1.0  # the monitor's tick: stalls, heartbeats, the watchdog
 FOLLOW_STUCK_S = 10.0  # a follow loop that has not turned for this long is stuck
 PERSISTENT_ERROR_S = 10.0  # a read error that is not a lock, retried this long, is fatal
-FUTURE_CHECK_S = 1.0  # how often a step looks for candles from the future
 
 
 class JournalWriteError(SignalsError):
@@ -187,7 +186,6 @@ class Runner:
         self._settle = self._new_settle()
         self._settle_timer: asyncio.TimerHandle | None = None
         self._future_logged: set[int] = set()
-        self._future_checked_at = -math.inf
         self._unjournaled: tuple[Decisions, int | None] | None = None
         self._last_arrival = self.started_at  # wall time of the newest candle's decision
         self.stalled = False
@@ -196,6 +194,7 @@ class Runner:
         self._error_since: float | None = None  # first of a run of persistent read errors
         self._follow_alive = perf()
         self.follow_stuck = False
+        self._stuck_after_s = FOLLOW_STUCK_S
         self.exit_code = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self._serial = asyncio.Lock()  # one step or reload at a time, whichever thread runs it
@@ -260,7 +259,7 @@ class Runner:
             "last_candle_age_s": round(self.clock() - self._last_arrival, 3),
             "stall_after_s": self.config.stall_after(f.timeframe),
             "db_missing": self.db_missing,
-            "follow_stuck": self.follow_stuck,
+            "follow_stuck": self.perf() - self._follow_alive > self._stuck_after_s,
             "settle_s": 0.0 if self._settle is None else self._settle.settle_s,
             **self.counters.as_dict(),
             "latency_ms": self.counters.latency.summary_ms(),
@@ -535,7 +534,7 @@ class Runner:
             return _IN_WORKER  # a step to journal again, or the first after a start or reload
         try:
             return self._decide()
-        except (DataError, sqlite3.Error) as exc:
+        except (DataError, sqlite3.Error, JournalWriteError) as exc:
             self._version = None
             self.counters.deferred_steps += 1
             log.info("event=step_deferred reason=%r (to the worker thread)", str(exc))
@@ -646,6 +645,9 @@ class Runner:
         decided = self.engine.step(self.store, previous, until=until)
         self.counters.decide.add(self.perf() - started)
         self._report_rewritten(decided.rewritten)
+        if self._settle is None:  # with a closed flag, only future candles lie beyond `until`
+            for stamp in decided.beyond:
+                self._refuse_future(stamp)
         if decided.last_candle_ts is None or decided.last_candle_ts == previous:
             return None
         return self._journal_step(decided, previous)
@@ -671,41 +673,34 @@ class Runner:
 
     def _until(self, now: float) -> int | None:
         """Return the newest open time this step may decide (None: nothing yet)."""
-        step = timeframe_seconds(self.frozen.timeframe)
+        f = self.frozen
+        step = timeframe_seconds(f.timeframe)
         bound = future_bound(now, step, self.config.future_tolerance_s)
-        if now - self._future_checked_at >= FUTURE_CHECK_S:
-            self._future_checked_at = now
-            self._refuse_future(bound)
         if self._settle is None:
             return bound
-        tolerance = self.config.future_tolerance_s
-        newest = self.store.newest_open(
-            self.frozen.symbol, self.frozen.timeframe, at_most=math.floor(now + tolerance)
-        )
+        # without a closed flag the store hides rows that have not closed: a row that has not
+        # even opened yet is the sign of a bad clock upstream
+        newest = self.store.newest_open(f.symbol, f.timeframe, at_most=2**62)
+        if newest is not None and newest > bound + step:
+            self._refuse_future(newest)
+            newest = self.store.newest_open(f.symbol, f.timeframe, at_most=bound + step)
         self._settle.observe(newest, now)
         settled = self._settle.until(now)
         return None if settled is None else min(settled, bound)
 
-    def _refuse_future(self, bound: int) -> None:
-        """Log (once each) and count candles that close after the wall clock."""
-        f = self.frozen
-        if self._settle is None:
-            newest = self.engine.newest_closed(self.store)
-            limit = bound  # a closed candle must open by this
-        else:  # without a closed flag: a row that has not even opened yet
-            newest = self.store.newest_open(f.symbol, f.timeframe, at_most=2**62)
-            limit = bound + timeframe_seconds(f.timeframe)
-        if newest is None or newest <= limit or newest in self._future_logged:
+    def _refuse_future(self, stamp: int) -> None:
+        """Log (once per candle) and count a candle that closes after the wall clock."""
+        if stamp in self._future_logged:
             return
         if len(self._future_logged) > 10_000:
             self._future_logged.clear()
-        self._future_logged.add(newest)
+        self._future_logged.add(stamp)
         self.counters.future_candles += 1
         self.counters.skipped_candles += 1
         log.warning(
             "event=future_candle candle_ts=%d closes_in_s=%.0f (refused: it cannot have closed; "
             "the mark stays at %s)",
-            newest, newest + timeframe_seconds(f.timeframe) - self.clock(), self.mark,
+            stamp, stamp + timeframe_seconds(self.frozen.timeframe) - self.clock(), self.mark,
         )  # fmt: skip
 
     def _schedule_settle_wake(self) -> None:
@@ -762,6 +757,8 @@ class Runner:
         heartbeat_s = self.config.heartbeat_s
         watchdog_s = _watchdog_interval()
         tick = min(MONITOR_S, heartbeat_s, watchdog_s or MONITOR_S)
+        if watchdog_s is not None:  # stop the pings well before systemd's interval runs out
+            self._stuck_after_s = min(FOLLOW_STUCK_S, max(3.0, 2 * watchdog_s))
         next_beat = self.perf() + heartbeat_s
         while True:
             await asyncio.sleep(tick)
@@ -792,7 +789,7 @@ class Runner:
             log.info("event=stall_ended mark=%s", self.mark)
 
     def _check_follow(self) -> None:
-        stuck = self.perf() - self._follow_alive > FOLLOW_STUCK_S
+        stuck = self.perf() - self._follow_alive > self._stuck_after_s
         if stuck and not self.follow_stuck:
             log.error(
                 "event=follow_stuck seconds=%.1f mark=%s (no WATCHDOG=1 until it turns again)",
