@@ -68,6 +68,12 @@ class DataSettings(_Strict):
     symbol: str = "BTCUSDT"
     source: CandleSource = CandleSource()
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    future_tolerance_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="a closed candle whose close time (open + timeframe) is later than the "
+        "clock plus this many seconds is from the future: scan, data check and live refuse it",
+    )
 
 
 class CostSettings(_Strict):
