@@ -16,8 +16,11 @@ data.binance.vision ships them; compression is found by the magic bytes, not the
   ``size`` is taken as base units (linear USDT contracts, spot); inverse contracts, whose size
   is in USD, are not converted.
 
-Every file is parsed and validated completely before anything is written; then its base
-candles and every aggregated higher timeframe are written in one transaction. Higher timeframes
+All the files given are parsed and validated completely (the candle rules of
+`signals.data.validate`, reported by file, line and field) before anything is written: one bad
+file and none is written. Then each file's base candles and every aggregated higher timeframe
+are written in one transaction per file, after re-aggregating any range an interrupted fetch
+left pending. Higher timeframes
 are re-aggregated from the base candles read back from the database over whole buckets, so a
 bucket split across two files becomes complete (``closed = 1``) once both are imported.
 
