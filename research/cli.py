@@ -58,9 +58,14 @@ def scan_command(
     """List every signal the strategy gives over the stored history (the live runner's reference).
 
     Candles before --from still warm the indicators up; only signals from --from on are listed.
+    A closed candle from the future (closing after now + data.future_tolerance_s) is refused
+    with a warning on stderr, as the live runner refuses it.
     """
+    import time
+
     from research.inputs import prepare_run
-    from signals.scan import signal_records
+    from signals.config import load_settings
+    from signals.scan import drop_future, future_warning, signal_records
 
     if format_ not in {"table", "jsonl"}:
         raise typer.BadParameter("use table or jsonl", param_hint="--format")
@@ -75,13 +80,23 @@ def scan_command(
         end=to,
         config=config,
     )
-    records = signal_records(
-        run.candles,
-        run.strategy,
-        run.params,
-        symbol=run.symbol,
-        timeframe=run.timeframe,
-        since=run.since,
+    tolerance = load_settings(config).data.future_tolerance_s
+    candles, refused = drop_future(
+        run.candles, run.timeframe, now=time.time(), tolerance_s=tolerance
+    )
+    if len(refused):
+        typer.echo(future_warning(refused, tolerance_s=tolerance), err=True)
+    records = (
+        signal_records(
+            candles,
+            run.strategy,
+            run.params,
+            symbol=run.symbol,
+            timeframe=run.timeframe,
+            since=run.since,
+        )
+        if len(candles)
+        else []
     )
     if format_ == "jsonl":
         for record in records:

@@ -75,7 +75,10 @@ class DataSettings(_Strict):
         "one appears (and after its close) before it is final",
     )
     future_tolerance_s: float = Field(
-        default=5.0, ge=0, description="a candle closing later than now + this is refused"
+        default=5.0,
+        ge=0,
+        description="a closed candle whose close time (open + timeframe) is later than the "
+        "clock plus this many seconds is from the future: scan, data check and live refuse it",
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from signals.data.validate import epoch_seconds
+from signals.data.validate import epoch_seconds, future_candles, iso
 from strategies import Strategy, params_id
 
 
@@ -45,3 +46,28 @@ def signal_records(
         }
         for k, (_, side, confidence, reasons) in enumerate(listed)
     ]
+
+
+SHOWN_FUTURE = 5
+
+
+def drop_future(
+    candles: pd.DataFrame, timeframe: str, *, now: float, tolerance_s: float
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return `candles` without the candles from the future, and the open times refused."""
+    ts = epoch_seconds(candles.index)
+    refused = future_candles(ts, timeframe, now, tolerance_s)
+    if not len(refused):
+        return candles, refused
+    return candles[~np.isin(ts, refused)], refused
+
+
+def future_warning(refused: np.ndarray, *, tolerance_s: float) -> str:
+    """Return the one-line warning that names the candles refused as from the future."""
+    shown = ", ".join(iso(int(t)) for t in refused[:SHOWN_FUTURE])
+    more = f", ... ({len(refused) - SHOWN_FUTURE} more)" if len(refused) > SHOWN_FUTURE else ""
+    noun = "candle" if len(refused) == 1 else "candles"
+    return (
+        f"warning: refused {len(refused)} {noun} from the future (closing after the clock + "
+        f"{tolerance_s:g} s), no signal on them: {shown}{more}"
+    )

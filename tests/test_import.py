@@ -85,6 +85,8 @@ def write(path: Path, text: str, *, gz: bool = False) -> Path:
 
 
 def table(db: Path) -> list[tuple]:
+    if not db.exists():  # a refused import does not even create the database
+        return []
     with sqlite3.connect(db) as conn:
         return conn.execute(
             "SELECT * FROM candles ORDER BY symbol, timeframe, timestamp"
@@ -407,6 +409,7 @@ def _corrupt(text: str, line: int, new: str) -> str:
         (f"{T0 + 180},1,2,0.5,1.5,10,4,100,7", r"line 5: expected 8 fields .* found 9 fields"),
         (f"{T0 + 180},1,2,abc,1.5,10,4,100", r"line 5, field 'low': not a number \('abc'\)"),
         (f"{T0 + 180},1,2,0.5,,10,4,100", r"line 5, field 'close': empty required field"),
+        (f"{T0 + 180},1,NaN,0.5,1.5,10,4,100", r"line 5, field 'high': not a number \('NaN'\)"),
         (f"{T0 + 180},1,2,0.5,1.5,10,4,1.5", r"line 5, field 'trades': not an integer"),
         (f"{T0 + 180},1,2,0.5,1.5,-10,4,100", r"line 5, field 'volume': negative value"),
         (f"{T0 + 120},1,2,0.5,1.5,10,4,100", r"line 5, field 'timestamp': duplicate"),
@@ -417,6 +420,7 @@ def _corrupt(text: str, line: int, new: str) -> str:
         "long-row",
         "non-numeric",
         "empty-required",
+        "nan",
         "fractional-trades",
         "negative",
         "duplicate",
@@ -447,13 +451,63 @@ def test_malformed_binance_and_bybit_rows(tmp_path: Path) -> None:
     assert table(tmp_path / "c.db") == []
 
 
-def test_good_file_before_a_bad_one_stays_imported(tmp_path: Path) -> None:
+def test_one_bad_file_stops_all_files(tmp_path: Path) -> None:
+    # every file is validated before any is written: a bad second file keeps the first out too
     good = write(tmp_path / "good.csv", interchange_text(candles(5)))
     bad = write(tmp_path / "bad.csv", _corrupt(interchange_text(candles(5)), 3, "oops"))
     db = tmp_path / "c.db"
-    with pytest.raises(DataError, match=r"bad\.csv: line 3"):
+    with pytest.raises(DataError, match=r"bad\.csv: line 3.*none of the 2 files was imported"):
         import_files([good, bad], db=db, progress=False)
-    assert len(rows_of(db, "1m")) == 5
+    assert table(db) == []
+    # into an existing database: its candles stay exactly as they were
+    import_files([good], db=db, progress=False)
+    before = table(db)
+    later = write(tmp_path / "later.csv", interchange_text(candles(5, start=T0 + 3600)))
+    with pytest.raises(DataError, match=r"bad\.csv: line 3"):
+        import_files([later, bad], db=db, progress=False)
+    assert table(db) == before
+
+
+# a candle file whose rows parse but break a candle rule: refused whole, naming line and field
+BAD_ROWS = [
+    ("high-below-low", {"high": 90.0, "low": 95.0}, r"line 8, field 'high': high 90\.0 below"),
+    ("low-above-open", {"low": 200.0}, r"line 8, field 'low': low 200\.0 above min\(open"),
+    ("buy-over-volume", {"buy_volume": 1e6}, r"line 8, field 'buy_volume': buy_volume 1000000"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"), [b[1:] for b in BAD_ROWS], ids=[b[0] for b in BAD_ROWS]
+)
+@pytest.mark.parametrize("kind", ["interchange", "binance"])
+def test_inconsistent_row_writes_nothing(
+    tmp_path: Path, kind: str, change: dict[str, float], pattern: str
+) -> None:
+    frame = candles(700)  # today (before the fix): 699 rows written, the bad one too
+    for col, value in change.items():
+        frame.loc[6 if kind == "interchange" else 7, col] = value  # line 8 either way
+    text = interchange_text(frame) if kind == "interchange" else binance_text(frame)
+    bad = write(tmp_path / f"{kind}.csv", text)
+    db = tmp_path / "c.db"
+    with pytest.raises(DataError, match=pattern) as info:
+        import_files([bad], db=db, progress=False)
+    assert str(bad) in str(info.value)
+    assert table(db) == []
+
+
+def test_every_bad_row_is_counted_and_out_of_order_is_refused(tmp_path: Path) -> None:
+    frame = candles(20)
+    frame.loc[[3, 9, 12], "buy_volume"] = 1e6
+    path = write(tmp_path / "many.csv", interchange_text(frame))
+    with pytest.raises(
+        DataError, match=r"line 5, field 'buy_volume'.*\(and 2 more in this file, lines 11, 14\)"
+    ):
+        import_files([path], db=tmp_path / "c.db", progress=False)
+    swapped = candles(10).iloc[[0, 1, 2, 4, 3, 5, 6, 7, 8, 9]]
+    path = write(tmp_path / "swapped.csv", interchange_text(swapped))
+    with pytest.raises(DataError, match=r"line 6, field 'timestamp': out of order"):
+        import_files([path], db=tmp_path / "c.db", progress=False)
+    assert table(tmp_path / "c.db") == []
 
 
 def test_missing_file_and_unknown_timeframe(tmp_path: Path) -> None:
@@ -484,3 +538,20 @@ def test_cli_reports_malformed_file_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "bad.csv: line 4" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_refuses_inconsistent_file_exit_2(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.csv", interchange_text(candles(60)))
+    frame = candles(60, start=T0 + 3600)
+    frame.loc[9, "high"] = frame.loc[9, "low"] - 1.0  # high < low on line 11
+    bad = write(tmp_path / "bad.csv", interchange_text(frame))
+    db = tmp_path / "c.db"
+    args = [sys.executable, "-m", "signals", "data", "import", str(good), str(bad)]
+    proc = subprocess.run(
+        [*args, "--db", str(db), "--no-progress"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "bad.csv: line 11, field 'high'" in proc.stderr
+    assert "none of the 2 files was imported" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert table(db) == []

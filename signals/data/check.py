@@ -1,10 +1,15 @@
 """Check a whole candle database: per-series integrity, gaps, incomplete candles, consistency.
 
+A closed candle whose close time is later than the clock plus ``data.future_tolerance_s`` (a
+candle "from the future", `signals.data.validate.future_candles`) is a violation too.
+
 `check_database` is what ``signals data check`` prints; notebooks call it too.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from signals.data.validate import (
     compare_timeframes,
     epoch_seconds,
     find_gaps,
+    future_violations,
     iso,
 )
 from signals.timeframes import TIMEFRAMES, timeframe_seconds
@@ -75,14 +81,19 @@ class DatabaseReport:
 
 
 def check_database(
-    db: Path, *, symbol: str | None = None, settings: Settings | None = None
+    db: Path,
+    *,
+    symbol: str | None = None,
+    settings: Settings | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> DatabaseReport:
     """Check every (symbol, timeframe) series of `db` (only `symbol`'s when given)."""
     settings = settings or Settings()
     source = settings.data.source
     timeout = settings.data.busy_timeout_ms
-    with CandleStore(db, source=source, busy_timeout_ms=timeout) as store:
-        now = int(store.clock())
+    with CandleStore(db, source=source, busy_timeout_ms=timeout, clock=clock) as store:
+        now_s = store.clock()
+        now = int(now_s)
         pairs = [(s, t) for s, t in store.series() if symbol is None or s == symbol]
         frames = {pair: store.history(*pair) for pair in pairs if pair[1] in TIMEFRAMES}
     conn = connect_readonly(db, busy_timeout_ms=timeout)
@@ -90,7 +101,8 @@ def check_database(
         incomplete = {pair: _incomplete(conn, source, *pair, now=now) for pair in frames}
     finally:
         conn.close()
-    reports = [_series_report(str(db), pair, frames, incomplete[pair]) for pair in frames]
+    future = (now_s, settings.data.future_tolerance_s)
+    reports = [_series_report(str(db), pair, frames, incomplete[pair], future) for pair in frames]
     reports += [_unknown_timeframe(str(db), *pair) for pair in pairs if pair not in frames]
     return DatabaseReport(db=str(db), series=sorted(reports, key=_order))
 
@@ -110,6 +122,7 @@ def _series_report(
     pair: tuple[str, str],
     frames: dict[tuple[str, str], pd.DataFrame],
     incomplete: int,
+    future: tuple[float, float],
 ) -> SeriesReport:
     symbol, timeframe = pair
     frame = frames[pair]
@@ -128,7 +141,17 @@ def _series_report(
         last=int(ts.max()) if len(ts) else None,
         incomplete=incomplete,
         gaps=find_gaps(frame, timeframe),
-        violations=check_frame(frame, timeframe=timeframe, symbol=symbol, origin=origin),
+        violations=[
+            *check_frame(frame, timeframe=timeframe, symbol=symbol, origin=origin),
+            *future_violations(
+                ts,
+                timeframe=timeframe,
+                symbol=symbol,
+                origin=origin,
+                now=future[0],
+                tolerance_s=future[1],
+            ),
+        ],
         consistency=consistency,
     )
 

@@ -83,6 +83,8 @@ def register(app: typer.Typer) -> None:
         console = Console()
         if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 cols
             console = Console(width=120)
+        for repair in summary.repaired:
+            console.print(f"repaired after an interrupted write: {repair}", markup=False)
         console.print(summary_table(summary))
         console.print(
             "Aggregated rows: candles rebuilt from the stored base candles over whole buckets; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -56,10 +57,11 @@ def check(
 ) -> None:
     """Report rows, first/last candle, gaps, incomplete candles and violations per series.
 
-    Exits with code 1 when any violation is found (gaps alone are not violations).
+    Exits with code 1 when any violation is found (gaps alone are not violations); a closed
+    candle from the future (closing after now + data.future_tolerance_s) is one.
     """
     settings = load_settings(config)
-    report = check_database(db, symbol=symbol, settings=settings)
+    report = check_database(db, symbol=symbol, settings=settings, clock=time.time)
     if not report.series:
         where = f" for {symbol}" if symbol else ""
         raise DataError(f"{db}: no candle series{where} in this database")

@@ -6,6 +6,13 @@ closed candles (``open + timeframe <= now``) are stored, and the higher timefram
 re-aggregated from the stored base candles like the importer does (a higher-timeframe candle is
 closed only when all its base candles are in).
 
+Every page is checked with the candle rules of `signals.data.validate` before it is written; a
+bad page stops the fetch with a `DataError` naming the candle and field, and nothing of it is
+stored. Each page's candles are committed together with an ``aggregate_pending`` marker over
+them, and the marker is deleted in the transaction that re-aggregates them: a fetch killed at any
+point (between pages, before or during the aggregation) leaves the marker, and the next fetch or
+import rebuilds exactly those buckets.
+
 ccxt is imported lazily: importing this module stays cheap.
 """
 
@@ -21,9 +28,11 @@ from typing import Any
 
 import pandas as pd
 
-from signals.data.importers import reaggregate
+from signals.data.crashpoint import crash_point
+from signals.data.importers import repair_pending
 from signals.data.schema import CANDLE_COLUMNS
-from signals.data.store import connect_writable, frame_from_rows, write_candles
+from signals.data.store import connect_writable, frame_from_rows, mark_pending, upsert_candles
+from signals.data.validate import check_frame
 from signals.errors import DataError
 from signals.timeframes import timeframe_seconds
 
@@ -54,6 +63,7 @@ class FetchSummary:
     first: int | None = None
     last: int | None = None
     aggregated: dict[str, int] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """Return a short human-readable account of the run."""
@@ -70,6 +80,7 @@ class FetchSummary:
             lines.append("the still-forming last candle was not stored")
         for tf, rows in self.aggregated.items():
             lines.append(f"  aggregated {tf}: {rows} candles")
+        lines += [f"repaired after an interrupted write: {r}" for r in self.repaired]
         return "\n".join(lines)
 
 
@@ -181,27 +192,52 @@ def _store_page(
     """Store the page's closed candles in [cursor, stop); return (next cursor, reached the end)."""
     step = timeframe_seconds(summary.timeframe)
     bound = summary.until if summary.until is not None else 2**62
-    fresh = sorted(
-        {int(r[0]) // 1000: r for r in rows if cursor <= int(r[0]) // 1000 < bound}.items()
-    )
+    wanted = [r for r in rows if cursor <= int(r[0]) // 1000 < bound]
+    fresh = sorted(((int(r[0]) // 1000, r) for r in wanted), key=lambda item: item[0])
     closed = [r for ts, r in fresh if ts + step <= now]
     summary.skipped_forming += len(fresh) - len(closed)
     if not closed:
         return cursor, True
-    write_candles(conn, _to_frame(closed), symbol=summary.store_symbol, timeframe=summary.timeframe)
+    frame = _to_frame(closed)
+    _validate_page(frame, summary)
+    first, last = int(closed[0][0]) // 1000, int(closed[-1][0]) // 1000
+    with conn:  # the candles and their "not aggregated yet" marker commit together
+        upsert_candles(conn, frame, symbol=summary.store_symbol, timeframe=summary.timeframe)
+        mark_pending(conn, summary.store_symbol, summary.timeframe, first, last)
     summary.stored += len(closed)
     summary.first = int(closed[0][0]) // 1000 if summary.first is None else summary.first
     summary.last = int(closed[-1][0]) // 1000
     return summary.last + step, len(closed) < len(fresh)
 
 
-def _reaggregate(
-    conn: sqlite3.Connection, symbol: str, timeframe: str, first: int, last: int
-) -> dict[str, int]:
-    """Rebuild higher timeframes over the fetched span, with the importer's mechanism."""
-    with conn:
-        counts = reaggregate(conn, symbol, timeframe, first, last)
-    return {tf: c.complete + c.incomplete for tf, c in counts.items() if c.complete + c.incomplete}
+def _validate_page(frame: pd.DataFrame, summary: FetchSummary) -> None:
+    """Raise `DataError` naming the first candle of the page that breaks a candle rule."""
+    origin = f"{summary.exchange} {summary.symbol}"
+    found = check_frame(
+        frame, timeframe=summary.timeframe, symbol=summary.store_symbol, origin=origin
+    )
+    if found:
+        more = f" (and {len(found) - 1} more on this page)" if len(found) > 1 else ""
+        raise DataError(
+            f"{origin}: the exchange sent an invalid candle: {found[0]}{more}; nothing of this "
+            f"page was stored, the {summary.stored} candles stored before it are kept"
+        )
+
+
+def _aggregate_pending(conn: sqlite3.Connection, summary: FetchSummary) -> None:
+    """Rebuild the higher timeframes over every pending range (this run's and any left over)."""
+    crash_point("fetch:aggregate")
+    for repair in repair_pending(conn):
+        series = (repair.symbol, repair.timeframe) == (summary.store_symbol, summary.timeframe)
+        this_run = series and summary.first is not None
+        if this_run:
+            summary.aggregated = {
+                tf: c.complete + c.incomplete
+                for tf, c in repair.aggregated.items()
+                if c.complete + c.incomplete
+            }
+        if not this_run or repair.first < int(summary.first or 0):
+            summary.repaired.append(str(repair))
 
 
 def fetch_candles(
@@ -239,10 +275,7 @@ def fetch_candles(
         try:
             _fetch_loop(conn, pager, summary, clock, progress, step)
         finally:
-            if summary.first is not None and summary.last is not None:
-                summary.aggregated = _reaggregate(
-                    conn, summary.store_symbol, timeframe, summary.first, summary.last
-                )
+            _aggregate_pending(conn, summary)
     finally:
         conn.close()
     return summary

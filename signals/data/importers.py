@@ -16,8 +16,11 @@ data.binance.vision ships them; compression is found by the magic bytes, not the
   ``size`` is taken as base units (linear USDT contracts, spot); inverse contracts, whose size
   is in USD, are not converted.
 
-Every file is parsed and validated completely before anything is written; then its base
-candles and every aggregated higher timeframe are written in one transaction. Higher timeframes
+All the files given are parsed and validated completely (the candle rules of
+`signals.data.validate`, reported by file, line and field) before anything is written: one bad
+file and none is written. Then each file's base candles and every aggregated higher timeframe
+are written in one transaction per file, after re-aggregating any range an interrupted fetch
+left pending. Higher timeframes
 are re-aggregated from the base candles read back from the database over whole buckets, so a
 bucket split across two files becomes complete (``closed = 1``) once both are imported.
 
@@ -43,8 +46,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from signals.data.aggregate import aggregate
+from signals.data.crashpoint import crash_point
 from signals.data.schema import CANDLE_COLUMNS
-from signals.data.store import connect_writable, frame_from_rows, upsert_candles
+from signals.data.store import (
+    clear_pending,
+    connect_writable,
+    frame_from_rows,
+    pending_ranges,
+    upsert_candles,
+)
+from signals.data.validate import Violation, check_frame, iso, row_violations
 from signals.errors import DataError
 from signals.timeframes import (
     TIMEFRAMES,
@@ -119,6 +130,7 @@ class ImportSummary:
     db: Path
     symbol: str
     files: list[FileImport] = field(default_factory=list)
+    repaired: list[Repair] = field(default_factory=list)
 
     @property
     def rows_written(self) -> int:
@@ -335,6 +347,33 @@ def _resolve_timeframe(
     return timeframe
 
 
+SHOWN_LINES = 5
+
+
+def _check_rows(
+    ts: np.ndarray, columns: dict[str, np.ndarray], timeframe: str, ctx: tuple[Path, int]
+) -> None:
+    """Raise `DataError` naming line and field of the first row that breaks a candle rule.
+
+    The rules are `signals.data.validate`'s (order, OHLC consistency, negative or NaN values,
+    ``buy_volume <= volume``, alignment), applied to the rows in file order.
+    """
+    path, first = ctx
+    found = row_violations(ts, columns, timeframe=timeframe, symbol="", origin=str(path))
+    if not found:
+        return
+    pos, violation = found[0]
+    lines = sorted({p + first for p, _ in found[1:]})
+    more = ""
+    if len(found) > 1:
+        shown = ", ".join(str(n) for n in lines[:SHOWN_LINES])
+        tail = ", ..." if len(lines) > SHOWN_LINES else ""
+        more = f" (and {len(found) - 1} more in this file, lines {shown}{tail})"
+    raise DataError(
+        f"{path}: line {pos + first}, field {violation.field!r}: {violation.message}{more}"
+    )
+
+
 def _candle_frame(ts: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     index = pd.DatetimeIndex(pd.to_datetime(ts, unit="s", utc=True), name="time")
     frame = pd.DataFrame({c: columns[c] for c in CANDLE_COLUMNS}, index=index)
@@ -353,6 +392,7 @@ def _parse_interchange(text: str, fmt: FileFormat, path: Path, timeframe: str | 
     cols["trades"] = _numeric(raw, "trades", ctx, required=False, integer=True)
     _check_timestamps(ts, ctx, "timestamp")
     tf = _resolve_timeframe(ts, timeframe, ctx, "timestamp")
+    _check_rows(ts, cols, tf, ctx)
     return ParsedFile(path, fmt.name, tf, len(raw), _candle_frame(ts, cols))
 
 
@@ -389,6 +429,7 @@ def _parse_binance(text: str, fmt: FileFormat, path: Path, timeframe: str | None
     cols["trades"] = _numeric(raw, "count", ctx, integer=True)
     _check_timestamps(ts, ctx, "open_time")
     tf = _resolve_timeframe(ts, timeframe, ctx, "open_time")
+    _check_rows(ts, cols, tf, ctx)
     return ParsedFile(path, fmt.name, tf, len(raw), _candle_frame(ts, cols))
 
 
@@ -470,7 +511,19 @@ def _parse_bybit(
     _check_symbol(raw, symbol, ctx)
     tf = timeframe or "1m"
     candles = trades_to_candles(seconds, price, size, is_buy, step=timeframe_seconds(tf))
+    _check_built(candles, tf, path)
     return ParsedFile(path, fmt.name, tf, len(raw), candles)
+
+
+def _check_built(candles: pd.DataFrame, timeframe: str, path: Path) -> None:
+    """Check candles built from trades with the same rules (a safety net: they hold by build)."""
+    found: list[Violation] = check_frame(candles, timeframe=timeframe, symbol="", origin="")
+    if found:
+        v = found[0]
+        raise DataError(
+            f"{path}: candle {iso(v.timestamp)} built from its trades, field {v.field!r}: "
+            f"{v.message}"
+        )
 
 
 def parse_file(
@@ -601,7 +654,41 @@ def reaggregate(
         start, end = spans[target]
         base = stored[(stored_s >= start) & (stored_s < end)]
         counts[target] = _write_aggregate(conn, base, symbol, base_tf, target)
+        crash_point(f"aggregate:{target}")
     return counts
+
+
+@dataclass(frozen=True)
+class Repair:
+    """Higher timeframes rebuilt over a range an interrupted write left pending."""
+
+    symbol: str
+    timeframe: str
+    first: int
+    last: int
+    aggregated: dict[str, AggregateCount]
+
+    def __str__(self) -> str:
+        rebuilt = sum(c.complete + c.incomplete for c in self.aggregated.values())
+        return (
+            f"re-aggregated {self.symbol} {self.timeframe} {iso(self.first)} .. "
+            f"{iso(self.last)}: {rebuilt} higher-timeframe candles"
+        )
+
+
+def repair_pending(conn: sqlite3.Connection) -> list[Repair]:
+    """Re-aggregate every range whose base candles were committed but not yet aggregated.
+
+    Each range is rebuilt and its marker deleted in one transaction, so a crash here too leaves
+    the marker for the next run; only the marked buckets are read and rewritten.
+    """
+    done = []
+    for symbol, timeframe, first, last in pending_ranges(conn):
+        with conn:
+            counts = reaggregate(conn, symbol, timeframe, first, last)
+            clear_pending(conn, symbol, timeframe, first, last)
+        done.append(Repair(symbol, timeframe, first, last, counts))
+    return done
 
 
 def _stage(bar: tqdm | None, text: str) -> None:
@@ -619,13 +706,27 @@ def import_file(
     progress: bool = True,
 ) -> FileImport:
     """Parse, validate and write one file into an open writable connection."""
-    path = Path(path)
     started = time.perf_counter()
-    stages = 2 + len(TIMEFRAMES)
-    with tqdm(total=stages, desc=path.name, unit="step", disable=not progress, leave=True) as bar:
-        _stage(bar, "reading")
+    parsed = _parse_with_bar(Path(path), timeframe=timeframe, symbol=symbol, progress=progress)
+    return _write_with_bar(conn, parsed, symbol=symbol, progress=progress, started=started)
+
+
+def _parse_with_bar(
+    path: Path, *, timeframe: str | None, symbol: str, progress: bool
+) -> ParsedFile:
+    with tqdm(total=1, desc=f"{path.name} (check)", unit="step", disable=not progress) as bar:
+        bar.set_postfix_str("reading", refresh=False)
         parsed = parse_file(path, timeframe=timeframe, symbol=symbol)
-        bar.total = 2 + len(higher_timeframes(parsed.timeframe))
+        bar.update(1)
+        bar.set_postfix_str("valid")
+    return parsed
+
+
+def _write_with_bar(
+    conn: sqlite3.Connection, parsed: ParsedFile, *, symbol: str, progress: bool, started: float
+) -> FileImport:
+    stages = 1 + len(higher_timeframes(parsed.timeframe))
+    with tqdm(total=stages, desc=parsed.path.name, unit="step", disable=not progress) as bar:
         result = write_parsed(conn, parsed, symbol=symbol, bar=bar)
         bar.set_postfix_str("done")
     result.seconds = time.perf_counter() - started
@@ -640,10 +741,12 @@ def import_files(
     timeframe: str | None = None,
     progress: bool = True,
 ) -> ImportSummary:
-    """Import candle/trade files into `db`; each file is validated, then written atomically.
+    """Import candle/trade files into `db`: all are validated first, then each is written.
 
-    A file with a malformed row raises `DataError` and writes nothing; files before it stay
-    imported (each file is its own transaction).
+    Every file is parsed and checked completely before anything is written: one malformed row
+    in any file raises `DataError` (naming file, line and field) and no file is written. Then
+    each file is written atomically in its own transaction (base candles and aggregates); ranges
+    an interrupted fetch left unaggregated are re-aggregated first.
     """
     paths = [Path(p) for p in paths]
     if timeframe is not None:
@@ -654,14 +757,26 @@ def import_files(
         if not path.is_file():
             raise DataError(f"{path}: file not found")
     summary = ImportSummary(Path(db), symbol)
+    parsed: list[tuple[ParsedFile, float]] = []
+    for path in paths:
+        started = time.perf_counter()
+        try:
+            item = _parse_with_bar(path, timeframe=timeframe, symbol=symbol, progress=progress)
+        except DataError as exc:
+            if len(paths) == 1:
+                raise
+            raise DataError(f"{exc}; none of the {len(paths)} files was imported") from None
+        parsed.append((item, time.perf_counter() - started))
     try:
         conn = connect_writable(db)
     except sqlite3.Error as exc:
         raise DataError(f"{db}: cannot open database for writing: {exc}") from None
     try:
-        for path in paths:
+        summary.repaired = repair_pending(conn)
+        for item, seconds in parsed:
+            started = time.perf_counter() - seconds
             summary.files.append(
-                import_file(conn, path, symbol=symbol, timeframe=timeframe, progress=progress)
+                _write_with_bar(conn, item, symbol=symbol, progress=progress, started=started)
             )
     except sqlite3.Error as exc:
         raise DataError(f"{db}: writing candles failed: {exc}") from None

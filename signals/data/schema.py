@@ -50,3 +50,17 @@ ANALYSIS_DDL = (
     + ", ".join(f"{c} REAL" for c in ANALYSIS_COLUMNS)
     + ", PRIMARY KEY (symbol, timeframe, timestamp))"
 )
+
+# Durable "dirty range" per base series: base candles in [first, last] (open times, epoch s) were
+# committed but the higher timeframes over them may not have been re-aggregated yet. Written in
+# the same transaction as the base candles, deleted in the one that re-aggregates them, so a
+# process killed anywhere in between leaves a marker that the next fetch or import repairs.
+PENDING_DDL = """
+CREATE TABLE IF NOT EXISTS aggregate_pending (
+    symbol TEXT NOT NULL,
+    timeframe TEXT NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    PRIMARY KEY (symbol, timeframe)
+)
+"""

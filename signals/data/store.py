@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from signals.config import CandleSource
-from signals.data.schema import ANALYSIS_COLUMNS, ANALYSIS_DDL, CANDLE_COLUMNS, CANDLES_DDL
+from signals.data.schema import (
+    ANALYSIS_COLUMNS,
+    ANALYSIS_DDL,
+    CANDLE_COLUMNS,
+    CANDLES_DDL,
+    PENDING_DDL,
+)
 from signals.errors import DataError
 from signals.timeframes import timeframe_seconds
 
@@ -51,7 +57,42 @@ def connect_writable(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(CANDLES_DDL)
+    conn.execute(PENDING_DDL)
     return conn
+
+
+def mark_pending(
+    conn: sqlite3.Connection, symbol: str, timeframe: str, first: int, last: int
+) -> None:
+    """Record base candles `first`..`last` as not yet aggregated, in the caller's transaction.
+
+    One range per series: a new mark widens the stored one to cover both.
+    """
+    conn.execute(
+        "INSERT INTO aggregate_pending (symbol, timeframe, first, last) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(symbol, timeframe) DO UPDATE SET first = min(first, excluded.first), "
+        "last = max(last, excluded.last)",
+        (symbol, timeframe, int(first), int(last)),
+    )
+
+
+def pending_ranges(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
+    """Return the (symbol, base timeframe, first, last) ranges still waiting for aggregation."""
+    rows = conn.execute(
+        "SELECT symbol, timeframe, first, last FROM aggregate_pending ORDER BY symbol, timeframe"
+    ).fetchall()
+    return [(str(s), str(t), int(a), int(b)) for s, t, a, b in rows]
+
+
+def clear_pending(
+    conn: sqlite3.Connection, symbol: str, timeframe: str, first: int, last: int
+) -> None:
+    """Delete a pending range once aggregated, unless another writer widened it meanwhile."""
+    conn.execute(
+        "DELETE FROM aggregate_pending "
+        "WHERE symbol = ? AND timeframe = ? AND first = ? AND last = ?",
+        (symbol, timeframe, int(first), int(last)),
+    )
 
 
 def empty_frame() -> pd.DataFrame:

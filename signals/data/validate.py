@@ -232,12 +232,26 @@ def check_arrays(
     origin: str,
 ) -> list[Violation]:
     """Return every integrity violation of candles given as open times and column arrays."""
+    return [
+        v for _, v in row_violations(ts, columns, timeframe=timeframe, symbol=symbol, origin=origin)
+    ]
+
+
+def row_violations(
+    ts: np.ndarray,
+    columns: dict[str, np.ndarray],
+    *,
+    timeframe: str,
+    symbol: str,
+    origin: str,
+) -> list[tuple[int, Violation]]:
+    """Like `check_arrays`, each violation with the 0-based position of its row in `ts`."""
     step = timeframe_seconds(timeframe)
     if _clean(ts, columns, step):
         return []
     out = _Collector(ts, origin=origin, symbol=symbol, timeframe=timeframe)
     _check_all(out, ts, columns, step)
-    return out.sorted()
+    return [(pos, v) for pos, _, v in sorted(out.items, key=lambda item: item[:2])]
 
 
 def _check_all(out: _Collector, ts: np.ndarray, columns: dict[str, np.ndarray], step: int) -> None:
@@ -262,6 +276,47 @@ def _violation_message(violations: list[Violation]) -> str:
         f"{first.origin}: invalid candle data: {first}{tail} "
         "run `signals data check` for the full list)"
     )
+
+
+# -- candles from the future -------------------------------------------------------------------
+
+
+def future_candles(
+    ts: np.ndarray, timeframe: str, now: float, tolerance_s: float = 5.0
+) -> np.ndarray:
+    """Return the open times (epoch s) of candles that cannot be closed yet at wall clock `now`.
+
+    A candle closes at ``open + timeframe``; one whose close time is later than
+    ``now + tolerance_s`` is in the future: a stored or streamed "closed" candle like that is bad
+    data (a clock or pipeline fault), and research and live both refuse it.
+    """
+    ts = np.asarray(ts, dtype="int64")
+    return ts[ts + timeframe_seconds(timeframe) > now + tolerance_s]
+
+
+def future_violations(
+    ts: np.ndarray,
+    *,
+    timeframe: str,
+    symbol: str,
+    origin: str,
+    now: float,
+    tolerance_s: float,
+) -> list[Violation]:
+    """Return one `Violation` per candle of `ts` that `future_candles` refuses."""
+    step = timeframe_seconds(timeframe)
+    return [
+        Violation(
+            origin,
+            symbol,
+            timeframe,
+            int(t),
+            "timestamp",
+            f"candle from the future: closes at {iso(int(t) + step)}, after the clock "
+            f"{iso(int(now))} + {tolerance_s:g} s",
+        )
+        for t in future_candles(ts, timeframe, now, tolerance_s)
+    ]
 
 
 # -- gaps --------------------------------------------------------------------------------------
