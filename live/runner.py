@@ -70,7 +70,7 @@ from live.engine import Decisions, SignalEngine
 from live.journal import Entry, Journal, SeriesKey
 from live.protocol import Hello
 from live.server import Hub, Listener
-from live.settle import Settle, future_bound
+from live.settle import Settle
 from live.sockets import (
     bind_tcp,
     bind_unix,
@@ -84,6 +84,7 @@ from live.stats import Counters, heavy_modules_loaded, start_metrics
 from live.watch import DbWatcher
 from signals.config import CandleSource
 from signals.data.store import CandleStore
+from signals.data.validate import latest_closable
 from signals.errors import DataError, SignalsError
 from signals.frozen import FrozenParams, load_frozen
 from signals.timeframes import timeframe_seconds
@@ -456,7 +457,7 @@ class Runner:
     def _start_bound(self) -> int:
         """Return the newest open time a start or a reload may take as decided history."""
         now, step = self.clock(), timeframe_seconds(self.frozen.timeframe)
-        bound = future_bound(now, step, self.config.future_tolerance_s)
+        bound = latest_closable(self.frozen.timeframe, now, self.config.future_tolerance_s)
         if self._settle is not None:  # a candle that closed just now may not be final yet
             bound = min(bound, math.floor(now - self._settle.settle_s) - step)
         return bound
@@ -675,7 +676,7 @@ class Runner:
         """Return the newest open time this step may decide (None: nothing yet)."""
         f = self.frozen
         step = timeframe_seconds(f.timeframe)
-        bound = future_bound(now, step, self.config.future_tolerance_s)
+        bound = latest_closable(f.timeframe, now, self.config.future_tolerance_s)
         if self._settle is None:
             return bound
         # without a closed flag the store hides rows that have not closed: a row that has not

@@ -12,18 +12,14 @@ The cost is latency: a signal leaves about `settle_s` after the next candle's fi
 (README, "Live"). The benefit: the stream equals ``signals scan`` of the final database.
 
 A candle whose close time is later than the wall clock plus `future_tolerance_s` cannot be
-closed (a clock or unit bug upstream): it is never decided and never moves the mark.
+closed (a clock or unit bug upstream): it is never decided and never moves the mark. That rule
+is `signals.data.validate.latest_closable`, which ``scan`` and ``data check`` apply too.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-
-
-def future_bound(now: float, timeframe_s: int, tolerance_s: float) -> int:
-    """Return the newest open time a closed candle may have at `now` (later ones are future)."""
-    return math.floor(now + tolerance_s) - timeframe_s
 
 
 class Settle:

@@ -20,6 +20,7 @@ computed over a gap span it as the exchange data does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -291,7 +292,12 @@ def future_candles(
     data (a clock or pipeline fault), and research and live both refuse it.
     """
     ts = np.asarray(ts, dtype="int64")
-    return ts[ts + timeframe_seconds(timeframe) > now + tolerance_s]
+    return ts[ts > latest_closable(timeframe, now, tolerance_s)]
+
+
+def latest_closable(timeframe: str, now: float, tolerance_s: float = 5.0) -> int:
+    """Return the newest open time a closed candle may have at `now` (the rule of both sides)."""
+    return math.floor(now + tolerance_s) - timeframe_seconds(timeframe)
 
 
 def future_violations(
