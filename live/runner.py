@@ -98,6 +98,8 @@ SETTLE_WINDOW_S = 0.005
 # The journal's WAL is copied back into its database this long after the last step: never
 # inside the COMMIT of a signal (see live.journal).
 CHECKPOINT_IDLE_S = 0.5
+# after the hello, live signals wait this long for a `resume` (see `Hub.connect`)
+RESUME_GRACE_S = 0.2
 MONITOR_S = 1.0  # the monitor's tick: stalls, heartbeats, the watchdog
 FOLLOW_STUCK_S = 10.0  # a follow loop that has not turned for this long is stuck
 PERSISTENT_ERROR_S = 10.0  # a read error that is not a lock, retried this long, is fatal
@@ -204,8 +206,9 @@ class Runner:
         self._stopping = asyncio.Event()
         self._socket_inode: int | None = None
         self.hub = Hub(
-            self.journal, hello=self.hello, status=self.status, counters=self.counters, clock=clock
-        )
+            self.journal, hello=self.hello, status=self.status, counters=self.counters,
+            clock=clock, resume_grace_s=RESUME_GRACE_S,
+        )  # fmt: skip
         self.watcher = DbWatcher(
             config.db, use_inotify=config.watch != "poll", poll_interval_s=config.poll_interval_s
         )

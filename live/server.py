@@ -148,6 +148,8 @@ class Client:
     replaying: bool = False
     dropped: bool = False
     connected_at: float = field(default_factory=time.time)
+    release: asyncio.TimerHandle | None = None  # ends the hold after the hello (Hub.connect)
+    release_task: asyncio.Task[None] | None = None
 
 
 class Hub:
@@ -161,8 +163,10 @@ class Hub:
         status: Callable[[], dict[str, Any]],
         counters: Counters,
         clock: Callable[[], float] = time.time,
+        resume_grace_s: float = 0.0,
     ) -> None:
         self.journal = journal
+        self.resume_grace_s = resume_grace_s
         self.hello = hello
         self.status = status
         self.counters = counters
@@ -195,14 +199,46 @@ class Hub:
         client.transport.abort()
 
     def connect(self, client: Client) -> None:
-        """Register `client` and send its hello; it receives live signals from now on."""
+        """Register `client` and send its hello; live signals follow (see `resume_grace_s`).
+
+        With a `resume_grace_s`, live signals are held for that long after the hello, or until
+        the client's first line: a client that resumes (its first line) gets the journal after
+        its `since_seq` and then the live stream, each seq once and in order; any other client
+        gets what was held, from the journal, then the live stream. Without the hold, signals
+        sent live between the hello and a resume would be sent again by the replay.
+        """
         client.last_sent_seq = self.last_seq
         self.clients.add(client)
         self.send(client, encode(self.hello()))
+        if self.resume_grace_s > 0:
+            client.replaying = True  # live broadcasts skip it; the journal has them
+            loop = asyncio.get_running_loop()
+            client.release = loop.call_later(self.resume_grace_s, self._release, client)
         log.info("event=client_connected client=%s clients=%d", client.name, len(self.clients))
+
+    def _release(self, client: Client) -> None:
+        # The hold after the hello ended without a line: send what was held, then live.
+        client.release = None
+        if not client.dropped and client in self.clients:
+            coro = self.resume(client, client.last_sent_seq, quiet=True)
+            client.release_task = asyncio.get_running_loop().create_task(coro)
+
+    async def _end_hold(self, client: Client, message: object) -> None:
+        # The client's first line ends the hold: a resume replaces it, anything else releases.
+        if client.release is not None:
+            client.release.cancel()
+            client.release = None
+            if not isinstance(message, Resume):
+                await self.resume(client, client.last_sent_seq, quiet=True)
+        if client.release_task is not None:
+            await client.release_task
+            client.release_task = None
 
     def disconnect(self, client: Client) -> None:
         """Forget `client` (it closed or failed)."""
+        if client.release is not None:
+            client.release.cancel()
+            client.release = None
         if client in self.clients:
             self.clients.discard(client)
             log.info(
@@ -235,8 +271,10 @@ class Hub:
         try:
             message = decode_client(raw)
         except ProtocolError as exc:
+            await self._end_hold(client, None)
             self.send(client, encode(ErrorMessage(message=str(exc))))
             return
+        await self._end_hold(client, message)
         if isinstance(message, Resume):
             await self.resume(client, message.since_seq)
         elif isinstance(message, StatusRequest):
@@ -244,7 +282,7 @@ class Hub:
         elif isinstance(message, Auth):
             pass
 
-    async def resume(self, client: Client, since_seq: int) -> None:
+    async def resume(self, client: Client, since_seq: int, *, quiet: bool = False) -> None:
         """Send the journaled signals after `since_seq`, in order, then switch to live."""
         last = self.journal.last_seq()
         if since_seq > last:
@@ -269,9 +307,11 @@ class Hub:
                 await client.transport.drain()
         finally:
             client.replaying = False
-        log.info(
-            "event=resume client=%s since_seq=%d replayed=%d", client.name, since_seq, replayed
-        )
+        if not quiet or replayed:
+            log.info(
+                "event=resume client=%s since_seq=%d replayed=%d",
+                client.name, since_seq, replayed,
+            )  # fmt: skip
 
     async def drain(self, timeout_s: float) -> None:
         """Flush every client's queued lines for up to `timeout_s`, then close them."""

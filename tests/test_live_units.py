@@ -122,6 +122,36 @@ def test_resume_then_live_has_no_gap_and_no_duplicate(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_signals_between_hello_and_resume_are_sent_once_in_order(tmp_path: Path) -> None:
+    # A client resumes a moment after its hello; signals committed in between went out live and
+    # were then replayed again by the resume (the soak's three clients saw 4 duplicate seqs).
+    journal = Journal(tmp_path / "j.db")
+    from live.protocol import Hello
+
+    hello = Hello(strategy="s", params_id="pid", symbol="BTCUSDT", timeframe="1m", last_seq=0)
+    hub = Hub(journal, hello=lambda: hello, status=dict, counters=Counters(), resume_grace_s=0.05)
+    hub.broadcast(journal.record(KEY, 60, [record(60)]))
+    resuming = Client(MemoryTransport(), name="resuming")
+    listening = Client(MemoryTransport(), name="listening")  # never sends a line
+
+    async def scenario() -> None:
+        hub.connect(resuming)
+        hub.connect(listening)
+        hub.broadcast(journal.record(KEY, 120, [record(120)]))  # between hello and resume
+        await hub.handle_line(resuming, b'{"type":"resume","since_seq":0}\n')
+        await asyncio.sleep(0.1)  # the listening client's hold ends
+        hub.broadcast(journal.record(KEY, 180, [record(180)]))
+
+    asyncio.run(scenario())
+    assert kinds(resuming.transport) == [  # type: ignore[arg-type]
+        ("hello", None), ("signal", 1), ("signal", 2), ("signal", 3)
+    ]  # fmt: skip
+    assert kinds(listening.transport) == [  # type: ignore[arg-type]
+        ("hello", None), ("signal", 2), ("signal", 3)
+    ]  # fmt: skip
+    journal.close()
+
+
 def test_overflowing_client_is_dropped_others_continue(tmp_path: Path) -> None:
     hub, journal = hub_with(tmp_path)
     slow, fast = Client(MemoryTransport(300), name="slow"), Client(MemoryTransport(), name="fast")
