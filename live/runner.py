@@ -366,11 +366,15 @@ class Runner:
         if mark is not None:
             try:
                 engine.prime(self.store, mark)
-            except DataError as exc:  # the first step reads the window instead
+            except (DataError, sqlite3.Error) as exc:  # the first step reads the window instead
                 log.warning("event=prime_failed error=%r", str(exc))
         self.frozen, self.engine, self.mark = frozen, engine, mark
         if frozen.params_id != old.params_id and mark is not None:
-            self.journal.set_processed(self.key, mark)
+            try:
+                self.journal.set_processed(self.key, mark)
+            except sqlite3.Error as exc:  # a restart then starts this set afresh: no history
+                self.counters.journal_errors += 1
+                log.warning("event=journal_error during=reload error=%r", str(exc))
         self.counters.reloads += 1
         log.info("event=reloaded old=%s new=%s mark=%s", old.params_id, frozen.params_id, self.mark)
         return True
