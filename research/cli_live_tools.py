@@ -87,11 +87,18 @@ def paper_command(
     since_seq: int = typer.Option(
         None, "--since-seq", help="New ledger: resume after this seq (default: the runner's last)."
     ),
+    follow_new_stream: bool = typer.Option(
+        False,
+        "--follow-new-stream",
+        help="When the runner's journal is a new stream (replaced, seqs restarted), record it "
+        "from its seq 0 instead of stopping.",
+    ),
 ) -> None:
     """Trade the runner's signals on paper, like the backtest: fill at the next candle's open.
 
     Reconnects with backoff and resumes by the last seq in its ledger (each seq once). SIGTERM
-    stops it cleanly; a restart continues where the ledger stopped.
+    stops it cleanly; a restart continues where the ledger stopped. A runner serving another
+    journal stream than the ledger's stops it (exit 2) unless --follow-new-stream.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -111,6 +118,7 @@ def paper_command(
         direction=direction,  # type: ignore[arg-type]
         init_cash=init_cash,
         since_seq=since_seq,
+        follow_new_stream=follow_new_stream,
     )
     run_paper(config)
 

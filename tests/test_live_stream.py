@@ -5,10 +5,14 @@ A real ``signals live`` process on a real Unix socket, each test with its own ru
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -125,3 +129,117 @@ def test_damaged_journal_exits_2_with_one_line(setup: tuple, where: str) -> None
     assert len(errors) == 1 and str(journal) in errors[0] and "journal is damaged" in errors[0], (
         result.stderr
     )
+
+
+def start_bot(sock: Path, db: Path, ledger: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``signals paper`` on the runner's socket."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "signals", "paper", "--socket", str(sock), "--db", str(db),
+         "--ledger", str(ledger), "--since-seq", "0", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def ledger_rows(ledger: Path) -> list[tuple[str, int, int, str]]:
+    """Return (stream, seq, candle_ts, side) of every recorded signal (none before it exists)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as conn:
+            return conn.execute(
+                "SELECT stream, seq, candle_ts, signal FROM signals ORDER BY id"
+            ).fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll `condition` until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def journal_rows(journal: Path) -> list[tuple[int, int, str]]:
+    """Return (seq, candle_ts, side) of every journaled signal."""
+    with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as conn:
+        lines = conn.execute("SELECT line FROM signals ORDER BY seq").fetchall()
+    return [(m["seq"], m["candle_ts"], m["signal"]) for m in (json.loads(r[0]) for r in lines)]
+
+
+def test_paper_bot_refuses_a_new_stream_unless_told_to_follow_it(setup: tuple) -> None:
+    db, frozen, sock, journal = setup
+    candles = random_walk(400, seed=3)
+    ledger = sock.parent / "paper.db"
+
+    def run_runner(start: int, stop: int) -> tuple[str, list[tuple[int, int, str]]]:
+        """Start a runner, write candles[start:stop], return its stream and journal."""
+        proc = start_runner(frozen, db, sock, "--journal", str(journal))
+        try:
+            wait_listening(sock, proc)
+            stream = hello(sock)["stream"]
+            replay(db, candles, "1m", start, stop)
+            wait_caught_up(sock, int(candles.index[stop - 1].timestamp()))
+            return stream, journal_rows(journal)
+        finally:
+            stop_runner(proc)
+
+    # stream A: the bot records its signals
+    proc = start_runner(frozen, db, sock, "--journal", str(journal))
+    try:
+        wait_listening(sock, proc)
+        stream_a = hello(sock)["stream"]
+        bot = start_bot(sock, db, ledger)
+        try:
+            wait_for(lambda: _meta(ledger, "stream") == stream_a, "the bot's first hello")
+            replay(db, candles, "1m", 200, 260)
+            wait_caught_up(sock, int(candles.index[259].timestamp()))
+            old = journal_rows(journal)
+            assert old
+            wait_for(lambda: len(ledger_rows(ledger)) == len(old), "stream A's signals")
+        finally:
+            bot.terminate()
+            bot.communicate(timeout=10)
+    finally:
+        stop_runner(proc)
+    # the journal is lost: a new one is stream B, and its seqs restart at 1
+    remove_journal(journal)
+    stream_b, new = run_runner(260, 330)
+    assert stream_b != stream_a and new and new[0][0] == 1
+    proc = start_runner(frozen, db, sock, "--journal", str(journal))
+    try:
+        wait_listening(sock, proc)
+        bot = start_bot(sock, db, ledger)
+        try:
+            _, stderr = bot.communicate(timeout=20)
+        finally:
+            if bot.poll() is None:
+                bot.kill()
+                bot.communicate()
+        print(stderr)
+        assert bot.returncode == 2, stderr
+        assert "Traceback" not in stderr
+        (line,) = [x for x in stderr.splitlines() if x.startswith("error:")]
+        assert stream_a in line and stream_b in line and "--follow-new-stream" in line
+        assert ledger_rows(ledger) == [(stream_a, *row) for row in old]  # nothing recorded
+        bot = start_bot(sock, db, ledger, "--follow-new-stream")
+        try:
+            wait_for(lambda: len(ledger_rows(ledger)) == len(old) + len(new), "stream B")
+        finally:
+            bot.terminate()
+            _, stderr = bot.communicate(timeout=10)
+        assert bot.returncode == 0, stderr
+        assert "event=stream_switch" in stderr and stream_b in stderr
+    finally:
+        stop_runner(proc)
+    # every signal of both streams is in the ledger, none dropped as a duplicate seq
+    assert ledger_rows(ledger) == [(stream_a, *r) for r in old] + [(stream_b, *r) for r in new]
+    assert _meta(ledger, "stream") == stream_b
+
+
+def _meta(ledger: Path, key: str) -> object:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else json.loads(row[0])
