@@ -70,6 +70,7 @@ from live.protocol import (
     encode,
 )
 from research.costs import CostModel
+from signals.config import CandleSource
 from signals.data.store import CandleStore
 from signals.errors import DataError, SignalsError
 from signals.timeframes import timeframe_seconds
@@ -391,6 +392,7 @@ class PaperConfig:
     db: Path
     ledger: Path
     costs: CostModel = field(default_factory=CostModel)
+    source: CandleSource = field(default_factory=CandleSource)  # data.source of the config
     direction: Direction = "long"
     init_cash: float = 10_000.0
     since_seq: int | None = None  # fresh ledger: resume from here (None: from the hello)
@@ -537,7 +539,7 @@ class PaperBot:
     def _candles(self) -> CandleStore | None:
         if self._store is None:
             try:
-                self._store = CandleStore(self.config.db)
+                self._store = CandleStore(self.config.db, source=self.config.source)
             except DataError:
                 return None
         return self._store
@@ -785,7 +787,9 @@ class _SignalsFrom:
         return frame.only_where(np.asarray(candles.index >= self.since))
 
 
-def paper_summary(ledger: Path | str, db: Path | str) -> dict[str, float]:
+def paper_summary(
+    ledger: Path | str, db: Path | str, *, source: CandleSource | None = None
+) -> dict[str, float]:
     """Return the bot's trades count, fees, final equity (at the last close) and total return."""
     meta = read_table(ledger, "meta")
     values = {k: json.loads(v) for k, v in zip(meta["key"], meta["value"], strict=True)}
@@ -793,7 +797,7 @@ def paper_summary(ledger: Path | str, db: Path | str) -> dict[str, float]:
     account = read_table(ledger, "account")
     cash, position = (init_cash, 0.0) if account.empty else (
         float(account["cash"].iloc[0]), float(account["position"].iloc[0]))  # fmt: skip
-    close = _last_close(db, values) if position else 0.0
+    close = _last_close(db, values, source) if position else 0.0
     equity = cash + position * close
     trades, fills = read_table(ledger, "trades"), read_table(ledger, "fills")
     return {
@@ -806,8 +810,8 @@ def paper_summary(ledger: Path | str, db: Path | str) -> dict[str, float]:
     }
 
 
-def _last_close(db: Path | str, meta: dict[str, Any]) -> float:
-    with CandleStore(db) as store:
+def _last_close(db: Path | str, meta: dict[str, Any], source: CandleSource | None) -> float:
+    with CandleStore(db, source=source) as store:
         last = store.last_closed(meta["symbol"], meta["timeframe"], 1)
     return float(last["close"].iloc[-1])
 
@@ -818,15 +822,18 @@ def compare_with_backtest(
     frozen_path: Path | str,
     *,
     tolerance: float = PNL_TOLERANCE,
+    source: CandleSource | None = None,
 ) -> Comparison:
     """Backtest the frozen parameters over the ledger's span and compare trade by trade.
 
     The span runs from the first recorded signal's candle to the last candle in `db`; candles
     before it only warm the strategy up (its signals there are masked, so both start flat).
-    The backtest uses the costs, direction and initial cash recorded in the ledger.
+    The backtest uses the costs, direction and initial cash recorded in the ledger; candles
+    are read through `source` (``data.source`` of the config).
     """
     from research.backtest import run_backtest
     from research.execution import ExecutionModel
+    from signals.config import DataSettings, Settings
     from signals.data.load import load_candles
     from signals.frozen import load_frozen, typed_params
     from strategies import get_strategy
@@ -846,6 +853,7 @@ def compare_with_backtest(
     candles = load_candles(
         Path(db), symbol=frozen.symbol, timeframe=frozen.timeframe,
         start=first - strategy.lookback(params) * step,
+        settings=Settings(data=DataSettings(source=source or CandleSource())),
     )  # fmt: skip
     since = pd.Timestamp(first, unit="s", tz="UTC")
     init_cash = float(info.get("init_cash", 10_000.0))
@@ -858,7 +866,7 @@ def compare_with_backtest(
         execution=ExecutionModel(direction=info.get("direction", "long"), init_cash=init_cash),
         costs=costs,
     )  # fmt: skip
-    paper = paper_summary(ledger, db) if info.get("symbol") else {}
+    paper = paper_summary(ledger, db, source=source) if info.get("symbol") else {}
     backtest = {
         "trades": float(len(result.trades)),
         "closed_trades": float((result.trades["status"] == "closed").sum()),
