@@ -243,3 +243,23 @@ def _meta(ledger: Path, key: str) -> object:
     except sqlite3.Error:
         return None
     return None if row is None else json.loads(row[0])
+
+
+def test_a_journal_from_before_streams_gets_one_and_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE signals (seq INTEGER PRIMARY KEY, params_id TEXT NOT NULL, "
+            "candle_ts INTEGER NOT NULL, line TEXT NOT NULL, emitted_at REAL NOT NULL, "
+            "UNIQUE (params_id, candle_ts))"
+        )
+        conn.execute("INSERT INTO signals VALUES (5, 'p', 60, '{}', 0.0)")
+    first = Journal(path)
+    stream = first.stream
+    first.close()
+    again = Journal(path)
+    try:
+        assert re.fullmatch(r"[0-9a-f]{32}", stream) and again.stream == stream
+        assert again.last_seq() == 5
+    finally:
+        again.close()
