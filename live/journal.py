@@ -1,12 +1,18 @@
 """The durable journal of emitted signals (SQLite, WAL): ``seq`` numbering and processed marks.
 
-Two tables:
+Three tables:
 
 - ``signals(seq, params_id, candle_ts, line, emitted_at)``: every signal the runner emitted, as
   the exact wire line it sent. ``seq`` increases by one per signal and survives restarts;
   ``UNIQUE(params_id, candle_ts)`` makes a second emission for the same candle impossible.
 - ``state(symbol, timeframe, params_id, last_candle_ts, updated_at)``: the newest candle the
   runner has decided for each series and parameter set.
+- ``meta(key, value)``: ``stream``, the journal's identity (a uuid4 hex made when the journal is
+  created, or on the first open of an older journal, and kept for its lifetime). A client that
+  sees another stream in the hello knows the seqs restarted: the journal was replaced or lost.
+
+A damaged journal (not a database, or failing ``PRAGMA quick_check``) is refused at open with a
+`DataError` naming the file: the runner stops with one line instead of retrying forever.
 
 `Journal.record` appends a step's signals *and* advances the processed mark in one transaction,
 and the runner sends nothing before that transaction commits. A crash before the commit loses
@@ -31,6 +37,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +62,10 @@ CREATE TABLE IF NOT EXISTS state (
     last_candle_ts INTEGER NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (symbol, timeframe, params_id)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 
@@ -92,15 +103,41 @@ class Journal:
             self._conn = sqlite3.connect(
                 self.path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise DataError(f"{self.path}: cannot open the signal journal: {exc}") from None
+        try:
+            self._check()
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._conn.execute(f"PRAGMA wal_autocheckpoint = {AUTO_CHECKPOINT_PAGES}")
             self._conn.executescript(_SCHEMA)
+            self.stream = self._stream()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise DataError(
+                f"{self.path}: the signal journal is damaged ({exc}); move it aside to start a "
+                "new journal (a new stream: clients see its id change in the hello)"
+            ) from None
         except sqlite3.Error as exc:
+            self._conn.close()
             raise DataError(f"{self.path}: cannot open the signal journal: {exc}") from None
         self._lock = threading.Lock()
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()
+
+    def _check(self) -> None:
+        """Raise `sqlite3.DatabaseError` unless ``PRAGMA quick_check`` finds the file sound."""
+        rows = self._conn.execute("PRAGMA quick_check").fetchall()
+        if [tuple(row) for row in rows] != [("ok",)]:
+            raise sqlite3.DatabaseError(f"quick_check: {rows[0][0]}")
+
+    def _stream(self) -> str:
+        """Return the journal's stream id, creating it on the first open."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('stream', ?)", (uuid.uuid4().hex,)
+        )
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'stream'").fetchone()
+        return str(row[0])
 
     def close(self) -> None:
         """Close the journal."""

@@ -242,7 +242,7 @@ class Runner:
         f = self.frozen
         return Hello(
             strategy=f.strategy, params_id=f.params_id, symbol=f.symbol, timeframe=f.timeframe,
-            last_seq=self.hub.last_seq,
+            last_seq=self.hub.last_seq, stream=self.journal.stream,
         )  # fmt: skip
 
     def status(self) -> dict[str, Any]:

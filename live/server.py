@@ -283,13 +283,24 @@ class Hub:
             pass
 
     async def resume(self, client: Client, since_seq: int, *, quiet: bool = False) -> None:
-        """Send the journaled signals after `since_seq`, in order, then switch to live."""
+        """Send the journaled signals after `since_seq`, in order, then switch to live.
+
+        A `since_seq` beyond the journal's last seq belongs to another journal (replaced, lost,
+        or restored from an older copy): the client is answered with an ``unknown_seq`` error
+        naming the journal's last seq and stream, and then continues on the live stream from
+        the journal's current end (nothing is replayed; the next signal it gets is last + 1).
+        """
         last = self.journal.last_seq()
         if since_seq > last:
             log.warning(
-                "event=resume_ahead client=%s since_seq=%d journal_last=%d",
-                client.name, since_seq, last,
+                "event=resume_ahead client=%s since_seq=%d journal_last=%d stream=%s",
+                client.name, since_seq, last, self.journal.stream,
             )  # fmt: skip
+            self.send(client, encode(ErrorMessage(code="unknown_seq", message=(
+                f"since_seq {since_seq} is beyond this journal's last seq {last} (stream "
+                f"{self.journal.stream}): the journal was replaced; continuing live after "
+                f"seq {last}"
+            ))))  # fmt: skip
             since_seq = last
         client.replaying = True
         client.last_sent_seq = since_seq

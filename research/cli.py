@@ -322,6 +322,7 @@ def demo_live_command(
     timeframe: str = typer.Option("1m", "--timeframe", "-t", help="Timeframe to replay."),
     hours: float = typer.Option(24.0, help="How many hours of the most recent candles to replay."),
     speed: float = typer.Option(400.0, help="Candles per second written by the replay."),
+    config: Path = CONFIG,
 ) -> None:
     """Replay a day through `signals live` into `signals paper`; compare with the backtest.
 
@@ -333,8 +334,9 @@ def demo_live_command(
     from research.demo_live import live_demo
 
     comparison = live_demo(
-        src_db=db, out=out, strategy=strategy, timeframe=timeframe, hours=hours, speed=speed
-    )
+        src_db=db, out=out, strategy=strategy, timeframe=timeframe, hours=hours, speed=speed,
+        config=config,
+    )  # fmt: skip
     print_comparison(comparison)
     if not comparison.ok:
         raise typer.Exit(1)

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 FROM = typer.Option(None, "--from", help="First candle to replay (ISO UTC date/time or epoch s).")
+CONFIG = typer.Option(None, "--config", help="YAML config (default: ./signals.yaml if present).")
 TO = typer.Option(None, "--to", help="Last candle to replay (ISO UTC date/time or epoch s).")
 
 
@@ -34,14 +35,19 @@ def replay_command(
         False, "--forming", help="Write each candle as forming (closed=0) before it closes."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    config: Path = CONFIG,
 ) -> None:
     """Write historical candles into a database candle by candle, one commit each, as a pipeline.
 
     For demos and tests of `signals live`: start the runner on --to-db, then replay into it.
+    Both databases have the candle-table layout of the config's data.source (read and written
+    through it).
     """
     from research.replay import replay
+    from signals.config import load_settings
     from signals.timeframes import timeframe_seconds
 
+    settings = load_settings(config)
     for tf in [timeframe, *(also or [])]:
         timeframe_seconds(tf)
     if speed is not None and speed <= 0:
@@ -60,6 +66,7 @@ def replay_command(
         warmup=warmup,
         forming=forming,
         progress=not quiet,
+        source=settings.data.source,
     )
     extra = "".join(f", {n} {tf}" for tf, n in summary.also.items())
     typer.echo(
@@ -75,7 +82,12 @@ LEDGER = typer.Option(..., "--ledger", help="The paper bot's SQLite ledger.")
 def paper_command(
     ctx: typer.Context,
     socket: Path = typer.Option(None, "--socket", help="The runner's Unix socket."),
-    db: Path = typer.Option(None, "--db", help="Candle database the runner follows (fills)."),
+    db: Path = typer.Option(
+        None,
+        "--db",
+        help="Candle database the runner follows, for fills (default: "
+        "data.candles_db in the config).",
+    ),
     ledger: Path = typer.Option(Path("paper.db"), "--ledger", help="SQLite ledger to record in."),
     fee_bps: float = typer.Option(None, "--fee-bps", help="Taker fee per side in bps."),
     slippage_bps: float = typer.Option(None, "--slippage-bps", help="Fixed slippage in bps."),
@@ -87,56 +99,80 @@ def paper_command(
     since_seq: int = typer.Option(
         None, "--since-seq", help="New ledger: resume after this seq (default: the runner's last)."
     ),
+    follow_new_stream: bool = typer.Option(
+        False,
+        "--follow-new-stream",
+        help="When the runner's journal is a new stream (replaced, seqs restarted), record it "
+        "from its seq 0 instead of stopping.",
+    ),
+    config: Path = CONFIG,
 ) -> None:
     """Trade the runner's signals on paper, like the backtest: fill at the next candle's open.
 
     Reconnects with backoff and resumes by the last seq in its ledger (each seq once). SIGTERM
-    stops it cleanly; a restart continues where the ledger stopped.
+    stops it cleanly; a restart continues where the ledger stopped. A runner serving another
+    journal stream than the ledger's stops it (exit 2) unless --follow-new-stream.
     """
     if ctx.invoked_subcommand is not None:
         return
     from research.costs import CostModel, load_costs
     from research.paper import PaperConfig, run_paper
+    from signals.config import load_settings
 
+    settings = load_settings(config)
+    db = db or settings.data.candles_db
     if socket is None or db is None:
-        raise typer.BadParameter("--socket and --db are required to run the bot")
+        raise typer.BadParameter(
+            "--socket and --db (or data.candles_db) are required to run the bot"
+        )
     if direction not in ("long", "short", "both"):
         raise typer.BadParameter("use long, short or both", param_hint="--direction")
     model = load_costs(costs) if costs else CostModel()
-    config = PaperConfig(
+    bot = PaperConfig(
         socket=socket,
         db=db,
         ledger=ledger,
         costs=model.with_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps),
+        source=settings.data.source,
         direction=direction,  # type: ignore[arg-type]
         init_cash=init_cash,
         since_seq=since_seq,
+        follow_new_stream=follow_new_stream,
     )
-    run_paper(config)
+    run_paper(bot)
 
 
 def paper_report_command(
     ledger: Path = LEDGER,
-    db: Path = typer.Option(..., "--db", help="Candle database the bot filled from."),
+    db: Path = typer.Option(
+        None, "--db", help="Candle database the bot filled from (default: data.candles_db)."
+    ),
     params: Path = typer.Option(
         None, "--params", help="Frozen file the runner traded: compare with its backtest."
     ),
     tolerance: float = typer.Option(
         None, "--tolerance", help="P&L tolerance per trade, fraction of initial cash (1e-9)."
     ),
+    config: Path = CONFIG,
 ) -> None:
     """Print the paper bot's P&L; with --params compare it trade by trade with a backtest.
 
     Exits 1 when the trades (entry/exit candle, side) or the P&L (within the tolerance) differ.
     """
     from research.paper import PNL_TOLERANCE, compare_with_backtest, paper_summary
+    from signals.config import load_settings
 
+    settings = load_settings(config)
+    db, source = db or settings.data.candles_db, settings.data.source
+    if db is None:
+        raise typer.BadParameter("pass --db or set data.candles_db in the config")
     if params is None:
-        print_summary(ledger, paper_summary(ledger, db))
+        print_summary(ledger, paper_summary(ledger, db, source=source))
         return
     comparison = compare_with_backtest(
-        ledger, db, params, tolerance=PNL_TOLERANCE if tolerance is None else tolerance
-    )
+        ledger, db, params, tolerance=PNL_TOLERANCE if tolerance is None else tolerance,
+        source=source,
+    )  # fmt: skip
     print_comparison(comparison)
     if not comparison.ok:
         raise typer.Exit(1)

@@ -23,6 +23,7 @@ from pathlib import Path
 from live.protocol import decode_server
 from research.paper import Comparison, compare_with_backtest
 from research.replay import replay
+from signals.config import load_settings
 from signals.data.load import load_candles
 from signals.frozen import freeze, write_frozen
 from signals.timeframes import timeframe_seconds
@@ -88,8 +89,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def live_demo(
     *, src_db: Path, out: Path, strategy: str = "scalping", timeframe: str = "1m",
     hours: float = 24.0, speed: float | None = 400.0, symbol: str = "BTCUSDT",
+    config: Path | None = None,
 ) -> Comparison:  # fmt: skip
-    """Replay the last `hours` of `src_db` through the runner into the paper bot; compare."""
+    """Replay the last `hours` of `src_db` through the runner into the paper bot; compare.
+
+    With `config`, its ``data.source`` is the layout of both databases (read and written
+    through it), and the runner and the bot are started with ``--config`` too.
+    """
+    settings = load_settings(config)
+    source = settings.data.source
+    with_config = ["--config", str(config)] if config is not None else []
     out.mkdir(parents=True, exist_ok=True)
     dst, sock, ledger = out / "candles.db", out / "live.sock", out / "paper.db"
     for path in (dst, ledger, out / "journal.db"):
@@ -99,7 +108,7 @@ def live_demo(
         freeze(strategy=strategy, timeframe=timeframe, params={}), out / "frozen.json"
     )
     impl = get_strategy(strategy)
-    candles = load_candles(src_db, symbol=symbol, timeframe=timeframe)
+    candles = load_candles(src_db, symbol=symbol, timeframe=timeframe, settings=settings)
     count = int(hours * 3600 // timeframe_seconds(timeframe))
     warm = impl.lookback(impl.params()) + 100
     if len(candles) < count + warm + 1:
@@ -108,21 +117,22 @@ def live_demo(
         )
     start, end = candles.index[-count - 1], candles.index[-1]
     replay(from_db=src_db, to_db=dst, timeframe=timeframe, symbol=symbol, start=start, end=start,
-           warmup=warm, progress=False)  # fmt: skip
+           warmup=warm, progress=False, source=source)  # fmt: skip
     runner = _start(["live", "--params", str(frozen_path), "--db", str(dst), "--socket", str(sock),
-                     "--journal", str(out / "journal.db")], out / "runner.log")  # fmt: skip
+                     "--journal", str(out / "journal.db"), *with_config],
+                    out / "runner.log")  # fmt: skip
     bot = None
     try:
         _wait(lambda: _caught_up(sock, int(start.timestamp())), "the runner to listen")
         bot = _start(["paper", "--socket", str(sock), "--db", str(dst), "--ledger", str(ledger),
-                      "--since-seq", "0"], out / "paper.log")  # fmt: skip
+                      "--since-seq", "0", *with_config], out / "paper.log")  # fmt: skip
         _wait(lambda: ledger.exists(), "the paper bot to connect")
         print(f"replaying {count} {timeframe} candles {start:%Y-%m-%d %H:%M} .. "
               f"{end:%Y-%m-%d %H:%M} UTC into {dst} while signals live and signals paper run",
               flush=True)  # fmt: skip
         replay(from_db=src_db, to_db=dst, timeframe=timeframe, symbol=symbol,
                start=start + (candles.index[1] - candles.index[0]), end=end, speed=speed,
-               progress=False)  # fmt: skip
+               progress=False, source=source)  # fmt: skip
         _wait(lambda: _caught_up(sock, int(end.timestamp())), "the runner to catch up")
         last_seq = int(runner_status(sock).get("last_seq", 0))
         _wait(lambda: _ledger_max_seq(ledger) >= last_seq, "the paper bot to record every signal")
@@ -131,7 +141,7 @@ def live_demo(
         if bot is not None:
             _stop(bot)
         _stop(runner)
-    comparison = compare_with_backtest(ledger, dst, frozen_path)
+    comparison = compare_with_backtest(ledger, dst, frozen_path, source=source)
     (out / "comparison.json").write_text(
         json.dumps({"ok": comparison.ok, "verdict": comparison.verdict()}, indent=2)
     )

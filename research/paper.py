@@ -2,12 +2,21 @@
 
 It connects to the runner's Unix socket, records every signal in its SQLite ledger (a ``seq``
 already recorded is ignored: exactly-once), reconnects with exponential backoff and resumes by
-the last ``seq`` it recorded. Execution mirrors `research.execution` (vectorbt, all-in, one
-position at a time):
+the last ``seq`` it recorded.
+
+Seqs are numbered per journal, and the hello names the journal's ``stream``. The ledger records
+the stream of its first hello; a later hello with another stream (the runner's journal was
+replaced or lost, its seqs restarted) stops the bot with one line naming both streams, unless
+``follow_new_stream`` is set: then it logs the switch, records the new stream and resumes from
+seq 0 of it (signals are keyed by stream and seq, so the new stream's seqs are never taken for
+the old stream's). An ``unknown_seq`` error (the journal of the same stream ends before the
+ledger: restored from an older copy) is logged; the runner continues from its journal's end.
+
+Execution mirrors `research.execution` (vectorbt, all-in, one position at a time):
 
 - A signal on candle t fills at the **open of the next stored closed candle** after t (read from
   the candle database; the bot waits, polling ``PRAGMA data_version``, until that candle is
-  stored). Signals fill in ``seq`` order.
+  stored). Signals fill in the order they were received (``seq`` order within a stream).
 - ``long`` (default): BUY opens a long, SELL closes it. ``short``: SELL opens a short, BUY closes
   it. ``both``: the opposite signal closes and reverses. A signal that does not change the
   position (BUY while long, SELL while flat in ``long``) is recorded as ignored, as vectorbt
@@ -51,6 +60,7 @@ import pandas as pd
 
 from live.protocol import (
     MAX_LINE_BYTES,
+    ErrorMessage,
     Heartbeat,
     Hello,
     ProtocolError,
@@ -60,6 +70,7 @@ from live.protocol import (
     encode,
 )
 from research.costs import CostModel
+from signals.config import CandleSource
 from signals.data.store import CandleStore
 from signals.errors import DataError, SignalsError
 from signals.timeframes import timeframe_seconds
@@ -75,14 +86,16 @@ ATR_WINDOW_PER_PERIOD = 40  # Wilder's ATR forgets its start after ~37 x period 
 
 LEDGER_DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS signals (seq INTEGER PRIMARY KEY, signal TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS signals (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "stream TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, signal TEXT NOT NULL, "
     "symbol TEXT NOT NULL, timeframe TEXT NOT NULL, candle_ts INTEGER NOT NULL, "
     "price REAL NOT NULL, confidence REAL, reasons TEXT, strategy TEXT, params_id TEXT, "
     "emitted_at REAL, stale INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL, "
-    "status TEXT NOT NULL DEFAULT 'pending', fill_ts INTEGER, note TEXT)",
+    "status TEXT NOT NULL DEFAULT 'pending', fill_ts INTEGER, note TEXT, UNIQUE (stream, seq))",
     "CREATE TABLE IF NOT EXISTS fills (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "seq INTEGER NOT NULL, candle_ts INTEGER NOT NULL, action TEXT NOT NULL, "
-    "side TEXT NOT NULL, open REAL NOT NULL, slippage REAL NOT NULL, price REAL NOT NULL, "
+    "stream TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, candle_ts INTEGER NOT NULL, "
+    "action TEXT NOT NULL, side TEXT NOT NULL, open REAL NOT NULL, slippage REAL NOT NULL, "
+    "price REAL NOT NULL, "
     "size REAL NOT NULL, fees REAL NOT NULL, cash_after REAL NOT NULL, "
     "position_after REAL NOT NULL, filled_at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS trades (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -92,6 +105,12 @@ LEDGER_DDL = (
     "return REAL, status TEXT NOT NULL DEFAULT 'open')",
     "CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "cash REAL NOT NULL, position REAL NOT NULL, updated_at REAL NOT NULL)",
+)
+
+
+_SIGNAL_COLUMNS = (
+    "seq, signal, symbol, timeframe, candle_ts, price, confidence, reasons, strategy, "
+    "params_id, emitted_at, stale, received_at, status, fill_ts, note"
 )
 
 
@@ -181,8 +200,42 @@ class Ledger:
         self.conn = sqlite3.connect(self.path, timeout=5.0)
         self.conn.execute("PRAGMA journal_mode = WAL")
         with self.conn:
+            self._migrate()
             for ddl in LEDGER_DDL:
                 self.conn.execute(ddl)
+        self.stream: str = str(self.meta().get("stream", ""))
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+
+    def _migrate(self) -> None:
+        """Key the signals of a ledger written before streams by (stream, seq) (stream '')."""
+        if "seq" in (signals := self._columns("signals")) and "stream" not in signals:
+            self.conn.execute("ALTER TABLE signals RENAME TO signals_before_streams")
+            self.conn.execute(LEDGER_DDL[1])
+            self.conn.execute(
+                f"INSERT INTO signals ({_SIGNAL_COLUMNS}) SELECT {_SIGNAL_COLUMNS} "
+                "FROM signals_before_streams ORDER BY seq"
+            )
+            self.conn.execute("DROP TABLE signals_before_streams")
+        if "seq" in (fills := self._columns("fills")) and "stream" not in fills:
+            self.conn.execute("ALTER TABLE fills ADD COLUMN stream TEXT NOT NULL DEFAULT ''")
+
+    def adopt_stream(self, stream: str) -> None:
+        """Record the stream of the first hello; signals recorded without one belong to it."""
+        with self.conn:
+            for table in ("signals", "fills"):
+                self.conn.execute(f"UPDATE {table} SET stream = ? WHERE stream = ''", (stream,))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('stream', ?)",
+                (json.dumps(stream),),
+            )
+        self.stream = stream
+
+    def switch_stream(self, stream: str) -> None:
+        """Follow a new stream from its seq 0 (the old stream's signals stay recorded)."""
+        self.set_meta(stream=stream, start_seq=0)
+        self.stream = stream
 
     def close(self) -> None:
         """Close the connection."""
@@ -202,35 +255,46 @@ class Ledger:
             )
 
     def last_seq(self) -> int | None:
-        """Return the highest recorded seq, or None when no signal was recorded."""
-        row = self.conn.execute("SELECT MAX(seq) FROM signals").fetchone()
+        """Return the highest seq recorded of the current stream, or None when none was."""
+        row = self.conn.execute(
+            "SELECT MAX(seq) FROM signals WHERE stream = ?", (self.stream,)
+        ).fetchone()
         return None if row[0] is None else int(row[0])
 
     def has(self, seq: int) -> bool:
-        """Whether signal `seq` is already recorded."""
-        return (
-            self.conn.execute("SELECT 1 FROM signals WHERE seq = ?", (seq,)).fetchone() is not None
-        )
+        """Whether signal `seq` of the current stream is already recorded."""
+        row = self.conn.execute(
+            "SELECT 1 FROM signals WHERE stream = ? AND seq = ?", (self.stream, seq)
+        ).fetchone()
+        return row is not None
+
+    def recorded(self, seq: int) -> tuple[int, str] | None:
+        """Return (candle_ts, side) of signal `seq` of the current stream, if recorded."""
+        row = self.conn.execute(
+            "SELECT candle_ts, signal FROM signals WHERE stream = ? AND seq = ?",
+            (self.stream, seq),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     def record_signal(self, sig: Signal, received_at: float) -> bool:
         """Record a signal as pending; return False (and change nothing) if its seq is known."""
         with self.conn:
             cur = self.conn.execute(
-                "INSERT OR IGNORE INTO signals (seq, signal, symbol, timeframe, candle_ts, price, "
-                "confidence, reasons, strategy, params_id, emitted_at, stale, received_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (sig.seq, sig.signal, sig.symbol, sig.timeframe, sig.candle_ts, sig.price,
-                 sig.confidence, json.dumps(sig.reasons), sig.strategy, sig.params_id,
+                "INSERT OR IGNORE INTO signals (stream, seq, signal, symbol, timeframe, "
+                "candle_ts, price, confidence, reasons, strategy, params_id, emitted_at, stale, "
+                "received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (self.stream, sig.seq, sig.signal, sig.symbol, sig.timeframe, sig.candle_ts,
+                 sig.price, sig.confidence, json.dumps(sig.reasons), sig.strategy, sig.params_id,
                  sig.emitted_at, int(sig.stale), received_at),
             )  # fmt: skip
         return cur.rowcount == 1
 
     def pending(self) -> list[sqlite3.Row]:
-        """Return the signals not yet filled, in seq order."""
+        """Return the signals not yet filled, in the order they were received."""
         self.conn.row_factory = sqlite3.Row
         try:
             return self.conn.execute(
-                "SELECT * FROM signals WHERE status = 'pending' ORDER BY seq"
+                "SELECT * FROM signals WHERE status = 'pending' ORDER BY id"
             ).fetchall()
         finally:
             self.conn.row_factory = None
@@ -247,17 +311,28 @@ class Ledger:
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]), float(row[2]), float(row[3]))
 
-    def apply(self, seq: int, fill_ts: int, open_: float, slip: float, legs: list[Leg]) -> None:
-        """Record the fills of signal `seq` (or that it was ignored) in one transaction."""
+    def apply(
+        self,
+        seq: int,
+        fill_ts: int,
+        open_: float,
+        slip: float,
+        legs: list[Leg],
+        *,
+        stream: str | None = None,
+    ) -> None:
+        """Record the fills of signal `seq` of `stream` (default: the current one) or that it
+        was ignored, in one transaction."""
         now = time.time()
+        stream = self.stream if stream is None else stream
         with self.conn:
             status, note = ("filled", None) if legs else ("ignored", "does not change the position")
             self.conn.execute(
-                "UPDATE signals SET status = ?, fill_ts = ?, note = ? WHERE seq = ?",
-                (status, fill_ts, note, seq),
+                "UPDATE signals SET status = ?, fill_ts = ?, note = ? WHERE stream = ? AND seq = ?",
+                (status, fill_ts, note, stream, seq),
             )
             for leg in legs:
-                self._fill(seq, fill_ts, open_, slip, leg, now)
+                self._fill(seq, fill_ts, open_, slip, leg, now, stream)
             if legs:
                 last = legs[-1]
                 self.conn.execute(
@@ -267,13 +342,13 @@ class Ledger:
                 )
 
     def _fill(
-        self, seq: int, fill_ts: int, open_: float, slip: float, leg: Leg, now: float
+        self, seq: int, fill_ts: int, open_: float, slip: float, leg: Leg, now: float, stream: str
     ) -> None:
         self.conn.execute(
-            "INSERT INTO fills (seq, candle_ts, action, side, open, slippage, price, size, fees, "
-            "cash_after, position_after, filled_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (seq, fill_ts, f"{leg.action} {leg.direction}", leg.side, open_, slip, leg.price,
-             leg.size, leg.fees, leg.cash_after, leg.position_after, now),
+            "INSERT INTO fills (stream, seq, candle_ts, action, side, open, slippage, price, size, "
+            "fees, cash_after, position_after, filled_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (stream, seq, fill_ts, f"{leg.action} {leg.direction}", leg.side, open_, slip,
+             leg.price, leg.size, leg.fees, leg.cash_after, leg.position_after, now),
         )  # fmt: skip
         if leg.action == "open":
             self.conn.execute(
@@ -302,7 +377,7 @@ def read_table(ledger: Path | str, table: str) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: ledger not found")
     with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)) as conn:
-        order = {"signals": "seq", "meta": "key", "account": "id"}.get(table, "id")
+        order = {"meta": "key"}.get(table, "id")
         return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", conn)
 
 
@@ -317,9 +392,11 @@ class PaperConfig:
     db: Path
     ledger: Path
     costs: CostModel = field(default_factory=CostModel)
+    source: CandleSource = field(default_factory=CandleSource)  # data.source of the config
     direction: Direction = "long"
     init_cash: float = 10_000.0
     since_seq: int | None = None  # fresh ledger: resume from here (None: from the hello)
+    follow_new_stream: bool = False  # a hello of another stream: record it from seq 0
     poll_interval: float = 0.02
     reconnect_min: float = 0.05
     reconnect_max: float = 5.0
@@ -349,6 +426,7 @@ class PaperBot:
         self._version: int | None = None
         self.connections = 0
         self.duplicates = 0
+        self.unknown_seq = 0
 
     def _check_meta(self) -> None:
         meta, wanted = self.ledger.meta(), self.config.describe()
@@ -378,6 +456,7 @@ class PaperBot:
                 f"{self.config.ledger}: ledger holds signals of params_id {known}, the runner "
                 f"serves {hello.params_id}; use a new ledger"
             )
+        self._check_stream(hello)
         if known is None:
             start = hello.last_seq if self.config.since_seq is None else self.config.since_seq
             self.ledger.set_meta(
@@ -391,11 +470,41 @@ class PaperBot:
             log.warning("runner's last seq %d is behind the ledger's %d", hello.last_seq, since)
         return since
 
+    def _check_stream(self, hello: Hello) -> None:
+        """Record the hello's stream on first connect; refuse or follow another stream."""
+        if hello.stream is None:  # a runner before streams: nothing to check
+            return
+        old = self.ledger.meta().get("stream")
+        if old is None:
+            self.ledger.adopt_stream(hello.stream)
+            return
+        if old == hello.stream:
+            return
+        if not self.config.follow_new_stream:
+            raise PaperError(
+                f"{self.config.ledger}: the runner serves journal stream {hello.stream}, this "
+                f"ledger follows stream {old}: the runner's journal was replaced, its seqs "
+                "restarted; restart with --follow-new-stream to record the new stream from its "
+                "seq 0, or use a new ledger"
+            )
+        log.warning(
+            "event=stream_switch old=%s new=%s ledger_seq=%s: the runner's journal was replaced; "
+            "recording the new stream from seq 0", old, hello.stream, self.ledger.last_seq(),
+        )  # fmt: skip
+        self.ledger.switch_stream(hello.stream)
+
     def on_signal(self, sig: Signal) -> bool:
         """Record a signal once (a known seq is ignored); return whether it was new."""
         start = int(self.ledger.meta().get("start_seq", 0))
         if sig.seq <= start or not self.ledger.record_signal(sig, self.clock()):
             self.duplicates += 1
+            known = self.ledger.recorded(sig.seq)
+            if known is not None and known != (sig.candle_ts, sig.signal):
+                log.warning(
+                    "seq %d (%s candle %d) differs from the recorded seq %d (%s candle %d): "
+                    "kept the recorded one", sig.seq, sig.signal, sig.candle_ts, sig.seq,
+                    known[1], known[0],
+                )  # fmt: skip
             return False
         log.info("signal %d %s candle %d price %.2f", sig.seq, sig.signal, sig.candle_ts, sig.price)
         return True
@@ -407,14 +516,30 @@ class PaperBot:
             self.on_signal(message)
         elif isinstance(message, Heartbeat):
             log.debug("heartbeat last_seq %d", message.last_seq)
+        elif isinstance(message, ErrorMessage):
+            self.on_error(message)
         self.try_fill()
+
+    def on_error(self, message: ErrorMessage) -> None:
+        """Log an error line of the runner (``unknown_seq``: its journal ends before ours)."""
+        if message.code == "unknown_seq":
+            self.unknown_seq += 1
+            log.warning(
+                "event=unknown_seq ledger_seq=%s stream=%s: the runner's journal does not hold "
+                "the ledger's last seq (replaced or restored from an older copy); it continues "
+                "from its end, and seqs the ledger already holds are not recorded again "
+                "(runner: %s)", self.ledger.last_seq(), self.ledger.stream or "-",
+                message.message,
+            )  # fmt: skip
+        else:
+            log.warning("runner error %s: %s", message.code, message.message)
 
     # -- fills ---------------------------------------------------------------------------------
 
     def _candles(self) -> CandleStore | None:
         if self._store is None:
             try:
-                self._store = CandleStore(self.config.db)
+                self._store = CandleStore(self.config.db, source=self.config.source)
             except DataError:
                 return None
         return self._store
@@ -472,7 +597,7 @@ class PaperBot:
             legs_plan, cash=self.cash, position=self.position, open_=open_,
             fee=self.config.costs.fee_fraction(), slip=slip,
         )  # fmt: skip
-        self.ledger.apply(int(row["seq"]), fill_ts, open_, slip, legs)
+        self.ledger.apply(int(row["seq"]), fill_ts, open_, slip, legs, stream=row["stream"])
         if legs:
             self.cash, self.position = legs[-1].cash_after, legs[-1].position_after
         for leg in legs:
@@ -662,7 +787,9 @@ class _SignalsFrom:
         return frame.only_where(np.asarray(candles.index >= self.since))
 
 
-def paper_summary(ledger: Path | str, db: Path | str) -> dict[str, float]:
+def paper_summary(
+    ledger: Path | str, db: Path | str, *, source: CandleSource | None = None
+) -> dict[str, float]:
     """Return the bot's trades count, fees, final equity (at the last close) and total return."""
     meta = read_table(ledger, "meta")
     values = {k: json.loads(v) for k, v in zip(meta["key"], meta["value"], strict=True)}
@@ -670,7 +797,7 @@ def paper_summary(ledger: Path | str, db: Path | str) -> dict[str, float]:
     account = read_table(ledger, "account")
     cash, position = (init_cash, 0.0) if account.empty else (
         float(account["cash"].iloc[0]), float(account["position"].iloc[0]))  # fmt: skip
-    close = _last_close(db, values) if position else 0.0
+    close = _last_close(db, values, source) if position else 0.0
     equity = cash + position * close
     trades, fills = read_table(ledger, "trades"), read_table(ledger, "fills")
     return {
@@ -683,8 +810,8 @@ def paper_summary(ledger: Path | str, db: Path | str) -> dict[str, float]:
     }
 
 
-def _last_close(db: Path | str, meta: dict[str, Any]) -> float:
-    with CandleStore(db) as store:
+def _last_close(db: Path | str, meta: dict[str, Any], source: CandleSource | None) -> float:
+    with CandleStore(db, source=source) as store:
         last = store.last_closed(meta["symbol"], meta["timeframe"], 1)
     return float(last["close"].iloc[-1])
 
@@ -695,15 +822,18 @@ def compare_with_backtest(
     frozen_path: Path | str,
     *,
     tolerance: float = PNL_TOLERANCE,
+    source: CandleSource | None = None,
 ) -> Comparison:
     """Backtest the frozen parameters over the ledger's span and compare trade by trade.
 
     The span runs from the first recorded signal's candle to the last candle in `db`; candles
     before it only warm the strategy up (its signals there are masked, so both start flat).
-    The backtest uses the costs, direction and initial cash recorded in the ledger.
+    The backtest uses the costs, direction and initial cash recorded in the ledger; candles
+    are read through `source` (``data.source`` of the config).
     """
     from research.backtest import run_backtest
     from research.execution import ExecutionModel
+    from signals.config import DataSettings, Settings
     from signals.data.load import load_candles
     from signals.frozen import load_frozen, typed_params
     from strategies import get_strategy
@@ -723,6 +853,7 @@ def compare_with_backtest(
     candles = load_candles(
         Path(db), symbol=frozen.symbol, timeframe=frozen.timeframe,
         start=first - strategy.lookback(params) * step,
+        settings=Settings(data=DataSettings(source=source or CandleSource())),
     )  # fmt: skip
     since = pd.Timestamp(first, unit="s", tz="UTC")
     init_cash = float(info.get("init_cash", 10_000.0))
@@ -735,7 +866,7 @@ def compare_with_backtest(
         execution=ExecutionModel(direction=info.get("direction", "long"), init_cash=init_cash),
         costs=costs,
     )  # fmt: skip
-    paper = paper_summary(ledger, db) if info.get("symbol") else {}
+    paper = paper_summary(ledger, db, source=source) if info.get("symbol") else {}
     backtest = {
         "trades": float(len(result.trades)),
         "closed_trades": float((result.trades["status"] == "closed").sum()),

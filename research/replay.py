@@ -11,6 +11,11 @@ transaction, so a runner started on the destination has history to warm up on.
 With ``also_timeframes`` the candles of other timeframes are interleaved in the order they close
 (a 5m candle is written right after the 1m candle that closes at the same time); pacing counts
 candles of the main `timeframe` only.
+
+With a `source` (``data.source`` of the config) both databases have that layout: candles are
+read through it and written into the mapped table and columns only, as the pipeline writes them
+(``ms`` timestamps in milliseconds; a table without ``closed`` gets closed candles only, so
+``forming`` needs a ``closed`` column).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from signals.config import CandleSource
 from signals.data.store import CandleStore, connect_writable, upsert_candles, write_candles
 from signals.data.timeparse import parse_when
 from signals.errors import DataError
@@ -71,6 +77,7 @@ def replay(
     progress: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
+    source: CandleSource | None = None,
 ) -> ReplaySummary:
     """Write the closed candles of [start, end] from `from_db` into `to_db`, one commit each."""
     if speed is not None and speed <= 0:
@@ -78,8 +85,13 @@ def replay(
     if warmup < 0:
         raise ValueError(f"warmup is a number of candles and cannot be negative ({warmup})")
     also = [tf for tf in dict.fromkeys(also_timeframes) if tf != timeframe]
+    if forming and source is not None and source.columns.closed is None:
+        raise DataError(
+            f"{to_db}: the candle table has no closed column (data.source), so it cannot hold "
+            "forming candles; replay without --forming"
+        )
     lo, hi = _bound(start), _bound(end)
-    with CandleStore(from_db) as store:
+    with CandleStore(from_db, source=source) as store:
         main = store.history(symbol, timeframe, start=lo, end=hi)
         if main.empty:
             raise DataError(f"{from_db}: no closed {symbol} {timeframe} candles to replay")
@@ -87,14 +99,15 @@ def replay(
         span = (int(main.index[0].timestamp()), _close_ts(main, timeframe)) if len(main) else None
         others = {tf: _others(store, symbol, tf, span) for tf in also}
         heads = {tf: _heads(store, symbol, tf, head, timeframe) for tf in also}
-    conn = connect_writable(to_db)
+    conn = connect_writable(to_db, source=source)
     try:
-        commits = _write_warmup(conn, symbol, timeframe, head, heads)
+        commits = _write_warmup(conn, symbol, timeframe, head, heads, source)
         items = _schedule(main, timeframe, others)
         pacer = _Pacer(speed, sleep, clock, clock())
         written, n = _play(
-            conn, items, symbol, timeframe, forming=forming, progress=progress, pacer=pacer
-        )
+            conn, items, symbol, timeframe, forming=forming, progress=progress, pacer=pacer,
+            source=source,
+        )  # fmt: skip
         commits += n
         seconds = clock() - pacer.t0
     finally:
@@ -174,13 +187,14 @@ def _write_warmup(
     timeframe: str,
     head: pd.DataFrame,
     heads: dict[str, pd.DataFrame],
+    source: CandleSource | None = None,
 ) -> int:
     if head.empty:
         return 0
     with conn:  # one transaction for the whole history
-        upsert_candles(conn, head, symbol=symbol, timeframe=timeframe, closed=True)
+        upsert_candles(conn, head, symbol=symbol, timeframe=timeframe, source=source)
         for tf, frame in heads.items():
-            upsert_candles(conn, frame, symbol=symbol, timeframe=tf, closed=True)
+            upsert_candles(conn, frame, symbol=symbol, timeframe=tf, source=source)
     return 1
 
 
@@ -233,6 +247,7 @@ def _play(
     forming: bool,
     progress: bool,
     pacer: _Pacer,
+    source: CandleSource | None = None,
 ) -> tuple[dict[str, int], int]:
     """Write the scheduled candles one commit each, pacing main-timeframe candles."""
     commits = 0
@@ -243,11 +258,11 @@ def _play(
         is_main = item.timeframe == timeframe
         if is_main and forming:  # the candle opens right after the previous one closed
             write_candles(conn, forming_row(item.row), symbol=symbol, timeframe=timeframe,
-                          closed=False)  # fmt: skip
+                          closed=False, source=source)  # fmt: skip
             commits += 1
         if is_main:
             pacer.wait_for(written[timeframe] + 1)
-        write_candles(conn, item.row, symbol=symbol, timeframe=item.timeframe, closed=True)
+        write_candles(conn, item.row, symbol=symbol, timeframe=item.timeframe, source=source)
         commits += 1
         written[item.timeframe] += 1
         if is_main and progress and written[timeframe] % every == 0:

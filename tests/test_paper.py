@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from live.protocol import Heartbeat, Hello, Signal, decode_client, encode
+from live.protocol import ErrorMessage, Heartbeat, Hello, Signal, decode_client, encode
 from research.costs import CostModel
 from research.paper import (
     NO_FUNDING,
+    Ledger,
     PaperBot,
     PaperConfig,
     PaperError,
@@ -60,9 +61,10 @@ class FakeRunner:
         overlap: int = 0,
         heartbeat: float = 0.05,
         params_id: str = "pid",
+        stream: str | None = None,
     ) -> None:
         self.path, self.drop_after, self.overlap = path, drop_after, overlap
-        self.heartbeat, self.params_id = heartbeat, params_id
+        self.heartbeat, self.params_id, self.stream = heartbeat, params_id, stream
         self.journal: list[Signal] = []
         self.clients: list[asyncio.StreamWriter] = []
         self.resumes: list[int] = []
@@ -96,12 +98,15 @@ class FakeRunner:
         self.connections += 1
         first_connection = self.connections == 1
         hello = Hello(strategy="s", params_id=self.params_id, symbol="BTCUSDT", timeframe="1m",
-                      last_seq=len(self.journal))  # fmt: skip
+                      last_seq=len(self.journal), stream=self.stream)  # fmt: skip
         writer.write(encode(hello))
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=2.0)
             since = decode_client(line).since_seq  # type: ignore[union-attr]
             self.resumes.append(since)
+            if since > len(self.journal):  # as live.server.Hub.resume
+                message = f"since_seq {since} is beyond this journal's last seq {len(self.journal)}"
+                writer.write(encode(ErrorMessage(code="unknown_seq", message=message)))
             for sent, sig in enumerate(self.journal[max(0, since - self.overlap) :], start=1):
                 writer.write(encode(sig))
                 if first_connection and self.drop_after is not None and sent >= self.drop_after:
@@ -405,6 +410,75 @@ def test_refuses_a_runner_with_other_parameters(tmp_path: Path) -> None:
     asyncio.run(scenario("pid", 2))
     with pytest.raises(PaperError, match="params_id pid, the runner serves other"):
         asyncio.run(scenario("other", 3))
+
+
+def test_unknown_seq_is_logged_and_the_stream_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The runner's journal (same stream) was restored from an older copy: it ends at seq 1,
+    # the ledger at seq 3. The runner answers unknown_seq and goes on from its end.
+    write_db(tmp_path / "candles.db", ladder(20))
+
+    async def session(records: list[dict], expect: int, publish: list[dict]) -> PaperBot:
+        runner = FakeRunner(tmp_path / "runner.sock", stream="s1")
+        runner.add(records)
+        await runner.start()
+        bot = PaperBot(config(tmp_path))
+
+        async def during() -> None:
+            while not runner.clients:
+                await asyncio.sleep(0.01)
+            for item in publish:
+                await runner.publish(item)
+
+        try:
+            await run_until(bot, lambda: bot.ledger.last_seq() == expect, during=during)
+        finally:
+            bot.close()
+            await runner.stop()
+        return bot
+
+    asyncio.run(session([record("BUY", 2), record("SELL", 4), record("BUY", 6)], 3, []))
+    with caplog.at_level("WARNING", logger="research.paper"):
+        bot = asyncio.run(session([record("BUY", 2)], 4, [record("SELL", 4), record("BUY", 6),
+                                                          record("SELL", 8)]))  # fmt: skip
+    assert bot.unknown_seq == 1 and bot.duplicates == 2
+    assert "event=unknown_seq ledger_seq=3 stream=s1" in caplog.text
+    assert statuses(tmp_path / "paper.db")[-1] == (4, "filled")
+
+
+def test_a_ledger_from_before_streams_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "paper.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE signals (seq INTEGER PRIMARY KEY, signal TEXT NOT NULL, "
+            "symbol TEXT NOT NULL, timeframe TEXT NOT NULL, candle_ts INTEGER NOT NULL, "
+            "price REAL NOT NULL, confidence REAL, reasons TEXT, strategy TEXT, params_id TEXT, "
+            "emitted_at REAL, stale INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL, "
+            "status TEXT NOT NULL DEFAULT 'pending', fill_ts INTEGER, note TEXT)"
+        )
+        conn.execute("CREATE TABLE fills (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER "
+                     "NOT NULL, candle_ts INTEGER NOT NULL, action TEXT NOT NULL, side TEXT NOT "
+                     "NULL, open REAL NOT NULL, slippage REAL NOT NULL, price REAL NOT NULL, "
+                     "size REAL NOT NULL, fees REAL NOT NULL, cash_after REAL NOT NULL, "
+                     "position_after REAL NOT NULL, filled_at REAL NOT NULL)")  # fmt: skip
+        conn.execute("INSERT INTO signals (seq, signal, symbol, timeframe, candle_ts, price, "
+                     "received_at, status) VALUES (7, 'BUY', 'BTCUSDT', '1m', 60, 1.0, 0, "
+                     "'filled')")  # fmt: skip
+        conn.execute("INSERT INTO fills (seq, candle_ts, action, side, open, slippage, price, "
+                     "size, fees, cash_after, position_after, filled_at) "
+                     "VALUES (7, 120, 'open long', 'buy', 1, 0, 1, 1, 0, 0, 1, 0)")  # fmt: skip
+    ledger = Ledger(path)
+    try:
+        assert ledger.last_seq() == 7 and ledger.has(7)
+        ledger.adopt_stream("abc")  # the first hello with a stream claims the old signals
+        assert ledger.last_seq() == 7 and ledger.stream == "abc"
+    finally:
+        ledger.close()
+    assert read_table(path, "signals")[["stream", "seq", "status"]].values.tolist() == [
+        ["abc", 7, "filled"]
+    ]
+    assert read_table(path, "fills")["stream"].tolist() == ["abc"]
 
 
 # -- paper versus backtest ---------------------------------------------------------------------

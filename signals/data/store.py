@@ -49,16 +49,50 @@ def connect_readonly(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite
     return conn
 
 
-def connect_writable(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
-    """Open (creating if needed) a database in WAL mode with the reference schema."""
+def connect_writable(
+    path: Path | str, *, busy_timeout_ms: int = 5000, source: CandleSource | None = None
+) -> sqlite3.Connection:
+    """Open (creating if needed) a database in WAL mode with the reference schema.
+
+    With a mapped `source` (``data.source`` of the config) the candle table is the mapped one:
+    used as it is when it exists, else created with the mapped columns only.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(CANDLES_DDL)
-    conn.execute(PENDING_DDL)
+    if _is_reference(source):
+        conn.execute(CANDLES_DDL)
+        conn.execute(PENDING_DDL)  # import/fetch's aggregation marker (reference schema only)
+    else:  # a pipeline's own table: nothing else is added to its database
+        conn.execute(_mapped_ddl(source))  # type: ignore[arg-type]
     return conn
+
+
+def _is_reference(source: CandleSource | None) -> bool:
+    return source is None or source == CandleSource()
+
+
+def _mapped_columns(source: CandleSource) -> list[tuple[str, str]]:
+    """Return (frame field, table column) of every column the mapped table has, key first."""
+    cols = source.columns
+    names = ["symbol", "timeframe", "timestamp", *CANDLE_COLUMNS, "closed"]
+    return [(name, col) for name in names if (col := getattr(cols, name))]
+
+
+def _mapped_ddl(source: CandleSource) -> str:
+    types = {"symbol": "TEXT", "timeframe": "TEXT", "timestamp": "INTEGER", "trades": "INTEGER",
+             "closed": "INTEGER"}  # fmt: skip
+    columns = [f"{_quote(col)} {types.get(name, 'REAL')}" for name, col in _mapped_columns(source)]
+    key = [_quote(col) for name, col in _mapped_columns(source) if name in _KEY]
+    return (
+        f"CREATE TABLE IF NOT EXISTS {_quote(source.table)} "
+        f"({', '.join(columns)}, PRIMARY KEY ({', '.join(key)}))"
+    )
+
+
+_KEY = ("symbol", "timeframe", "timestamp")
 
 
 def mark_pending(
@@ -396,10 +430,13 @@ def write_candles(
     symbol: str,
     timeframe: str,
     closed: bool | pd.Series = True,
+    source: CandleSource | None = None,
 ) -> int:
-    """Upsert a candle frame into the reference table; re-writing the same rows changes nothing."""
+    """Upsert a candle frame into the reference (or mapped) table; re-writing changes nothing."""
     with conn:
-        return upsert_candles(conn, frame, symbol=symbol, timeframe=timeframe, closed=closed)
+        return upsert_candles(
+            conn, frame, symbol=symbol, timeframe=timeframe, closed=closed, source=source
+        )
 
 
 def upsert_candles(
@@ -410,14 +447,22 @@ def upsert_candles(
     timeframe: str,
     closed: bool | pd.Series = True,
     keep_closed: bool = False,
+    source: CandleSource | None = None,
 ) -> int:
     """Upsert like `write_candles` inside the caller's transaction (no commit).
 
     With ``keep_closed`` an incoming ``closed = 0`` row never replaces a stored closed candle:
-    an incomplete aggregate must not overwrite a complete candle of the same open time.
+    an incomplete aggregate must not overwrite a complete candle of the same open time. With a
+    mapped `source` the rows go to the mapped table and columns (see `upsert_mapped`).
     """
     if frame.empty:
         return 0
+    if not _is_reference(source):
+        if keep_closed:
+            raise DataError("keep_closed needs the reference candle table")
+        return upsert_mapped(
+            conn, frame, symbol=symbol, timeframe=timeframe, closed=closed, source=source
+        )
     ts = (
         frame.index.as_unit("s").asi8.astype("int64")
         if isinstance(frame.index, pd.DatetimeIndex)
@@ -471,3 +516,65 @@ def create_analysis_db(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(ANALYSIS_DDL)
     return conn
+
+
+def upsert_mapped(
+    conn: sqlite3.Connection,
+    frame: pd.DataFrame,
+    *,
+    symbol: str,
+    timeframe: str,
+    source: CandleSource,
+    closed: bool | pd.Series = True,
+) -> int:
+    """Write candles into a mapped table as its pipeline would, inside the caller's transaction.
+
+    Only the mapped columns are written (a table without ``closed`` gets closed candles only;
+    ``ms`` timestamps are written in milliseconds). A row with the same key (symbol, timeframe,
+    timestamp: those the table has) is replaced, whatever indexes the table has.
+    """
+    if frame.empty:
+        return 0
+    cols = source.columns
+    for name, want, only in (("symbol", symbol, source.symbol),
+                             ("timeframe", timeframe, source.timeframe)):  # fmt: skip
+        if getattr(cols, name) is None and only is not None and only != want:
+            raise DataError(f"table {source.table} holds only {only}, not {want}")
+    closed_values = (
+        closed.astype(int).to_numpy()
+        if isinstance(closed, pd.Series)
+        else np.full(len(frame), int(closed))
+    )
+    if cols.closed is None and not closed_values.all():
+        raise DataError(
+            f"table {source.table} has no closed column: it cannot hold forming candles"
+        )
+    ts = (
+        frame.index.as_unit("s").asi8.astype("int64")
+        if isinstance(frame.index, pd.DatetimeIndex)
+        else frame.index.to_numpy("int64")
+    )
+    stamps = (ts * 1000 if source.timestamp_unit == "ms" else ts).tolist()
+    fixed = {"symbol": [symbol] * len(frame), "timeframe": [timeframe] * len(frame),
+             "timestamp": stamps, "closed": closed_values.tolist()}  # fmt: skip
+
+    def values(name: str) -> list[object]:
+        if name in fixed:
+            return list(fixed[name])
+        if name not in frame:
+            return [None] * len(frame)
+        out = [None if np.isnan(v) else float(v) for v in frame[name].to_numpy("float64")]
+        return [None if v is None else int(v) for v in out] if name == "trades" else out
+
+    mapped = _mapped_columns(source)
+    rows = list(zip(*(values(name) for name, _ in mapped), strict=True))
+    key = [(i, col) for i, (name, col) in enumerate(mapped) if name in _KEY]
+    table = _quote(source.table)
+    where = " AND ".join(f"{_quote(col)} = ?" for _, col in key)
+    conn.executemany(f"DELETE FROM {table} WHERE {where}", [[r[i] for i, _ in key] for r in rows])
+    conn.executemany(
+        f"INSERT INTO {table} ({', '.join(_quote(c) for _, c in mapped)}) "
+        f"VALUES ({', '.join('?' * len(mapped))})",
+        rows,
+    )
+    return len(frame)
