@@ -133,7 +133,10 @@ def live_demo(
         replay(from_db=src_db, to_db=dst, timeframe=timeframe, symbol=symbol,
                start=start + (candles.index[1] - candles.index[0]), end=end, speed=speed,
                progress=False, source=source)  # fmt: skip
-        _wait(lambda: _caught_up(sock, int(end.timestamp())), "the runner to catch up")
+        # without a `closed` column the newest candle waits for a successor to settle (live's
+        # --settle rule): the runner is caught up when it has decided the one before it
+        last = end if source.columns.closed else candles.index[-2]
+        _wait(lambda: _caught_up(sock, int(last.timestamp())), "the runner to catch up")
         last_seq = int(runner_status(sock).get("last_seq", 0))
         _wait(lambda: _ledger_max_seq(ledger) >= last_seq, "the paper bot to record every signal")
         time.sleep(0.5)  # let the bot fill what the last candles allow

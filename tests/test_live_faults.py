@@ -4,7 +4,7 @@ twice. Every test runs the runner as a subprocess on a real SQLite file and a re
 the README's fault table points here.
 
 Faults served by other modules: clients and signals (tests/test_faults_clients.py), journal
-identity (tests/test_live_journal_identity.py), data entry (tests/test_import.py,
+identity (tests/test_live_stream.py), data entry (tests/test_import.py,
 tests/test_fetch.py).
 """
 
