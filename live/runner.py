@@ -263,6 +263,7 @@ class Runner:
             "last_candle_age_s": round(self.clock() - self._last_arrival, 3),
             "stall_after_s": self.config.stall_after(f.timeframe),
             "db_missing": self.db_missing,
+            "db_error": self._db_error,  # why a replaced database file cannot be opened yet
             "follow_stuck": self.perf() - self._follow_alive > self._stuck_after_s,
             "settle_s": 0.0 if self._settle is None else self._settle.settle_s,
             **self.counters.as_dict(),
@@ -506,14 +507,16 @@ class Runner:
 
     def _reopen(self) -> bool:
         """Open the new file at the database path (worker thread); False if it cannot be yet."""
+        store: CandleStore | None = None
         try:
             store = self._open_store()
             store.set_busy_timeout(self.config.busy_timeout_ms)
             store.check_schema()
             rewritten, missing = self.engine.verify_window(store)
         except (DataError, sqlite3.Error, OSError) as exc:
-            with contextlib.suppress(Exception):
-                store.close()
+            if store is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    store.close()
             if str(exc) != self._db_error:
                 self._db_error = str(exc)
                 log.warning("event=db_reopen_failed error=%r (retried)", str(exc))

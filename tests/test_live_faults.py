@@ -319,6 +319,11 @@ def test_a_replaced_database_is_reopened_and_followed(tmp_path: Path) -> None:
             Path(str(db) + suffix).unlink(missing_ok=True)
         wait_for(lambda: status(sock)["db_missing"], 3.0, "db_missing")
         assert time.monotonic() - started < 3.0
+        # a file that is not a database yet (a copy in progress): said, retried
+        garbage = tmp_path / "partial.db"
+        garbage.write_bytes(b"not a database" * 100)
+        os.replace(garbage, db)
+        wait_for(lambda: status(sock)["db_error"] is not None, 3.0, "db_error")
         # back, with one decided candle changed: the runner says so and re-reads its window
         conn = sqlite3.connect(kept)
         changed = ts(candles, HISTORY + 48)
@@ -332,6 +337,7 @@ def test_a_replaced_database_is_reopened_and_followed(tmp_path: Path) -> None:
     log = runner_log(sock)
     assert data["db_reopens"] == 2 and not data["db_missing"]
     assert "event=db_missing" in log and log.count("event=db_reopened") == 2
+    assert log.count("event=db_reopen_failed") == 1 and data["db_error"] is None
     assert "event=db_window_changed changed=1" in log
     seqs = [s["seq"] for s in collector.signals]
     assert seqs == list(range(1, len(seqs) + 1))
