@@ -56,6 +56,13 @@ def live_command(
     metrics_port: int = typer.Option(
         None, "--metrics-port", help="Serve Prometheus text at http://127.0.0.1:PORT/metrics."
     ),
+    max_clients: int = typer.Option(
+        None,
+        "--max-clients",
+        min=1,
+        help="Refuse connections beyond this many, with a too_many_clients error line "
+        "(default: live.max_clients, 256).",
+    ),
 ) -> None:
     """Stream BUY/SELL signals of a frozen parameter set as closed candles arrive (JSON lines).
 
@@ -69,6 +76,7 @@ def live_command(
         params=params, db=db, analysis_db=analysis_db, socket=socket, tcp=tcp, token=token,
         journal=journal, heartbeat=heartbeat, stale_after=stale_after, config=config,
         allow_hash_mismatch=allow_hash_mismatch, metrics_port=metrics_port,
+        max_clients=max_clients,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

@@ -48,6 +48,8 @@ def build_config(settings: Settings, **options: Any) -> RunnerConfig:
         watch=live.watch,
         poll_interval_s=live.poll_interval_s,
         drain_s=live.drain_s,
+        max_clients=_pick(options.get("max_clients"), live.max_clients),
+        client_idle_line_s=live.client_idle_line_s,
     )
 
 

@@ -107,6 +107,10 @@ class LiveSettings(_Strict):
     watch: Literal["auto", "inotify", "poll"] = "auto"
     poll_interval_s: float = Field(default=0.05, gt=0)
     drain_s: float = Field(default=2.0, ge=0)
+    max_clients: int = Field(default=256, ge=1, description="connections beyond are refused")
+    client_idle_line_s: float = Field(
+        default=5.0, gt=0, description="a client's bytes without a newline for longer: closed"
+    )
 
 
 class GateSettings(_Strict):
