@@ -113,11 +113,13 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     stop_runner(runner.proc, signal.SIGKILL)
 
 
-def read_raw(sock: socket.socket) -> list[dict[str, Any]]:
-    """Read every line until the server closes the connection (the socket has a timeout)."""
-    data = b""
+def read_raw(sock: socket.socket, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Read every line until the server closes the connection; fail after `timeout` seconds."""
+    data, deadline = b"", time.monotonic() + timeout
+    sock.settimeout(timeout)
     while chunk := sock.recv(65536):
         data += chunk
+        assert time.monotonic() < deadline, f"connection still open after {timeout} s: {data!r}"
     return [json.loads(line) for line in data.splitlines()]
 
 
