@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -50,6 +51,7 @@ AUTH_TIMEOUT_S = 5.0
 IDLE_LINE_S = 5.0  # bytes without a newline for longer close the connection
 LINGER_S = 1.0  # after a fault's error line, unread input is discarded this long before closing
 MAX_CLIENTS = 256
+REFUSAL_LOG_INTERVAL_S = 1.0  # at most one client_refused line per interval (with a count)
 
 
 class Transport(Protocol):
@@ -369,6 +371,8 @@ class ConnectionLimit:
     def __init__(self, max_clients: int = MAX_CLIENTS) -> None:
         self.max_clients = max_clients
         self.open = 0
+        self.unlogged_refusals = 0  # refusals since the last log line (a flood logs 1 line/s)
+        self.logged_at = -math.inf
 
     def take(self) -> bool:
         """Count one more connection; False (nothing counted) when the limit is reached."""
@@ -408,7 +412,7 @@ class Listener:
         self.limit = limit or ConnectionLimit()
         self.idle_line_s = idle_line_s
         self.server: asyncio.AbstractServer | None = None
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._connections: dict[asyncio.Task[None], Client] = {}
 
     async def start(self) -> None:
         """Start accepting."""
@@ -427,11 +431,14 @@ class Listener:
             self.server.close()  # no wait_closed here: since 3.12 it waits for every connection
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else f"unix#{id(writer):x}"
+        client = Client(StreamTransport(writer, self.max_buffer_bytes), name=name)
         task = asyncio.current_task()
         if task is not None:
-            self._connections[task] = writer
+            self._connections[task] = client
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, client)
         except asyncio.CancelledError:
             # Only `close_connections` cancels, and only a task that outlived its transport's
             # abort. End normally: Python 3.11's stream callback logs a cancelled connection
@@ -441,13 +448,12 @@ class Listener:
             if task is not None:
                 self._connections.pop(task, None)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: Client
+    ) -> None:
         raw = writer.get_extra_info("socket")
         if raw is not None and raw.family in (socket.AF_INET, socket.AF_INET6):
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = writer.get_extra_info("peername")
-        name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else f"unix#{id(writer):x}"
-        client = Client(StreamTransport(writer, self.max_buffer_bytes), name=name)
         self.hub.counters.connections += 1
         if not self.limit.take():
             self._refuse(client)
@@ -465,7 +471,8 @@ class Listener:
         except LineError as fault:
             await self._close_for(client, reader, writer, fault)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            log.info("event=client_error client=%s error=%r", name, str(exc) or type(exc).__name__)
+            error = str(exc) or type(exc).__name__
+            log.info("event=client_error client=%s error=%r", client.name, error)
         finally:
             self.limit.release()
             self.hub.disconnect(client)
@@ -474,10 +481,14 @@ class Listener:
 
     def _refuse(self, client: Client) -> None:
         self.hub.counters.refused_clients += 1
-        log.warning(
-            "event=client_refused client=%s code=too_many_clients max_clients=%d",
-            client.name, self.limit.max_clients,
-        )  # fmt: skip
+        limit, now = self.limit, time.monotonic()
+        limit.unlogged_refusals += 1
+        if now - limit.logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "event=client_refused client=%s code=too_many_clients max_clients=%d refused=%d",
+                client.name, limit.max_clients, limit.unlogged_refusals,
+            )  # fmt: skip
+            limit.logged_at, limit.unlogged_refusals = now, 0
         message = f"too many clients (max_clients={self.limit.max_clients}); try again later"
         client.transport.send(encode(ErrorMessage(code="too_many_clients", message=message)))
         client.transport.close()
@@ -527,11 +538,13 @@ class Listener:
     async def close_connections(self, timeout_s: float = 1.0) -> None:
         """End every connection (after the hub drained its clients) and wait for its task.
 
-        Each transport is aborted, so its task sees the end of its stream and returns on its
-        own; a task still running after `timeout_s` is cancelled (and ends quietly).
+        Each client is marked gone (a replay in progress stops at its next chunk, nothing more is
+        sent) and its transport aborted, so its task sees the end of its stream and returns on
+        its own; a task still running after `timeout_s` is cancelled (and ends quietly).
         """
-        for writer in list(self._connections.values()):
-            writer.transport.abort()
+        for client in list(self._connections.values()):
+            client.dropped = True
+            client.transport.abort()
         tasks = list(self._connections)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout_s)
