@@ -14,6 +14,12 @@ after the last read is broadcast later and passes the seq filter. No gap, no dup
 Back-pressure: a client's unsent bytes are bounded (``max_buffer_bytes``); a client over the
 bound is dropped with a log line. A vanished client (reset, broken pipe) only ends its own
 connection.
+
+Faults: a line over 64 KiB, bytes left without a newline, a connection beyond the limit, a wrong
+token end only that connection, after an error line with a stable code (`Listener`); a line
+that is no valid message is answered ``bad_request`` and the connection stays. At shutdown every
+connection is aborted after the hub's drain, so each task ends on its own instead of being
+cancelled mid-read (Python 3.11 logs a cancelled connection task as an error with a traceback).
 """
 
 from __future__ import annotations
