@@ -69,6 +69,13 @@ def live_command(
     metrics_port: int = typer.Option(
         None, "--metrics-port", help="Serve Prometheus text at http://127.0.0.1:PORT/metrics."
     ),
+    max_clients: int = typer.Option(
+        None,
+        "--max-clients",
+        min=1,
+        help="Refuse connections beyond this many, with a too_many_clients error line "
+        "(default: live.max_clients, 256).",
+    ),
 ) -> None:
     """Stream BUY/SELL signals of a frozen parameter set as closed candles arrive (JSON lines).
 
@@ -83,6 +90,7 @@ def live_command(
         journal=journal, heartbeat=heartbeat, stale_after=stale_after, config=config,
         settle=settle, stall_after=stall_after,
         allow_hash_mismatch=allow_hash_mismatch, metrics_port=metrics_port,
+        max_clients=max_clients,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

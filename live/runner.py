@@ -69,7 +69,7 @@ from typing import Any, Literal
 from live.engine import Decisions, SignalEngine
 from live.journal import Entry, Journal, SeriesKey
 from live.protocol import Hello
-from live.server import Hub, Listener
+from live.server import ConnectionLimit, Hub, Listener
 from live.settle import Settle
 from live.sockets import (
     bind_tcp,
@@ -138,6 +138,8 @@ class RunnerConfig:
     settle_s: float = 2.0
     future_tolerance_s: float = 5.0
     stall_after_s: float | None = None  # None: three timeframes plus 30 s (plus the settle)
+    max_clients: int = 256
+    client_idle_line_s: float = 5.0
 
     def journal_path(self) -> Path:
         """Return the journal path: as configured, else ``<params>.journal.db`` beside it."""
@@ -382,11 +384,19 @@ class Runner:
 
     async def _open_listeners(self) -> None:
         cfg = self.config
+        limit = ConnectionLimit(cfg.max_clients)  # one limit over both listeners
+        idle = cfg.client_idle_line_s
         if cfg.socket is not None:
             sock = bind_unix(cfg.socket, group=cfg.socket_group)
             self._socket_inode = socket_inode(cfg.socket)
             self.listeners.append(
-                Listener(self.hub, sock, max_buffer_bytes=cfg.client_buffer_bytes)
+                Listener(
+                    self.hub,
+                    sock,
+                    max_buffer_bytes=cfg.client_buffer_bytes,
+                    limit=limit,
+                    idle_line_s=idle,
+                )
             )
         if self.tcp is not None:
             self.listeners.append(
@@ -395,6 +405,8 @@ class Runner:
                     bind_tcp(self.tcp),
                     token=cfg.token,
                     max_buffer_bytes=cfg.client_buffer_bytes,
+                    limit=limit,
+                    idle_line_s=idle,
                 )
             )
         for listener in self.listeners:

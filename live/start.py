@@ -51,6 +51,8 @@ def build_config(settings: Settings, **options: Any) -> RunnerConfig:
         settle_s=_pick(options.get("settle"), data.settle_s),
         future_tolerance_s=data.future_tolerance_s,
         stall_after_s=_pick(options.get("stall_after"), live.stall_after_s),
+        max_clients=_pick(options.get("max_clients"), live.max_clients),
+        client_idle_line_s=live.client_idle_line_s,
     )
 
 

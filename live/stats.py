@@ -61,6 +61,10 @@ class Counters:
     reload_failures: int = 0
     db_retries: int = 0
     auth_failures: int = 0
+    connections: int = 0  # connections accepted (refused ones included)
+    bad_requests: int = 0  # client lines that are no valid message (answered, connection kept)
+    closed_clients: int = 0  # connections closed for a line too long or left unfinished
+    refused_clients: int = 0  # connections refused beyond max_clients
     empty_checks: int = 0  # a notice whose check found no new commit (settle re-checks follow)
     deferred_steps: int = 0  # steps the loop thread handed to the worker (a lock, an error)
     checkpoints: int = 0  # journal checkpoints run while idle

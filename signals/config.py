@@ -125,6 +125,10 @@ class LiveSettings(_Strict):
         description="no new closed candle for this long is a stall (default: three timeframes "
         "plus 30 s, plus the settle)",
     )
+    max_clients: int = Field(default=256, ge=1, description="connections beyond are refused")
+    client_idle_line_s: float = Field(
+        default=5.0, gt=0, description="a client's bytes without a newline for longer: closed"
+    )
 
 
 class GateSettings(_Strict):

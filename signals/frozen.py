@@ -174,6 +174,8 @@ def load_frozen(path: Path | str, *, allow_hash_mismatch: bool = False) -> Froze
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FrozenFileError(f"{path}: frozen parameter file not found") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise FrozenFileError(f"{path}: cannot read the frozen file ({exc.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FrozenFileError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
