@@ -342,7 +342,14 @@ class Runner:
         """Re-read and verify the frozen file; keep the old one on failure. Return success."""
         loop = asyncio.get_running_loop()
         async with self._serial:
-            return await loop.run_in_executor(self._executor, self._waiting, self._reload_sync)
+            try:
+                return await loop.run_in_executor(self._executor, self._waiting, self._reload_sync)
+            except Exception as exc:  # any other failure of a reload keeps the old set too
+                self.counters.reload_failures += 1
+                log.exception(
+                    "event=reload_failed kept=%s error=%r", self.frozen.params_id, str(exc)
+                )
+                return False
 
     def _reload_sync(self) -> bool:
         try:
