@@ -46,6 +46,19 @@ def sweep_command(
         "-j",
         help="Worker processes (default 0: one per core, at most one per chunk; 1: no workers).",
     ),
+    cluster: str = typer.Option(
+        None,
+        "--cluster",
+        help="Run the chunks on a Dask cluster instead of local processes: a scheduler address "
+        "(tcp://host:8786, started with `dask scheduler`, workers with `dask worker ADDRESS`) or "
+        "local:N to start N local worker processes for this sweep. The candles are sent to each "
+        "worker once; the table is the same as without --cluster. --jobs is then ignored.",
+    ),
+    cluster_timeout: float = typer.Option(
+        10.0,
+        "--cluster-timeout",
+        help="Seconds to wait for the scheduler and its first worker before giving up (exit 2).",
+    ),
     chunk_size: int = typer.Option(
         None, "--chunk-size", help="Combinations per chunk (default: sized from candles, <= 64)."
     ),
@@ -67,6 +80,7 @@ def sweep_command(
     from research.inputs import prepare_run, resolve_costs
     from research.metrics import METRIC_KEYS
     from research.sweep import run_sweep, write_heatmap, write_sweep
+    from research.sweep_cluster import parse_cluster
     from strategies import get_strategy
 
     if metric not in METRIC_KEYS:
@@ -74,6 +88,10 @@ def sweep_command(
     if not grid:
         raise typer.BadParameter("give at least one --grid name=...", param_hint="--grid")
     axes = _heatmap_axes(heatmap)
+    try:
+        spec = None if cluster is None else parse_cluster(cluster, timeout=cluster_timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cluster") from None
     chosen = get_strategy(strategy)
     expanded = expand_grid(chosen, grid)
     run = prepare_run(
@@ -111,6 +129,7 @@ def sweep_command(
         chunk_size=chunk_size,
         jobs=jobs or (os.cpu_count() or 1),
         progress=progress,
+        cluster=spec,
     )
     _print_top(result, metric, top, expanded.names)
     if out is not None:

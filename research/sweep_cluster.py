@@ -30,6 +30,7 @@ each and stops it when the sweep ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -155,13 +156,17 @@ def cluster_chunks(
     if not bounds:
         return parts
     fingerprint = code_fingerprint(job.strategy)
+    # Imports and numba kernels first, on every worker at once: a worker unpickling the job
+    # would otherwise import vectorbt on its event loop and delay the peers fetching from it.
+    tiny = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:2], first=0)
+    client.run(_warm_up, tiny)
     [shared] = client.scatter([job], broadcast=True)
     futures = {
         client.submit(_chunk, shared, start, stop, fingerprint): i
         for i, (start, stop) in enumerate(bounds)
     }
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             i = futures.pop(future)
             parts[i] = future.result()
             future.release()  # the worker drops the rows: only the client keeps them
@@ -172,20 +177,34 @@ def cluster_chunks(
     return parts
 
 
+def _warm_up(job: _Job) -> None:
+    # Load (or compile) the kernels a chunk uses: two columns, the chunks' memory layout.
+    from research.sweep import chunk_metrics
+
+    chunk_metrics(job, 0, len(job.combos))
+
+
 def _chunk(job: _Job, start: int, stop: int, fingerprint: str) -> pd.DataFrame:
     # Runs on a worker: refuse figures of other code, then the local sweep's own chunk.
     from research.sweep import chunk_metrics
 
     mine = code_fingerprint(job.strategy)
     if mine != fingerprint:
-        from distributed import get_worker
-
         raise ClusterError(
-            f"worker {get_worker().address} runs other code or packages than the client "
+            f"worker {_worker_address()} runs other code or packages than the client "
             f"(fingerprint {mine[:12]} != {fingerprint[:12]}): install the same version of "
             "the project and its dependencies on every machine"
         )
     return chunk_metrics(job, start, stop)
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # called outside a worker (tests)
+        return "(none)"
 
 
 def code_fingerprint(strategy: Any) -> str:
