@@ -6,6 +6,7 @@ The command parses options and calls `research.grid.expand_grid`, `research.swee
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def sweep_command(
         f"({expanded.skipped} invalid skipped) over {len(run.period)} candles",
         err=True,
     )
+    if spec is not None:
+        _dask_logs_at_warning()
     result = run_sweep(
         run.candles,  # the candles before --from warm the indicators up
         run.strategy,
@@ -138,6 +141,16 @@ def sweep_command(
         if axes:
             written.append(write_heatmap(result, axes[0], axes[1], metric, out))
         typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+
+
+def _dask_logs_at_warning() -> None:
+    # Dask configures its loggers to INFO when imported (scheduler, nanny and worker start and
+    # stop lines, a traceback logged at INFO when a connection closes at shutdown); the sweep
+    # shows its own progress. `signals -v` keeps them.
+    import distributed  # noqa: F401  (its import sets the levels this overrides)
+
+    if not logging.getLogger("research").isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:

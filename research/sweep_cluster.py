@@ -35,6 +35,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
 
     with contextlib.ExitStack() as stack:
         if spec.address is None:
+            # Our own workers, stopped once every result is in: a nanny killing one that is
+            # slow to exit (numba and vectorbt loaded, a busy machine) is not worth a warning.
+            stack.enter_context(_quiet("distributed.nanny"))
             cluster = LocalCluster(
                 n_workers=spec.local_workers,
                 threads_per_worker=1,  # one chunk at a time per process, as the local sweep
@@ -123,6 +127,17 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
                 f"(start one with: dask worker {spec.text})"
             ) from None
         yield client
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _remote_client(spec: ClusterSpec) -> Client:

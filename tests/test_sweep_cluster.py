@@ -237,3 +237,13 @@ def test_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_bad_cluster_specs_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="expected"):
         parse_cluster(text)
+
+
+def test_a_scheduler_without_workers_is_a_clear_error(tmp_path: Path) -> None:
+    lonely = Cluster(tmp_path, workers=0)
+    try:
+        spec = parse_cluster(lonely.address, timeout=1)
+        with pytest.raises(ClusterError, match="has no worker after 1 s"), connect(spec):
+            pass
+    finally:
+        lonely.close()
