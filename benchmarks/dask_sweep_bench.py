@@ -12,8 +12,8 @@ Run by ``make bench`` (or ``.venv/bin/python benchmarks/dask_sweep_bench.py --wr
 
 Every table is checked equal to the local one. A thread samples VmRSS of every descendant
 process every 50 ms: "peak per worker" is the largest any one worker process reached (pages a
-forked worker shares with its parent count in full). Overhead per chunk is the steady cluster
-sweep's wall time minus the local sweep's, divided by the number of chunks.
+forked worker shares with its parent count in full). Overhead per chunk is the time the two
+workers of the steady sweep were not computing a chunk (Dask's task stream), per chunk.
 """
 
 from __future__ import annotations
@@ -31,18 +31,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd
-
 from benchmarks.results import load_average, machine, replace_section
-from benchmarks.scenarios import FEE_BPS, SLIPPAGE_BPS, ema_grid
-from research.costs import CostModel
-from research.execution import ExecutionModel
-from research.grid import expand_grid
-from research.sweep import _Job, run_sweep
-from research.sweep_cluster import parse_cluster
-from signals.data.synth import synth_market
-from strategies import get_strategy
 
+# Heavy imports happen inside `run`: a spawned Dask worker imports this module as __mp_main__,
+# and the first sweep on a fresh cluster should pay the workers' imports as a user's would.
 HEADING = "## Sweeps on a Dask cluster"
 MIB = 2**20
 
@@ -101,8 +93,19 @@ def timed(func: Callable[[], Any]) -> tuple[Any, float, int]:
 
 
 def run(days: int, combos: int) -> dict[str, Any]:
-    """Run the four sweeps; return their figures."""
-    from distributed import LocalCluster
+    """Run the sweeps; return their figures."""
+    import dask
+    import pandas as pd
+    from distributed import Client, LocalCluster
+
+    from benchmarks.scenarios import FEE_BPS, SLIPPAGE_BPS, ema_grid
+    from research.costs import CostModel
+    from research.execution import ExecutionModel
+    from research.grid import expand_grid
+    from research.sweep import _Job, run_sweep
+    from research.sweep_cluster import _TRIM_KEY, _quiet, parse_cluster
+    from signals.data.synth import synth_market
+    from strategies import get_strategy
 
     candles = synth_market(days=days, seed=1)
     strategy = get_strategy("ema_cross")
@@ -114,36 +117,101 @@ def run(days: int, combos: int) -> dict[str, Any]:
         "progress": False,
     }
     run_sweep(candles.iloc[:2000], strategy, grid.combos[:4], jobs=1, **kwargs)  # numba cache
-    local, local_s, local_peak = timed(lambda: run_sweep(candles, strategy, grid, jobs=2, **kwargs))
-    spec = parse_cluster("local:2", timeout=120)
-    fresh, fresh_s, fresh_peak = timed(
-        lambda: run_sweep(candles, strategy, grid, cluster=spec, **kwargs)
-    )
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
-        address = parse_cluster(cluster.scheduler_address, timeout=120)
-        first, first_s, first_peak = timed(
-            lambda: run_sweep(candles, strategy, grid, cluster=address, **kwargs)
-        )
-        steady, steady_s, steady_peak = timed(
-            lambda: run_sweep(candles, strategy, grid, cluster=address, **kwargs)
-        )
-    for other in (fresh, first, steady):
-        pd.testing.assert_frame_equal(other.table, local.table)
-    chunks = -(-len(grid.combos) // local.chunk_size)
+
+    def sweep(**extra: Any) -> Any:
+        return timed(lambda: run_sweep(candles, strategy, grid, **kwargs, **extra))
+
+    figures: dict[str, Any] = {}
+    results = []
+    for name, extra in (("local", {"jobs": 2}), ("fresh", {"cluster": parse_cluster("local:2")})):
+        result, figures[f"{name}_s"], figures[f"{name}_peak"] = sweep(**extra)
+        results.append(result)
+    # The running cluster is configured as `--cluster local:N` configures its own (and as the
+    # README tells `dask worker` users): without Dask's MALLOC_TRIM_THRESHOLD_.
+    with (
+        dask.config.set({_TRIM_KEY: None}),
+        _quiet("distributed.nanny"),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as watcher,
+    ):
+        watcher.get_task_stream()  # installs the scheduler's task-stream recorder
+        spec = parse_cluster(cluster.scheduler_address, timeout=120)
+        for name in ("first", "steady"):
+            since = time.time()
+            result, figures[f"{name}_s"], figures[f"{name}_peak"] = sweep(cluster=spec)
+            results.append(result)
+            chunks = [
+                t for t in watcher.get_task_stream(start=since) if t["key"].startswith("_chunk")
+            ]
+            compute = [
+                s["stop"] - s["start"]
+                for t in chunks
+                for s in t["startstops"]
+                if s["action"] == "compute"
+            ]
+            figures[f"{name}_compute_s"] = sum(compute)
+            figures[f"{name}_chunk_max_s"] = max(compute)
+            figures[f"{name}_chunk_median_s"] = sorted(compute)[len(compute) // 2]
+    figures["trim_off_ms"], figures["trim_on_ms"] = _trim_effect()
+    for other in results[1:]:
+        pd.testing.assert_frame_equal(other.table, results[0].table)
+    chunks = -(-len(grid.combos) // results[0].chunk_size)
     job = _Job(candles, strategy, grid.combos, "1m", kwargs["execution"], kwargs["costs"])
+    idle = figures["steady_s"] * 2 - figures["steady_compute_s"]  # two single-thread workers
     return {
+        **figures,
         "candles": len(candles), "combos": len(grid.combos), "grid": " ".join(ema_grid(combos)),
-        "chunk_size": local.chunk_size, "chunks": chunks,
+        "chunk_size": results[0].chunk_size, "chunks": chunks,
         "job_mib": len(pickle.dumps(job, protocol=5)) / MIB,
-        "local_s": local_s, "local_peak": local_peak,
-        "fresh_s": fresh_s, "fresh_peak": fresh_peak,
-        "first_s": first_s, "first_peak": first_peak,
-        "steady_s": steady_s, "steady_peak": steady_peak,
-        "overhead_per_chunk_ms": (steady_s - local_s) / chunks * 1000,
+        "overhead_per_chunk_ms": idle / chunks * 1000,
         "load": load_average(),
     }  # fmt: skip
+
+
+_TRIM_PROBE = """
+import time
+from research.costs import CostModel
+from research.execution import ExecutionModel
+from research.grid import expand_grid
+from research.sweep import _Job, chunk_metrics
+from signals.data.synth import synth_market
+from strategies import get_strategy
+
+candles = synth_market(days=30, seed=1)
+strategy = get_strategy("ema_cross")
+grid = expand_grid(strategy, ["fast=5:54:1", "slow=60:250:10"])
+job = _Job(candles, strategy, grid.combos, "1m", ExecutionModel(), CostModel(fee_bps=5.5))
+chunk_metrics(job, 0, 2)
+times = []
+for i in range(5):
+    started = time.perf_counter()
+    chunk_metrics(job, 64 * i, 64 * (i + 1))
+    times.append(time.perf_counter() - started)
+print(sorted(times)[2])
+"""
+
+
+def _trim_effect() -> tuple[float, float]:
+    """Return the median ms of a 64-combination chunk without and with Dask's malloc trim."""
+    import subprocess
+
+    out = []
+    for trim in (None, "65536"):
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+        if trim:
+            env["MALLOC_TRIM_THRESHOLD_"] = trim
+        ran = subprocess.run(
+            [sys.executable, "-c", _TRIM_PROBE],
+            env=env,
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out.append(float(ran.stdout.strip()) * 1000)
+    return out[0], out[1]
 
 
 def section(r: dict[str, Any], command: str) -> str:
@@ -168,10 +236,18 @@ disk cache warm); peak RSS is the largest of any single worker process, sampled 
 {row("running 2-worker cluster, first sweep", "first", "the workers' imports and kernels, scatter, chunks")}
 {row("running 2-worker cluster, next sweep", "steady", "scatter, chunks")}
 
-Overhead per chunk on a running cluster: {r["overhead_per_chunk_ms"]:.0f} ms (next sweep minus the
-local sweep, over {r["chunks"]} chunks). A fresh worker's first chunk waits for the imports
-(vectorbt, numba, TA-Lib) and for loading the sweep kernels from numba's disk cache: that is the
-difference between the first and the next sweep on a running cluster.
+Overhead per chunk on a running cluster (next sweep): {r["overhead_per_chunk_ms"]:.0f} ms, the time
+the two workers were not computing a chunk (2 x wall minus the chunks' compute time from Dask's
+task stream: connecting, warm-up call, scatter, scheduling, results), over {r["chunks"]} chunks.
+A chunk computes in {r["steady_chunk_median_s"] * 1000:.0f} ms on a worker (median; slowest
+{r["steady_chunk_max_s"] * 1000:.0f} ms). On the first sweep of fresh workers, their imports (vectorbt,
+numba, TA-Lib) and the loading of the sweep kernels from numba's disk cache happen in a warm-up
+call before the job is scattered; the chunks then took {r["first_chunk_median_s"] * 1000:.0f} ms
+(median; slowest {r["first_chunk_max_s"] * 1000:.0f} ms). A worker that joins mid-sweep pays them
+in its first chunk. Dask's default worker setting `MALLOC_TRIM_THRESHOLD_=65536` slows chunks
+down (64 combinations on 30 days, one process, median of 5: {r["trim_off_ms"]:.0f} ms without it,
+{r["trim_on_ms"]:.0f} ms with it): `--cluster local:N` unsets it, and the README says how for
+`dask worker`.
 """  # noqa: E501
 
 

@@ -50,6 +50,13 @@ if TYPE_CHECKING:
     from research.sweep import _Job
 
 _LOCAL = re.compile(r"local:(\d+)")
+# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (to give memory back sooner).
+# Any explicit value turns off glibc's dynamic mmap threshold, so every array over 128 KiB is
+# mmapped and unmapped again: a chunk takes twice as long (measured: benchmarks/RESULTS.md).
+# Local clusters unset it (None, as Dask documents); remote workers are warned about.
+_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+_TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
+_log = logging.getLogger(__name__)
 # Modules whose source decides a chunk's figures (the strategy's own source is added per job).
 _FINGERPRINT_MODULES = (
     "research.sweep",
@@ -101,6 +108,7 @@ def parse_cluster(text: str, *, timeout: float = 10.0) -> ClusterSpec:
 @contextlib.contextmanager
 def connect(spec: ClusterSpec) -> Iterator[Client]:
     """Yield a Dask client of `spec` with at least one worker; close what was opened here."""
+    import dask
     from distributed import Client, LocalCluster
 
     with contextlib.ExitStack() as stack:
@@ -108,6 +116,8 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
             # Our own workers, stopped once every result is in: a nanny killing one that is
             # slow to exit (numba and vectorbt loaded, a busy machine) is not worth a warning.
             stack.enter_context(_quiet("distributed.nanny"))
+            cluster_config = dask.config.set({_TRIM_KEY: None})
+            stack.enter_context(cluster_config)
             cluster = LocalCluster(
                 n_workers=spec.local_workers,
                 threads_per_worker=1,  # one chunk at a time per process, as the local sweep
@@ -174,7 +184,14 @@ def cluster_chunks(
     # Imports and numba kernels first, on every worker at once: a worker unpickling the job
     # would otherwise import vectorbt on its event loop and delay the peers fetching from it.
     tiny = dataclasses.replace(job, candles=job.candles.iloc[:64], combos=job.combos[:2], first=0)
-    client.run(_warm_up, tiny)
+    trims = {value for value in client.run(_warm_up, tiny).values() if value is not None}
+    if trims:
+        _log.warning(
+            "the Dask workers run with %s=%s (the nanny's default), which makes a chunk about "
+            "twice as slow: see README, Scaling out",
+            _TRIM_ENV,
+            ",".join(sorted(trims)),
+        )
     [shared] = client.scatter([job], broadcast=True)
     futures = {
         client.submit(_chunk, shared, start, stop, fingerprint): i
@@ -192,11 +209,15 @@ def cluster_chunks(
     return parts
 
 
-def _warm_up(job: _Job) -> None:
+def _warm_up(job: _Job) -> str | None:
     # Load (or compile) the kernels a chunk uses: two columns, the chunks' memory layout.
+    # Returns the worker's malloc trim setting (see _TRIM_KEY).
+    import os
+
     from research.sweep import chunk_metrics
 
     chunk_metrics(job, 0, len(job.combos))
+    return os.environ.get(_TRIM_ENV)
 
 
 def _chunk(job: _Job, start: int, stop: int, fingerprint: str) -> pd.DataFrame:

@@ -41,7 +41,15 @@ def sorted_table(table: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
     return table.sort_values(list(names), kind="stable").reset_index(drop=True)
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen:
+# The worker configuration the README gives (Scaling out): no MALLOC_TRIM_THRESHOLD_.
+DASK_YAML = """distributed:
+  nanny:
+    pre-spawn-environ:
+      MALLOC_TRIM_THRESHOLD_: null
+"""
+
+
+def _start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     # A session of its own: killing its group kills a `dask worker` and its nanny's child too.
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -50,6 +58,7 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -81,6 +90,8 @@ class Cluster:
             time.sleep(0.1)
         time.sleep(0.2)  # the file is written in one go, but let its writer finish
         self.address = json.loads(file.read_text())["address"]
+        (tmp / "dask").mkdir()
+        (tmp / "dask" / "signals.yaml").write_text(DASK_YAML)
         for k in range(workers):
             self.procs.append(
                 _start(
@@ -89,6 +100,7 @@ class Cluster:
                         *("--nworkers", "1", "--nthreads", "1", "--no-dashboard"),
                     ],
                     tmp / f"worker{k}.log",
+                    env={"DASK_CONFIG": str(tmp / "dask")},
                 )
             )
 
@@ -127,6 +139,7 @@ def test_cluster_sweep_equals_the_local_sweep_and_workers_load_the_numba_cache(
             hits = sum(sum(s.cache_hits.values()) for s in stats)
             return hits, sum(sum(s.cache_misses.values()) for s in stats)
 
+        trims = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
         # Each worker ran chunks, and loaded the kernels the local sweep compiled from disk.
         caches = client.run(kernel_cache)
     assert result.cluster == cluster.address and result.jobs == 2
@@ -136,6 +149,7 @@ def test_cluster_sweep_equals_the_local_sweep_and_workers_load_the_numba_cache(
         sorted_table(result.table, names), sorted_table(local.table, names)
     )
     assert len(caches) == 2 and all(hits > 0 and misses == 0 for hits, misses in caches.values())
+    assert list(trims.values()) == [None, None]  # the README's worker configuration took
 
 
 class KillOnFirstResult:
