@@ -217,6 +217,14 @@ def _trim_effect() -> tuple[float, float]:
 def section(r: dict[str, Any], command: str) -> str:
     """Return the RESULTS.md section for the figures `r`."""
 
+    busy = (
+        f"- The machine was shared during this run (load average {r['load']:.1f} on "
+        f"{os.cpu_count()} cores): compare the rows of this section with each other rather "
+        "than with other sections' figures.\n"
+        if r["load"] > (os.cpu_count() or 1)
+        else ""
+    )
+
     def row(name: str, key: str, note: str) -> str:
         return f"| {name} | {r[key + '_s']:.1f} s | {r[key + '_peak'] / MIB:.0f} MiB | {note} |"
 
@@ -236,19 +244,21 @@ disk cache warm); peak RSS is the largest of any single worker process, sampled 
 {row("running 2-worker cluster, first sweep", "first", "the workers' imports and kernels, scatter, chunks")}
 {row("running 2-worker cluster, next sweep", "steady", "scatter, chunks")}
 
-Overhead per chunk on a running cluster (next sweep): {r["overhead_per_chunk_ms"]:.0f} ms, the time
-the two workers were not computing a chunk (2 x wall minus the chunks' compute time from Dask's
-task stream: connecting, warm-up call, scatter, scheduling, results), over {r["chunks"]} chunks.
-A chunk computes in {r["steady_chunk_median_s"] * 1000:.0f} ms on a worker (median; slowest
-{r["steady_chunk_max_s"] * 1000:.0f} ms). On the first sweep of fresh workers, their imports (vectorbt,
-numba, TA-Lib) and the loading of the sweep kernels from numba's disk cache happen in a warm-up
-call before the job is scattered; the chunks then took {r["first_chunk_median_s"] * 1000:.0f} ms
-(median; slowest {r["first_chunk_max_s"] * 1000:.0f} ms). A worker that joins mid-sweep pays them
-in its first chunk. Dask's default worker setting `MALLOC_TRIM_THRESHOLD_=65536` slows chunks
-down (64 combinations on 30 days, one process, median of 5: {r["trim_off_ms"]:.0f} ms without it,
-{r["trim_on_ms"]:.0f} ms with it): `--cluster local:N` unsets it, and the README says how for
-`dask worker`.
-"""  # noqa: E501
+- Overhead per chunk on a running cluster (next sweep): {r["overhead_per_chunk_ms"]:.0f} ms, the
+  time the two workers were not computing a chunk (2 x wall minus the chunks' compute time in
+  Dask's task stream: connecting, the warm-up call, scatter, scheduling, results), per chunk.
+- A chunk computes in {r["steady_chunk_median_s"] * 1000:.0f} ms on a worker (median of the next
+  sweep; slowest {r["steady_chunk_max_s"] * 1000:.0f} ms).
+- First sweep on the running cluster: the workers' imports (vectorbt, numba, TA-Lib) and the
+  loading of the sweep kernels from numba's disk cache happen in a warm-up call before the job
+  is scattered; its chunks took {r["first_chunk_median_s"] * 1000:.0f} ms (median; slowest
+  {r["first_chunk_max_s"] * 1000:.0f} ms). A worker that joins mid-sweep pays the warm-up in its
+  first chunk.
+- Dask's default worker setting `MALLOC_TRIM_THRESHOLD_=65536` slows chunks down: 64
+  combinations on 30 days in one process, median of 5, {r["trim_off_ms"]:.0f} ms without it and
+  {r["trim_on_ms"]:.0f} ms with it. `--cluster local:N` unsets it; the README says how for
+  `dask worker`.
+{busy}"""  # noqa: E501
 
 
 def main() -> None:

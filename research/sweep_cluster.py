@@ -14,11 +14,13 @@ as a local worker process does. What changes is where they run:
   neither the workers nor the scheduler keep finished results.
 - **A dead worker loses nothing.** Dask reschedules the chunks that were running or waiting on
   a worker that disappears; the job's replica survives on the other workers.
-- **Numba.** Each worker process compiles, or loads from numba's disk cache, the sweep kernels
-  on its first chunk, which is therefore slower (see benchmarks/RESULTS.md). The cache is
+- **Numba.** Before the job is scattered, every worker runs a two-combination chunk on 64
+  candles (``client.run``, all workers at once): it imports the project and compiles, or loads
+  from numba's disk cache, the sweep kernels, as the local sweep does before it forks. A worker
+  that joins mid-sweep does this in its first chunk, which is therefore slower. The cache is
   numba's default (``__pycache__`` beside `research._sweep_kernel`, or ``NUMBA_CACHE_DIR``
-  from the worker's own environment): workers on the client's machine share the client's
-  cache; another machine fills its own on its first sweep.
+  from the worker's own environment): workers on the client's machine load the client's
+  kernels (tested); another machine fills its own cache on its first sweep.
 - **Same code everywhere.** Every chunk carries a fingerprint of the code and packages that
   decide its figures (`code_fingerprint`); a worker whose fingerprint differs refuses the chunk
   with a `ClusterError` naming both, rather than returning figures of other code.
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 _LOCAL = re.compile(r"local:(\d+)")
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (to give memory back sooner).
 # Any explicit value turns off glibc's dynamic mmap threshold, so every array over 128 KiB is
-# mmapped and unmapped again: a chunk takes twice as long (measured: benchmarks/RESULTS.md).
+# mmapped and unmapped again: a chunk takes 2-3 times as long (benchmarks/RESULTS.md).
 # Local clusters unset it (None, as Dask documents); remote workers are warned about.
 _TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 _TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
@@ -187,8 +189,8 @@ def cluster_chunks(
     trims = {value for value in client.run(_warm_up, tiny).values() if value is not None}
     if trims:
         _log.warning(
-            "the Dask workers run with %s=%s (the nanny's default), which makes a chunk about "
-            "twice as slow: see README, Scaling out",
+            "the Dask workers run with %s=%s (the nanny's default), which makes chunks "
+            "2-3 times slower: see README, Scaling out",
             _TRIM_ENV,
             ",".join(sorted(trims)),
         )

@@ -165,8 +165,10 @@ class KillOnFirstResult:
         self.done += n
         if self.at_kill is not None:
             return
-        busy = [addr for addr, keys in self.client.processing().items() if keys]
-        assert busy, "no chunk running when the first one finished"
+        deadline = time.monotonic() + 10
+        while not (busy := [a for a, keys in self.client.processing().items() if keys]):
+            assert time.monotonic() < deadline, "no chunk running after the first one finished"
+            time.sleep(0.01)
         group = os.getpgid(self.pids[busy[0]])
         victim = next(p for p in self.cluster.procs if p.pid == group)
         os.killpg(group, signal.SIGKILL)
