@@ -178,7 +178,7 @@ class KillOnFirstResult:
 
 def test_a_worker_killed_mid_sweep_loses_nothing(local, cluster: Cluster) -> None:  # type: ignore[no-untyped-def]
     spec = parse_cluster(cluster.address, timeout=30)
-    size = 4
+    size = 2  # 135 chunks: a sweep of a few seconds, most of it after the kill
     bounds = [(a, min(a + size, len(GRID.combos))) for a in range(0, len(GRID.combos), size)]
     job = _Job(CANDLES, EMA, GRID.combos, "1m", LONG, COSTS)
     with connect(spec) as client:
