@@ -55,11 +55,12 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## sweeps vs vectorbt/backtesting.py, live latency, walk-forward, checks -> benchmarks/RESULTS.md
+bench: $(STAMP)  ## sweeps vs vectorbt/backtesting.py, live latency, walk-forward, checks, Dask sweep -> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/live_latency.py --write-results
 	$(BIN)/python benchmarks/walkforward_bench.py --write-results
 	$(BIN)/python benchmarks/checks_bench.py --write-results
+	$(BIN)/python benchmarks/dask_sweep_bench.py --write-results
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ with the project's kernel and a sample db (LAB_ARGS=...)
 	$(BIN)/python -m ipykernel install --sys-prefix --name signals --display-name "Python (signals)"

@@ -6,6 +6,7 @@ The command parses options and calls `research.grid.expand_grid`, `research.swee
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def sweep_command(
         "-j",
         help="Worker processes (default 0: one per core, at most one per chunk; 1: no workers).",
     ),
+    cluster: str = typer.Option(
+        None,
+        "--cluster",
+        help="Run the chunks on a Dask cluster instead of local processes: a scheduler address "
+        "(tcp://host:8786, started with `dask scheduler`, workers with `dask worker ADDRESS`) or "
+        "local:N to start N local worker processes for this sweep. The candles are sent to each "
+        "worker once; the table is the same as without --cluster. --jobs is then ignored.",
+    ),
+    cluster_timeout: float = typer.Option(
+        10.0,
+        "--cluster-timeout",
+        help="Seconds to wait for the scheduler and its first worker before giving up (exit 2).",
+    ),
     chunk_size: int = typer.Option(
         None, "--chunk-size", help="Combinations per chunk (default: sized from candles, <= 64)."
     ),
@@ -67,6 +81,7 @@ def sweep_command(
     from research.inputs import prepare_run, resolve_costs
     from research.metrics import METRIC_KEYS
     from research.sweep import run_sweep, write_heatmap, write_sweep
+    from research.sweep_cluster import parse_cluster
     from strategies import get_strategy
 
     if metric not in METRIC_KEYS:
@@ -74,6 +89,10 @@ def sweep_command(
     if not grid:
         raise typer.BadParameter("give at least one --grid name=...", param_hint="--grid")
     axes = _heatmap_axes(heatmap)
+    try:
+        spec = None if cluster is None else parse_cluster(cluster, timeout=cluster_timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cluster") from None
     chosen = get_strategy(strategy)
     expanded = expand_grid(chosen, grid)
     run = prepare_run(
@@ -100,6 +119,8 @@ def sweep_command(
         f"({expanded.skipped} invalid skipped) over {len(run.period)} candles",
         err=True,
     )
+    if spec is not None:
+        _dask_logs_at_warning()
     result = run_sweep(
         run.candles,  # the candles before --from warm the indicators up
         run.strategy,
@@ -111,6 +132,7 @@ def sweep_command(
         chunk_size=chunk_size,
         jobs=jobs or (os.cpu_count() or 1),
         progress=progress,
+        cluster=spec,
     )
     _print_top(result, metric, top, expanded.names)
     if out is not None:
@@ -119,6 +141,16 @@ def sweep_command(
         if axes:
             written.append(write_heatmap(result, axes[0], axes[1], metric, out))
         typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+
+
+def _dask_logs_at_warning() -> None:
+    # Dask configures its loggers to INFO when imported (scheduler, nanny and worker start and
+    # stop lines, a traceback logged at INFO when a connection closes at shutdown); the sweep
+    # shows its own progress. `signals -v` keeps them.
+    import distributed  # noqa: F401  (its import sets the levels this overrides)
+
+    if not logging.getLogger("research").isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:

@@ -18,8 +18,9 @@
 Chunks bound memory: their width is chosen from the candle count and the simulation path so
 that one chunk's matrices and working arrays stay near `CHUNK_BUDGET_BYTES`. With ``jobs > 1``
 chunks run in forked worker processes that share the candles copy-on-write and return only the
-small metric rows. Column k of a sweep equals `research.backtest.run_backtest` with the k-th
-parameters.
+small metric rows. With a `research.sweep_cluster.ClusterSpec` the same chunks run on a Dask
+cluster instead (see that module). Column k of a sweep equals
+`research.backtest.run_backtest` with the k-th parameters.
 
 The sweep table has the parameter columns (every field of the strategy's ``Params``), then the
 metric columns named as in `research.metrics.METRIC_KEYS`. ``cost_break_even_bps`` is left
@@ -38,7 +39,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,9 @@ from research.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_m
 from signals.timeframes import timeframe_seconds
 from strategies import Strategy
 from strategies.indicators import indicator_cache
+
+if TYPE_CHECKING:
+    from research.sweep_cluster import ClusterSpec
 
 # Memory one chunk may use, and what a (candle, combination) cell costs at the peak of a chunk.
 # The usual path keeps the BUY/SELL matrices and their fill-time copies (~4 B) and simulates
@@ -83,6 +87,7 @@ class SweepResult:
     jobs: int
     skipped: int = 0
     grid: tuple[str, ...] = ()
+    cluster: str | None = None  # the Dask cluster the chunks ran on (``--cluster``), if any
 
     def ranked(self, metric: str = "sharpe", top: int | None = None) -> pd.DataFrame:
         """Return the rows sorted by `metric`, best first (NaN last), optionally the top N."""
@@ -142,12 +147,14 @@ def run_sweep(
     jobs: int = 1,
     progress: bool = True,
     since: pd.Timestamp | None = None,
+    cluster: ClusterSpec | None = None,
 ) -> SweepResult:
     """Backtest every parameter set in `combos` on `candles`; return one row per combination.
 
     `combos` is a list of the strategy's ``Params`` or a `research.grid.Grid` (whose skipped
     count and specs are then recorded). ``jobs > 1`` runs chunks in that many forked processes.
     With `since`, the candles before it only warm up the signals (as in `run_backtest`).
+    With `cluster`, the chunks run on that Dask cluster (`jobs` is then its worker threads).
     """
     from tqdm import tqdm
 
@@ -161,9 +168,17 @@ def run_sweep(
     size = chunk_size or auto_chunk_size(len(candles), path=simulation_path(execution, costs))
     bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
     job = _Job(candles, strategy, combo_list, timeframe, execution, costs, first)
-    jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
-    with tqdm(total=len(combo_list), unit="combo", disable=not progress, smoothing=0.1) as bar:
-        parts = _run_chunks(job, bounds, jobs, bar)
+    bar_options = {"total": len(combo_list), "unit": "combo", "disable": not progress}
+    if cluster is not None:
+        from research.sweep_cluster import cluster_chunks, connect, worker_threads
+
+        with connect(cluster) as client, tqdm(smoothing=0.1, **bar_options) as bar:
+            jobs = worker_threads(client)
+            parts = cluster_chunks(client, job, bounds, bar)
+    else:
+        jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
+        with tqdm(smoothing=0.1, **bar_options) as bar:
+            parts = _run_chunks(job, bounds, jobs, bar)
     names = tuple(f.name for f in dataclasses.fields(strategy.Params))
     params = pd.DataFrame([dataclasses.asdict(p) for p in combo_list], columns=list(names))
     metrics = (
@@ -187,6 +202,7 @@ def run_sweep(
         jobs=jobs,
         skipped=grid.skipped if grid else 0,
         grid=tuple(s.text for s in grid.specs) if grid else (),
+        cluster=None if cluster is None else cluster.text,
     )
 
 
@@ -345,6 +361,7 @@ def sweep_metadata(result: SweepResult) -> dict[str, Any]:
         "elapsed_seconds": round(result.elapsed, 3),
         "chunk_size": result.chunk_size,
         "jobs": result.jobs,
+        "cluster": result.cluster,
     }
 
 
