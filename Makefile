@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= reports/demo
 
-.PHONY: help venv demo test lint format bench clean lab reoptimise chromium
+.PHONY: help venv demo test lint format bench clean lab reoptimise chromium postgresql
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -72,6 +72,10 @@ reoptimise: $(STAMP)  ## re-optimise into reports/<quarter>/ (REOPTIMISE_ARGS=".
 
 chromium:  ## install Debian's chromium when missing (headless report rendering in the tests)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+postgresql:  ## install Debian's PostgreSQL when missing (the shared walk-forward tests start one)
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update && apt-get install -y postgresql)
 
 clean:  ## remove the venv and generated demo output
 	rm -rf $(VENV) $(DEMO_DIR)

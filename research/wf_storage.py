@@ -174,6 +174,15 @@ def open_storage(url: str | None, *, heartbeat: int = HEARTBEAT) -> BaseStorage:
         path = journal_path(url)
         if path is not None:
             return _JournalHeartbeatStorage(path, heartbeat)
+        if url.startswith(("postgresql://", "postgres://")):  # the driver the project installs
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return _rdb_storage(url, heartbeat)
+
+
+def _rdb_storage(url: str, heartbeat: int) -> BaseStorage:
+    import sqlalchemy.exc as sa
+
+    for attempt in range(5):
         try:
             return retrying(_RetryingRDBStorage)(
                 url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
@@ -182,6 +191,12 @@ def open_storage(url: str | None, *, heartbeat: int = HEARTBEAT) -> BaseStorage:
             )  # fmt: skip
         except ImportError as exc:
             raise SignalsError(f"optuna storage {_redacted(url)}: {exc}") from exc
+        except (sa.IntegrityError, sa.ProgrammingError):
+            # processes started together on an empty database race to create optuna's tables
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 def _redacted(url: str) -> str:
