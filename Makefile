@@ -59,6 +59,7 @@ bench: $(STAMP)  ## sweeps vs vectorbt/backtesting.py, live latency, walk-forwar
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/live_latency.py --write-results
 	$(BIN)/python benchmarks/walkforward_bench.py --write-results
+	$(BIN)/python benchmarks/walkforward_shared_bench.py --write-results
 	$(BIN)/python benchmarks/checks_bench.py --write-results
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ with the project's kernel and a sample db (LAB_ARGS=...)

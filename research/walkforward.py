@@ -128,11 +128,13 @@ class _Objective:
             timeframe=self.timeframe, execution=self.config.execution, costs=self.config.costs,
         )  # fmt: skip
         trades = int(result.metrics["trades"])
-        trial.set_user_attr("trades", trades)
         daily = daily_returns(result.equity, self.config.execution.init_cash)
-        trial.set_user_attr("daily_returns", [float(x) for x in daily.to_numpy()])
         value = float(result.metrics[OBJECTIVES[self.config.objective]])
-        trial.set_user_attr("raw_value", value if math.isfinite(value) else None)
+        # one attribute, one write: a shared storage pays a transaction per write
+        trial.set_user_attr("evaluation", {
+            "trades": trades, "raw_value": value if math.isfinite(value) else None,
+            "daily_returns": [float(x) for x in daily.to_numpy()],
+        })  # fmt: skip
         if trades < self.config.min_trades or not math.isfinite(value):
             return BAD_SCORE
         return value
@@ -167,11 +169,15 @@ def _study(storage: BaseStorage, run: str, fold: Fold, seed: int,
     return study
 
 
-def _counts(study: optuna.Study) -> tuple[int, int]:
+def _counts(study: optuna.Study, budget: int) -> tuple[int, int]:
     with quiet():
-        optuna.storages.fail_stale_trials(study)  # trials of dead processes: FAIL
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    done = sum(t.state == TrialState.COMPLETE for t in trials)
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        if len(trials) >= budget and len(trials) > done:  # about to wait on running trials:
+            optuna.storages.fail_stale_trials(study)  # those of dead processes are failed
+            trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                              TrialState.RUNNING))  # fmt: skip
+            done = sum(t.state == TrialState.COMPLETE for t in trials)
     return done, len(trials) - done
 
 
@@ -187,7 +193,7 @@ def _optimise(study: optuna.Study, objective: _Objective, config: WalkForwardCon
     """
     seen = 0
     while True:
-        done, running = _counts(study)
+        done, running = _counts(study, config.trials)
         if progress is not None and done > seen:
             progress.update(min(done, config.trials) - min(seen, config.trials))
             seen = done
@@ -213,12 +219,13 @@ def _optimise(study: optuna.Study, objective: _Objective, config: WalkForwardCon
 def _trials_table(trials: list[FrozenTrial], fold: Fold) -> pd.DataFrame:
     rows = []
     for t in trials:
+        evaluation = t.user_attrs.get("evaluation", {})
         rows.append({
             "fold": fold.index, "trial": t.number, "value": t.value,
-            "trades": t.user_attrs.get("trades"), "raw_value": t.user_attrs.get("raw_value"),
+            "trades": evaluation.get("trades"), "raw_value": evaluation.get("raw_value"),
             "rejected": t.user_attrs.get("rejected"),
             "params": json.dumps(t.params, sort_keys=True),
-            "daily_returns": t.user_attrs.get("daily_returns"),
+            "daily_returns": evaluation.get("daily_returns"),
         })  # fmt: skip
     return pd.DataFrame(rows)
 

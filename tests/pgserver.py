@@ -67,7 +67,9 @@ class PgServer:
             raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip() or done.stdout}")
 
     def stop(self) -> None:
+        """Stop the server and delete its cluster."""
         self.ctl("-m", "fast", "-w", "stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _install() -> None:

@@ -39,7 +39,6 @@ def pg() -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
-        subprocess.run(["rm", "-rf", str(server.directory)], check=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,28 @@
-"""research.wf_storage without a server: retries, journal files, run settings, --fresh."""
+"""research.wf_storage without a server: retries, journal files, run settings, --workers."""
 
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
+import optuna
+import pandas as pd
 import pytest
 import sqlalchemy.exc as sa
 
 from research import wf_storage
 from research.walkforward import WalkForwardConfig, run_walkforward
-from research.wf_storage import RunMismatchError, forget_run, journal_path, open_storage, retrying
+from research.wf_storage import (
+    RunMismatchError,
+    forget_run,
+    journal_path,
+    open_storage,
+    quiet,
+    retrying,
+)
+from signals.data.synth import write_synth_db
 from signals.errors import SignalsError
 from strategies import get_strategy
 from tests.candles import random_walk
@@ -56,3 +68,26 @@ def test_journal_urls_and_run_settings_in_a_journal_file(tmp_path: Path) -> None
         run_walkforward(newer, get_strategy("ema_cross"), config=config, **kwargs)
     assert forget_run(storage, "j") == 5  # settings, 2 folds, 2 closing records
     run_walkforward(newer, get_strategy("ema_cross"), config=config, **kwargs)
+
+
+def test_workers_share_one_run_in_a_journal_file(tmp_path: Path) -> None:
+    write_synth_db(tmp_path, days=30, seed=4, symbol="BTCUSDT")
+    journal = tmp_path / "run.log"
+    done = subprocess.run(
+        [sys.executable, "-m", "signals", "walkforward", "-s", "ema_cross", "--db",
+         str(tmp_path / "candles.db"), "-t", "15m", "--folds", "2", "--trials", "6",
+         "--min-trades", "2", "--seed", "9", "--out", str(tmp_path / "out"), "--no-report",
+         "--storage", f"journal:///{journal}", "--workers", "2", "--heartbeat", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "helper" not in done.stderr  # the second process ended well too
+    ledger = pd.read_parquet(tmp_path / "out" / "trial_ledger.parquet")
+    storage = open_storage(f"journal:///{journal}")
+    for fold in (0, 1):
+        with quiet():
+            study = optuna.load_study(study_name=f"out-fold{fold}", storage=storage)
+        completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+        assert 6 <= len(completed) <= 7  # met once in total, not once per process
+        assert len(ledger[ledger["fold"] == fold]) == len(completed)
+        assert all("heartbeat" in t.system_attrs for t in completed)
