@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
+import os
 import queue
 import sys
 import time
@@ -130,7 +131,8 @@ generated the candles before a barrier).
 One process on PostgreSQL: params_id {r["one"]["params_id"]}, {equal} the in-memory run's.
 Two processes: {same} params_id in both ({two[0]["params_id"]}, {two[1]["params_id"]}), which
 may differ from the one-process run (concurrent TPE suggestions; README "Scaling out").
-The machine has 2 cores: two processes use both, so the speed-up cannot exceed 2.
+The machine has {os.cpu_count()} cores: two processes and the server share them. A load average
+above that count means other processes shared the machine too; the figures are then pessimistic.
 """
 
 
