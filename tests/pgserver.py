@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,12 @@ class PgServer:
         done = self.ctl("-o", options, "-l", str(self.directory / "server.log"), "-w", "start")
         if done.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip() or done.stdout}")
+
+    def restart_after(self, seconds: float) -> None:
+        """Stop the server, leave the database unreachable for `seconds`, start it again."""
+        self.ctl("-m", "fast", "-w", "stop")
+        time.sleep(seconds)
+        self.start()
 
     def stop(self) -> None:
         """Stop the server and delete its cluster."""

@@ -162,3 +162,24 @@ def test_a_process_with_other_settings_is_refused_naming_the_difference(
     lines = other.stderr.strip().splitlines()
     assert len(lines) == 1 and "seed 9 there, 10 here" in lines[0], other.stderr
     assert not (tmp_path / "b" / "frozen.json").exists()
+
+
+def test_a_database_away_for_a_while_is_waited_for_and_said(
+    pg: PgServer, candles_db: Path, tmp_path: Path
+) -> None:
+    url = pg.url("outage")
+    args = command(candles_db, tmp_path / "o", url, "--heartbeat", "5")
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage = open_storage(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if sum(s.count("COMPLETE") for s in trial_states(storage).values()) >= 2:
+            break
+        time.sleep(0.5)
+    pg.restart_after(3.0)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-2000:]
+    assert "optuna storage unreachable" in err and "reachable again" in err, err[-2000:]
+    assert "Traceback" not in err
+    for name, fold_states in trial_states(open_storage(url)).items():
+        assert fold_states.count("COMPLETE") >= TRIALS, (name, fold_states)
