@@ -22,7 +22,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ from strategies import Strategy, strategy_hash
 from strategies.params import as_dict, make_params, ranges, suggest
 
 BAD_SCORE = -100.0
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 OBJECTIVES = {
     "sharpe": "sharpe",
     "sortino": "sortino",
@@ -118,6 +121,7 @@ class _Objective:
         self.timeframe, self.config = timeframe, config
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", WORKER)  # which process ran it, when several share a run
         try:
             params = make_params(self.strategy.Params, suggest(self.strategy.Params, trial))
         except ParamsError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,18 @@ def trial_states(storage: optuna.storages.BaseStorage) -> dict[str, list[str]]:
                 study = optuna.load_study(study_name=summary.study_name, storage=storage)
                 states[summary.study_name] = [t.state.name for t in study.trials]
     return states
+
+
+def all_trials(storage: optuna.storages.BaseStorage) -> list[tuple[str, optuna.trial.FrozenTrial]]:
+    """Return (study name, trial) of every fold study's trials."""
+    found = []
+    with quiet():
+        for summary in optuna.get_all_study_summaries(storage):
+            name = summary.study_name
+            if name.startswith("shared-fold") and ":" not in name:
+                study = optuna.load_study(study_name=name, storage=storage)
+                found += [(name, t) for t in study.trials]
+    return found
 
 
 def frozen_without_stamp(path: Path) -> dict:
@@ -125,19 +138,28 @@ def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
     survivor = subprocess.Popen(command(candles_db, tmp_path / "s", url), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     storage = open_storage(url)
+    worker, killed = f"{socket.gethostname()}:{victim.pid}", None
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # kill the victim once it has trials under way
-        states = trial_states(storage) if victim.poll() is None else {}
-        if sum(s.count("COMPLETE") for s in states.values()) >= 2:
-            break
-        time.sleep(0.5)
-    os.kill(victim.pid, signal.SIGKILL)
+    while killed is None and time.monotonic() < deadline and victim.poll() is None:
+        # kill the victim in the middle of one of its trials, once the run is under way
+        trials = all_trials(storage)
+        if sum(t.state.name == "COMPLETE" for _, t in trials) >= 2:
+            running = [(s, t) for s, t in trials if t.state.name == "RUNNING"]
+            mine = [(s, t.number) for s, t in running if t.user_attrs.get("worker") == worker]
+            if mine:
+                os.kill(victim.pid, signal.SIGKILL)
+                killed = mine[0]
+        time.sleep(0.05)
     victim.wait()
+    assert killed is not None, "the victim was never seen in the middle of a trial"
     _, err = survivor.communicate(timeout=300)
     assert survivor.returncode == 0, err[-2000:]
+    states = {(s, t.number): t.state.name for s, t in all_trials(storage)}
+    assert states[killed] == "FAIL"  # failed by the heartbeat, not left running
+    assert "stopped beating" in err  # and said
     for name, fold_states in trial_states(storage).items():
         assert fold_states.count("COMPLETE") >= TRIALS, (name, fold_states)
-        assert "RUNNING" not in fold_states  # a killed trial was failed by the heartbeat
+        assert "RUNNING" not in fold_states
     # restarted, the killed process rejoins where the run stands: no new trial, same file
     before = sum(s.count("COMPLETE") for s in trial_states(storage).values())
     again = subprocess.run(command(candles_db, tmp_path / "v", url), capture_output=True,
