@@ -71,14 +71,9 @@ def walkforward_command(
     from research.execution import ExecutionModel
     from research.folds import duration_candles
     from research.inputs import prepare_run, resolve_costs
-    from research.walkforward import (
-        WalkForwardConfig,
-        default_storage,
-        run_settings,
-        run_walkforward,
-    )
+    from research.walkforward import WalkForwardConfig, default_storage, run_walkforward
     from research.wf_outputs import frozen_from_run, overfitting, write_outputs
-    from research.wf_storage import forget_run, join_run, open_storage
+    from research.wf_storage import forget_run, join_run, open_storage, run_settings
 
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,

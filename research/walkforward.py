@@ -18,8 +18,7 @@ frozen file, whatever the storage.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import contextlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,22 @@ from optuna.trial import FrozenTrial, TrialState
 from research.costs import CostModel
 from research.execution import ExecutionModel
 from research.folds import Fold, Scheme, make_folds
-from research.wf_storage import HEARTBEAT, join_run, open_storage, publish_once, quiet
+from research.wf_storage import (
+    HEARTBEAT,
+    join_run,
+    open_storage,
+    publish_once,
+    quiet,
+    run_settings,
+)
 from research.windows import WindowResult, daily_returns, evaluate_window, stitch_equity
 from signals.errors import ParamsError, SignalsError
-from strategies import Strategy, strategy_hash
+from strategies import Strategy
 from strategies.params import as_dict, make_params, ranges, suggest
 
 BAD_SCORE = -100.0
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+UNSTARTED = 300.0  # seconds after which a running trial that never started is failed
 OBJECTIVES = {
     "sharpe": "sharpe",
     "sortino": "sortino",
@@ -179,10 +187,28 @@ def _counts(study: optuna.Study, budget: int) -> tuple[int, int]:
         done = sum(t.state == TrialState.COMPLETE for t in trials)
         if len(trials) >= budget and len(trials) > done:  # about to wait on running trials:
             optuna.storages.fail_stale_trials(study)  # those of dead processes are failed
+            _fail_unstarted(study, [t for t in trials if t.state == TrialState.RUNNING])
             trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
                                                               TrialState.RUNNING))  # fmt: skip
             done = sum(t.state == TrialState.COMPLETE for t in trials)
     return done, len(trials) - done
+
+
+def _fail_unstarted(study: optuna.Study, running: list[FrozenTrial]) -> None:
+    """Fail running trials whose process died before their first heartbeat or attribute.
+
+    The heartbeat only fails trials that have beaten at least once; one whose process died
+    between optuna's ask and the heartbeat thread's first beat would be waited for forever.
+    A live trial writes its ``worker`` attribute within milliseconds: without it after
+    `UNSTARTED` seconds (by this host's clock) it is dead.
+    """
+    now = datetime.now()
+    for t in running:
+        started = t.datetime_start
+        dead = started is not None and (now - started).total_seconds() > UNSTARTED
+        if dead and "worker" not in t.user_attrs:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
 
 
 def _optimise(study: optuna.Study, objective: _Objective, config: WalkForwardConfig,
@@ -232,31 +258,6 @@ def _trials_table(trials: list[FrozenTrial], fold: Fold) -> pd.DataFrame:
             "daily_returns": evaluation.get("daily_returns"),
         })  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def run_settings(candles: pd.DataFrame, strategy: Strategy, *, timeframe: str,
-                 config: WalkForwardConfig, since: pd.Timestamp | None = None,
-                 labels: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Return what decides a run's results, as recorded with it in the storage.
-
-    `labels` adds what the candles do not say (the symbol). The number of parallel jobs is
-    left out: it is each process's own business.
-    """
-    execution = dataclasses.asdict(config.execution)
-    data_hash = hashlib.sha256(pd.util.hash_pandas_object(candles).to_numpy().tobytes())
-    return {
-        "strategy": strategy.name, "strategy_hash": strategy_hash(strategy),
-        "strategy_params": repr(strategy.params()), "timeframe": timeframe,
-        "data_first": candles.index[0].isoformat(), "data_last": candles.index[-1].isoformat(),
-        "data_rows": len(candles), "data_hash": data_hash.hexdigest()[:16],
-        "since": since.isoformat() if since is not None else None,
-        "scheme": config.scheme, "folds": config.folds, "train": config.train,
-        "test": config.test, "gap": config.gap, "trials": config.trials,
-        "objective": config.objective, "min_trades": config.min_trades, "seed": config.seed,
-        "execution": json.dumps(execution, sort_keys=True), "costs": config.costs.describe(),
-        "costs_full": config.costs.model_dump_json(),
-        **(labels or {}),
-    }  # fmt: skip
 
 
 def run_walkforward(

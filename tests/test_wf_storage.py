@@ -91,3 +91,20 @@ def test_workers_share_one_run_in_a_journal_file(tmp_path: Path) -> None:
         assert 6 <= len(completed) <= 7  # met once in total, not once per process
         assert len(ledger[ledger["fold"] == fold]) == len(completed)
         assert all("heartbeat" in t.system_attrs for t in completed)
+
+
+def test_a_trial_whose_process_died_before_its_first_beat_is_failed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from optuna.trial import TrialState
+
+    from research import walkforward
+
+    study = optuna.create_study(storage=open_storage(None))
+    orphan, live = study.ask(), study.ask()
+    live.set_user_attr("worker", "host:1")
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    walkforward._fail_unstarted(study, running)
+    assert {t.state for t in study.trials} == {TrialState.RUNNING}  # young: left alone
+    monkeypatch.setattr(walkforward, "UNSTARTED", 0.0)
+    walkforward._fail_unstarted(study, running)
+    states = {t.number: t.state for t in study.trials}
+    assert states == {orphan.number: TrialState.FAIL, live.number: TrialState.RUNNING}
