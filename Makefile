@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= reports/demo
 
-.PHONY: help venv demo test lint format bench clean lab reoptimise chromium
+.PHONY: help venv demo test lint format bench clean lab reoptimise chromium postgresql system-deps
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,7 +42,13 @@ demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forwa
 	$(BIN)/signals demo-live --db $(DEMO_DB) --out $(DEMO_DIR)/live --hours 24
 	@echo "== done: reports in $(DEMO_DIR)/ (walkforward/report.html, sweep/heatmap_fast_slow.html)"
 
-test: $(STAMP)  ## lint, then the whole test suite
+# system packages some tests need (headless Chromium, a PostgreSQL server): installed when
+# missing; where that cannot be done here, the tests that need them skip and say why
+system-deps:
+	-@$(MAKE) --no-print-directory chromium postgresql >/dev/null 2>&1 || \
+		echo "note: chromium/postgresql could not be installed; tests that need them will skip"
+
+test: $(STAMP) system-deps  ## lint, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
@@ -59,6 +65,7 @@ bench: $(STAMP)  ## sweeps vs vectorbt/backtesting.py, live latency, walk-forwar
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/live_latency.py --write-results
 	$(BIN)/python benchmarks/walkforward_bench.py --write-results
+	$(BIN)/python benchmarks/walkforward_shared_bench.py --write-results
 	$(BIN)/python benchmarks/checks_bench.py --write-results
 	$(BIN)/python benchmarks/dask_sweep_bench.py --write-results
 
@@ -73,6 +80,10 @@ reoptimise: $(STAMP)  ## re-optimise into reports/<quarter>/ (REOPTIMISE_ARGS=".
 
 chromium:  ## install Debian's chromium when missing (headless report rendering in the tests)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+postgresql:  ## install Debian's PostgreSQL when missing (the shared walk-forward tests start one)
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update && apt-get install -y postgresql)
 
 clean:  ## remove the venv and generated demo output
 	rm -rf $(VENV) $(DEMO_DIR)

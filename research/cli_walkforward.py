@@ -33,8 +33,24 @@ def walkforward_command(
     seed: int = typer.Option(42, help="Seed of the TPE samplers (fold i uses seed + i)."),
     jobs: int = typer.Option(1, help="Parallel trials per study (1 = reproducible)."),
     storage: str = typer.Option(
-        None, help="Optuna storage URL (default: SQLite in the run folder, resumable)."
+        None,
+        help="Optuna storage: an RDB URL (postgresql://user:pw@host/db, mysql://, sqlite:///) or "
+        "journal:///path/run.log (several processes on one host). Default: SQLite in the run "
+        "folder, resumable.",
     ),
+    run_name: str = typer.Option(
+        None, "--run", help="Name of the run inside the storage (default: the --out folder's)."
+    ),
+    workers: int = typer.Option(
+        1, help="Processes working on the run: this one plus N-1 started here (same storage)."
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh/--no-fresh", help="Delete the run's studies from the storage first."
+    ),
+    heartbeat: int = typer.Option(
+        10, help="Seconds between a trial's heartbeats; a trial silent for 3 is failed."
+    ),
+    tune_only: bool = typer.Option(False, "--tune-only", hidden=True),
     out: Path = typer.Option(None, help="Run folder (default reports/<strategy>-<tf>-<time>)."),
     direction: str = typer.Option("long", help="long, short or both."),
     costs: str = typer.Option(None, help="Cost preset or costs file (default: config)."),
@@ -47,13 +63,17 @@ def walkforward_command(
 
     Writes per-fold tables, the stitched out-of-sample equity, the trial ledger, DSR and PBO, the
     frozen parameter file (most recent fold's best) and an HTML report into the run folder.
-    Re-running with the same --out resumes an interrupted run.
+    Re-running with the same --out resumes an interrupted run; one started with other settings
+    or data is refused (exit 2) unless --fresh. The same command started several times (here,
+    or on several machines with one --storage and --run) shares the work: see README "Scaling
+    out".
     """
     from research.execution import ExecutionModel
     from research.folds import duration_candles
     from research.inputs import prepare_run, resolve_costs
     from research.walkforward import WalkForwardConfig, default_storage, run_walkforward
     from research.wf_outputs import frozen_from_run, overfitting, write_outputs
+    from research.wf_storage import forget_run, join_run, open_storage, run_settings
 
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
@@ -68,12 +88,25 @@ def walkforward_command(
         costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
     )  # fmt: skip
     out = out or Path("reports") / f"{strategy}-{timeframe}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)
+    name = run_name or re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)
     storage = storage or default_storage(out)
-    result = run_walkforward(
-        run.candles, run.strategy, timeframe=timeframe, config=wf, storage=storage, run=name,
-        since=run.since,  # the candles before --from only warm the indicators up
-    )  # fmt: skip
+    store = open_storage(storage, heartbeat=heartbeat)
+    labels = {"symbol": run.symbol}
+    if fresh:
+        typer.echo(f"--fresh: deleted {forget_run(store, name)} studies of run {name!r}", err=True)
+    join_run(store, name, run_settings(run.candles, run.strategy, timeframe=timeframe, config=wf,
+                                       since=run.since, labels=labels))  # fmt: skip
+    helpers = _start_workers(workers - 1, storage, out)
+    try:
+        result = run_walkforward(
+            run.candles, run.strategy, timeframe=timeframe, config=wf, storage=store, run=name,
+            since=run.since,  # the candles before --from only warm the indicators up
+            labels=labels, heartbeat=heartbeat, progress=not tune_only,
+        )  # fmt: skip
+    finally:
+        _wait(helpers)
+    if tune_only:
+        return
     stats = overfitting(result)
     frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
     paths = write_outputs(result, stats, frozen, out)
@@ -81,9 +114,32 @@ def walkforward_command(
         from research.wf_report import write_report
 
         paths["report"] = write_report(
-            result, stats, frozen, out / "report.html", storage=storage, study=name
+            result, stats, frozen, out / "report.html", storage=store, study=name
         )
     _print_summary(result, stats, frozen, paths)
+
+
+def _start_workers(count: int, storage: str, out: Path) -> list:  # type: ignore[type-arg]
+    """Start `count` more processes of this very command on the same storage and run.
+
+    They tune only (``--tune-only``): this process writes the outputs. The arguments given
+    last win, so a helper never deletes the run (--no-fresh) nor starts helpers of its own.
+    """
+    import subprocess
+    import sys
+
+    if count <= 0:
+        return []
+    extra = ["--workers", "1", "--no-fresh", "--tune-only", "--storage", storage, "--out", str(out)]
+    command = [sys.executable, "-m", "signals", *sys.argv[1:], *extra]
+    return [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
+
+
+def _wait(helpers: list) -> None:  # type: ignore[type-arg]
+    for process in helpers:
+        code = process.wait()
+        if code != 0:
+            typer.echo(f"walk-forward helper {process.pid} ended with code {code}", err=True)
 
 
 def _print_summary(result, stats, frozen, paths) -> None:  # type: ignore[no-untyped-def]

@@ -8,32 +8,53 @@ get the fixed `BAD_SCORE`. The previous fold's best parameters are enqueued as t
 first trial. The fold's best parameters are then run once on its test window; the test windows,
 each started flat, are chained into the out-of-sample equity curve.
 
-Studies live in an optuna storage URL (SQLite in the run folder by default), so an interrupted
-run resumes where it stopped, and a PostgreSQL URL lets several machines share the work. With
-``jobs=1`` the same data and seed give the same trials, parameters and frozen file.
+Studies live in an optuna storage (research.wf_storage; SQLite in the run folder by default), so
+an interrupted run resumes where it stopped, with the run's settings recorded so that only an
+identical run resumes. Processes given the same storage and run share each fold's trial budget
+(a PostgreSQL server for several machines, a journal file for several processes on one host).
+With one process and ``jobs=1`` the same data and seed give the same trials, parameters and
+frozen file, whatever the storage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import secrets
+import socket
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from research.costs import CostModel
 from research.execution import ExecutionModel
 from research.folds import Fold, Scheme, make_folds
+from research.wf_storage import (
+    HEARTBEAT,
+    join_run,
+    open_storage,
+    publish_once,
+    quiet,
+    run_settings,
+)
 from research.windows import WindowResult, daily_returns, evaluate_window, stitch_equity
 from signals.errors import ParamsError, SignalsError
 from strategies import Strategy
 from strategies.params import as_dict, make_params, ranges, suggest
 
 BAD_SCORE = -100.0
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+UNSTARTED = 300.0  # seconds after which a running trial that never started is failed
 OBJECTIVES = {
     "sharpe": "sharpe",
     "sortino": "sortino",
@@ -108,6 +129,7 @@ class _Objective:
         self.timeframe, self.config = timeframe, config
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", WORKER)  # which process ran it, when several share a run
         try:
             params = make_params(self.strategy.Params, suggest(self.strategy.Params, trial))
         except ParamsError as exc:
@@ -118,11 +140,13 @@ class _Objective:
             timeframe=self.timeframe, execution=self.config.execution, costs=self.config.costs,
         )  # fmt: skip
         trades = int(result.metrics["trades"])
-        trial.set_user_attr("trades", trades)
         daily = daily_returns(result.equity, self.config.execution.init_cash)
-        trial.set_user_attr("daily_returns", [float(x) for x in daily.to_numpy()])
         value = float(result.metrics[OBJECTIVES[self.config.objective]])
-        trial.set_user_attr("raw_value", value if math.isfinite(value) else None)
+        # one attribute, one write: a shared storage pays a transaction per write
+        trial.set_user_attr("evaluation", {
+            "trades": trades, "raw_value": value if math.isfinite(value) else None,
+            "daily_returns": [float(x) for x in daily.to_numpy()],
+        })  # fmt: skip
         if trades < self.config.min_trades or not math.isfinite(value):
             return BAD_SCORE
         return value
@@ -133,41 +157,105 @@ def study_name(run: str, fold: Fold) -> str:
     return f"{run}-fold{fold.index}"
 
 
-def _study(storage: str | None, run: str, fold: Fold, seed: int) -> optuna.Study:
-    return optuna.create_study(
-        study_name=study_name(run, fold),
-        storage=storage,
-        sampler=optuna.samplers.TPESampler(seed=seed + fold.index),
-        direction="maximize",
-        load_if_exists=True,
-    )
+def _study(storage: BaseStorage, run: str, fold: Fold, seed: int,
+           warm_start: dict[str, Any] | None) -> optuna.Study:  # fmt: skip
+    """Create the fold's study (sampling with `seed + fold`, warm start enqueued) or join it.
+
+    The process that creates the study enqueues the warm start: it is enqueued once however
+    many processes arrive. A process joining a study someone else created samples with a seed
+    of its own, or it would propose the creator's very trials again.
+    """
+    name = study_name(run, fold)
+    with quiet():
+        try:
+            storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], name)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            created = False
+        own = seed + fold.index if created else secrets.randbelow(2**31)
+        study = optuna.load_study(
+            study_name=name, storage=storage, sampler=optuna.samplers.TPESampler(seed=own)
+        )
+        if created and warm_start is not None:
+            study.enqueue_trial(warm_start, skip_if_exists=True)
+    return study
+
+
+def _counts(study: optuna.Study, budget: int) -> tuple[int, int]:
+    with quiet():
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        if len(trials) >= budget and len(trials) > done:  # about to wait on running trials:
+            optuna.storages.fail_stale_trials(study)  # those of dead processes are failed
+            _fail_unstarted(study, [t for t in trials if t.state == TrialState.RUNNING])
+            trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                              TrialState.RUNNING))  # fmt: skip
+            done = sum(t.state == TrialState.COMPLETE for t in trials)
+    return done, len(trials) - done
+
+
+def _fail_unstarted(study: optuna.Study, running: list[FrozenTrial]) -> None:
+    """Fail running trials whose process died before their first heartbeat or attribute.
+
+    The heartbeat only fails trials that have beaten at least once; one whose process died
+    between optuna's ask and the heartbeat thread's first beat would be waited for forever.
+    A live trial writes its ``worker`` attribute within milliseconds: without it after
+    `UNSTARTED` seconds (by this host's clock) it is dead.
+    """
+    now = datetime.now()
+    for t in running:
+        started = t.datetime_start
+        dead = started is not None and (now - started).total_seconds() > UNSTARTED
+        if dead and "worker" not in t.user_attrs:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
 
 
 def _optimise(study: optuna.Study, objective: _Objective, config: WalkForwardConfig,
-              warm_start: dict[str, Any] | None, progress: Any) -> None:  # fmt: skip
-    finished = [t for t in study.trials if t.state.is_finished()]
-    if not study.trials and warm_start is not None:
-        study.enqueue_trial(warm_start, skip_if_exists=True)
-    remaining = config.trials - len(finished)
-    if progress is not None:
-        progress.update(len(finished))
-    if remaining <= 0:
-        return
-    callbacks = [lambda _s, _t: progress.update(1)] if progress is not None else []
-    study.optimize(objective, n_trials=remaining, n_jobs=config.jobs, callbacks=callbacks)
+              progress: Any, poll: float) -> list[int]:  # fmt: skip
+    """Run trials until the fold holds `config.trials` completed ones and none is running.
 
-
-def _trials_table(study: optuna.Study, fold: Fold) -> pd.DataFrame:
-    rows = []
-    for t in study.trials:
-        if not t.state.is_finished():
+    Several processes may work on the study: a process asks for a trial only while completed
+    plus running trials (its own and the others') fall short of the budget, so the budget is
+    overshot by at most one trial per extra process, and it waits for the others' running
+    trials to finish (or to be failed by the heartbeat) before the fold is closed. Returns the
+    numbers of the completed trials the fold is made of, the same for every process.
+    """
+    seen = 0
+    while True:
+        done, running = _counts(study, config.trials)
+        if progress is not None and done > seen:
+            progress.update(min(done, config.trials) - min(seen, config.trials))
+            seen = done
+        if done >= config.trials and running == 0:
+            break
+        free = config.trials - done - running
+        if free <= 0:
+            time.sleep(poll)
             continue
+        with quiet():
+            study.optimize(objective, n_trials=min(free, config.jobs), n_jobs=config.jobs)
+
+    def complete() -> list[int]:
+        with quiet():
+            trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return sorted(t.number for t in trials)
+
+    name = f"{study.study_name}:closed@{config.trials}"
+    numbers, _ = publish_once(study._storage, name, complete)
+    return [int(n) for n in numbers]
+
+
+def _trials_table(trials: list[FrozenTrial], fold: Fold) -> pd.DataFrame:
+    rows = []
+    for t in trials:
+        evaluation = t.user_attrs.get("evaluation", {})
         rows.append({
             "fold": fold.index, "trial": t.number, "value": t.value,
-            "trades": t.user_attrs.get("trades"), "raw_value": t.user_attrs.get("raw_value"),
+            "trades": evaluation.get("trades"), "raw_value": evaluation.get("raw_value"),
             "rejected": t.user_attrs.get("rejected"),
             "params": json.dumps(t.params, sort_keys=True),
-            "daily_returns": t.user_attrs.get("daily_returns"),
+            "daily_returns": evaluation.get("daily_returns"),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -178,18 +266,29 @@ def run_walkforward(
     *,
     timeframe: str,
     config: WalkForwardConfig,
-    storage: str | None,
+    storage: str | BaseStorage | None,
     run: str,
     progress: bool = True,
     since: pd.Timestamp | None = None,
+    labels: dict[str, Any] | None = None,
+    heartbeat: int = HEARTBEAT,
 ) -> WalkForwardRun:
     """Run every fold: tune on train (optuna), then test the fold's best parameters once.
 
-    `storage` is an optuna storage URL (None keeps the studies in memory, for tests). The first
-    train window starts after the strategy's warm-up: at `since` when the candles before it
-    hold that warm-up, else that many candles into the data.
+    `storage` is an optuna storage or its URL (research.wf_storage; None keeps the studies in
+    memory, for tests). The run's settings (`run_settings`, with `labels`) are recorded with
+    run `run` there; a run started with others is refused (`RunMismatch`). Several processes
+    given the same storage and run share the work fold by fold and end with the same folds.
+    The first train window starts after the strategy's warm-up: at `since` when the candles
+    before it hold that warm-up, else that many candles into the data.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = storage
+    if not isinstance(store, BaseStorage):
+        store = open_storage(store, heartbeat=heartbeat)
+    settings = run_settings(candles, strategy, timeframe=timeframe, config=config, since=since,
+                            labels=labels)  # fmt: skip
+    join_run(store, run, settings)
     warmup = min(strategy.lookback(strategy.params()), len(candles) // 10)
     first = 0 if since is None else int(candles.index.searchsorted(since, side="left"))
     folds = make_folds(
@@ -199,12 +298,18 @@ def run_walkforward(
     bar = _progress(progress, config.trials * len(folds))
     results: list[FoldResult] = []
     warm_start: dict[str, Any] | None = None
+    poll = min(1.0, heartbeat / 2)
     try:
         for fold in folds:
-            study = _study(storage, run, fold, config.seed)
-            _optimise(study, _Objective(candles, strategy, fold, timeframe, config), config,
-                      warm_start, bar)  # fmt: skip
-            result = _fold_result(candles, strategy, fold, study, timeframe, config)
+            if fold.index:
+                join_run(store, run, settings)  # has anyone raised the trial budget meanwhile?
+            study = _study(store, run, fold, config.seed, warm_start)
+            objective = _Objective(candles, strategy, fold, timeframe, config)
+            numbers = set(_optimise(study, objective, config, bar, poll))
+            with quiet():
+                trials = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
+                          if t.number in numbers]  # fmt: skip
+            result = _fold_result(candles, strategy, fold, trials, timeframe, config)
             results.append(result)
             warm_start = result.best_params
     finally:
@@ -214,9 +319,10 @@ def run_walkforward(
     return WalkForwardRun(strategy, timeframe, config, candles, results, oos)
 
 
-def _fold_result(candles: pd.DataFrame, strategy: Strategy, fold: Fold, study: optuna.Study,
+def _fold_result(candles: pd.DataFrame, strategy: Strategy, fold: Fold, trials: list[FrozenTrial],
                  timeframe: str, config: WalkForwardConfig) -> FoldResult:  # fmt: skip
-    best = study.best_trial
+    # optuna's best trial: the highest value, the earliest of equal ones
+    best = max(sorted(trials, key=lambda t: t.number), key=lambda t: float(t.value))  # type: ignore[arg-type]
     if best.value is None or best.value <= BAD_SCORE:
         raise SignalsError(
             f"fold {fold.index}: no trial reached {config.min_trades} trades with valid "
@@ -227,7 +333,7 @@ def _fold_result(candles: pd.DataFrame, strategy: Strategy, fold: Fold, study: o
     train = evaluate_window(candles, strategy, params, fold.train_start, fold.train_end, **kwargs)
     test = evaluate_window(candles, strategy, params, fold.test_start, fold.test_end, **kwargs)
     return FoldResult(fold, as_dict(params), float(best.value), train, test,
-                      _trials_table(study, fold))  # fmt: skip
+                      _trials_table(sorted(trials, key=lambda t: t.number), fold))  # fmt: skip
 
 
 def _progress(enabled: bool, total: int) -> Any:

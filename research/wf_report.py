@@ -59,7 +59,9 @@ def stability_figure(run: WalkForwardRun) -> go.Figure:
     return fig
 
 
-def optuna_figures(run: WalkForwardRun, storage: str | None, name: str | None) -> list[go.Figure]:
+def optuna_figures(
+    run: WalkForwardRun, storage: str | optuna.storages.BaseStorage | None, name: str | None
+) -> list[go.Figure]:
     """Optimisation history and parameter importance of the most recent fold's study."""
     if storage is None or name is None:
         return []
@@ -94,7 +96,7 @@ def write_report(
     frozen: FrozenParams,
     path: Path,
     *,
-    storage: str | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
     study: str | None = None,
 ) -> Path:
     """Write the self-contained HTML report of a walk-forward run and return its path."""
