@@ -153,12 +153,18 @@ class SignalEngine:
             fresh_ts, fresh = _arrays(store.history(self.symbol, self.timeframe))
         elif self.window_ends_at(after_ts) and self._window is not None and len(self._window[0]):
             # read the last OVERLAP decided candles again: a rewrite of them is seen at once
-            ts = self._window[0]
+            ts, values = self._window
             since = int(ts[-min(OVERLAP, len(ts))]) - 1
             got_ts, got = store.closed_since_arrays(self.symbol, self.timeframe, since)
-            old = got_ts <= after_ts
-            rewritten = self._compare(got_ts[old], got[old])
-            fresh_ts, fresh = got_ts[~old], got[~old]
+            k = int(np.searchsorted(got_ts, after_ts, side="right"))  # rows already decided
+            unchanged = (
+                k <= len(ts)
+                and np.array_equal(got_ts[:k], ts[len(ts) - k :])
+                and np.array_equal(got[:k], values[len(ts) - k :], equal_nan=True)
+            )  # the usual case, in two comparisons (a step is on the latency path)
+            if not unchanged:
+                rewritten = self._compare(got_ts[:k], got[:k])
+            fresh_ts, fresh = got_ts[k:], got[k:]
         else:
             fresh_ts, fresh = store.closed_since_arrays(self.symbol, self.timeframe, after_ts)
         beyond: list[int] = []
