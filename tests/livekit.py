@@ -30,6 +30,13 @@ def write_frozen_file(
     return write_frozen(freeze(strategy=strategy, timeframe=timeframe, params=params or {}), path)
 
 
+def free_port() -> int:
+    """Return a TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def seed_db(db: Path, candles: pd.DataFrame, timeframe: str, upto: int) -> None:
     """Write the first `upto` candles (closed) into a fresh reference database."""
     conn = connect_writable(db)

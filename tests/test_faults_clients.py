@@ -32,6 +32,7 @@ from signals.config import parse_settings
 from tests.candles import random_walk
 from tests.livekit import (
     LineClient,
+    free_port,
     replay,
     runner_log,
     seed_db,
@@ -46,13 +47,6 @@ from tests.livekit import (
 TOKEN = "fault-token"
 EMA = {"fast": 2, "slow": 5}  # signals every few candles
 IDLE_LINE_S = 0.5  # live.client_idle_line_s of the shared runner
-
-
-def free_port() -> int:
-    """Return a TCP port that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

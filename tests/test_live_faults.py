@@ -40,6 +40,7 @@ from tests.livekit import (
     ROOT,
     Collector,
     LineClient,
+    free_port,
     replay,
     runner_log,
     seed_db,
@@ -344,12 +345,6 @@ def test_a_replaced_database_is_reopened_and_followed(tmp_path: Path) -> None:
 
 
 # -- 3. stalls -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def metrics(port: int) -> str:

@@ -22,6 +22,7 @@ from tests.candles import random_walk
 from tests.livekit import (
     ROOT,
     LineClient,
+    free_port,
     replay,
     runner_log,
     seed_db,
@@ -35,12 +36,6 @@ from tests.livekit import (
 
 TOKEN = "s3cret-token"
 EMA = {"fast": 2, "slow": 5}  # signals every few candles
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
