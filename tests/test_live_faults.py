@@ -482,6 +482,31 @@ def test_an_unexpected_error_in_the_follow_path_exits_1(tmp_path: Path) -> None:
     assert not sock.exists()
 
 
+def test_a_read_error_that_does_not_pass_ends_the_runner_with_1(tmp_path: Path) -> None:
+    # The pipeline renames the candles table away under a running runner: every read fails with
+    # "no such table". That is no lock and no file being replaced: after 10 s of retries the
+    # runner exits 1 (for systemd to restart it; the start then exits 2 naming the table).
+    candles = choppy(HISTORY + 2, seed=8)
+    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
+    seed_db(db, candles, "1m", HISTORY)
+    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    proc = start_runner(frozen, db, sock, "--heartbeat", "0.3")
+    try:
+        wait_listening(sock, proc)
+        wait_caught_up(sock, ts(candles, HISTORY - 1))
+        conn = sqlite3.connect(db)
+        conn.execute("ALTER TABLE candles RENAME TO candles_old")
+        conn.commit()
+        conn.close()
+        code = proc.wait(timeout=30)
+    finally:
+        stop_runner(proc)
+    log = runner_log(sock)
+    assert code == 1, log
+    assert "event=db_retry" in log and "no such table" in log
+    assert "event=fatal task=follow" in log
+
+
 class NotifySocket(threading.Thread):
     """A stand-in for systemd's $NOTIFY_SOCKET: record each datagram with its arrival time."""
 
