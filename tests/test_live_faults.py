@@ -75,6 +75,19 @@ def ts(candles: pd.DataFrame, i: int) -> int:
     return int(candles.index[i].timestamp())
 
 
+def stored_case(
+    tmp_path: Path, more: int, *, seed: int, strategy: str = "ema_cross"
+) -> tuple[pd.DataFrame, Path, Path, Path]:
+    """Candles (HISTORY stored, `more` to write), the database, the socket and a frozen file."""
+    candles = choppy(HISTORY + more, seed=seed)
+    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
+    seed_db(db, candles, "1m", HISTORY)
+    if strategy == faultkit.NAME:
+        faultkit.register()
+    frozen = write_frozen_file(tmp_path / "f.json", strategy, "1m", EMA)
+    return candles, db, sock, frozen
+
+
 def expected(
     db: Path, since: pd.Timestamp, *, until: int | None = None, source: CandleSource | None = None
 ) -> list[tuple[Any, ...]]:
@@ -225,10 +238,7 @@ def test_settle_never_releases_a_candle_early(steps: list[tuple[int, float]], se
 
 
 def test_with_a_closed_column_nothing_waits(tmp_path: Path) -> None:
-    candles = choppy(HISTORY + 5, seed=3)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 5, seed=3)
     with running(frozen, db, sock, "--settle", "30"):
         wait_caught_up(sock, ts(candles, HISTORY - 1))
         replay(db, candles, "1m", HISTORY, HISTORY + 1)
@@ -242,10 +252,7 @@ def test_with_a_closed_column_nothing_waits(tmp_path: Path) -> None:
 def test_a_candle_from_the_future_is_refused_and_never_moves_the_mark(tmp_path: Path) -> None:
     # Before: one closed candle a day ahead moved the mark past every later real candle, for
     # good (journaled): 0 signals, no log line, skipped_candles 0.
-    candles = choppy(HISTORY + 80, seed=4)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 80, seed=4)
     tomorrow = (int(time.time()) // 60 + 24 * 60) * 60
     ahead = candles.iloc[:1].set_axis(
         pd.DatetimeIndex([pd.Timestamp(tomorrow, unit="s", tz="UTC")])
@@ -291,10 +298,7 @@ def copy_database(db: Path, to: Path) -> None:
 
 def test_a_replaced_database_is_reopened_and_followed(tmp_path: Path) -> None:
     # Before: the runner kept reading the deleted file, heartbeating, silent.
-    candles = choppy(HISTORY + 70, seed=6)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 70, seed=6)
     with running(frozen, db, sock):
         wait_caught_up(sock, ts(candles, HISTORY - 1))
         collector = collecting(sock)
@@ -353,10 +357,7 @@ def metrics(port: int) -> str:
 
 
 def test_a_stall_is_said_in_log_status_heartbeat_and_metrics(tmp_path: Path) -> None:
-    candles = choppy(HISTORY + 2, seed=7)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 2, seed=7)
     port = free_port()
     with running(frozen, db, sock, "--stall-after", "1.5", "--metrics-port", str(port)):
         with LineClient(sock) as client:
@@ -430,16 +431,8 @@ def start_faulty(frozen: Path, db: Path, sock: Path, env: dict[str, str]) -> sub
         log.close()
 
 
-def faulty_frozen(tmp_path: Path) -> Path:
-    faultkit.register()
-    return write_frozen_file(tmp_path / "f.json", faultkit.NAME, "1m", EMA)
-
-
 def test_a_strategy_error_on_one_candle_skips_that_candle_only(tmp_path: Path) -> None:
-    candles = choppy(HISTORY + 30, seed=8)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = faulty_frozen(tmp_path)
+    candles, db, sock, frozen = stored_case(tmp_path, 30, seed=8, strategy=faultkit.NAME)
     bad = ts(candles, HISTORY + 10)
     proc = start_faulty(frozen, db, sock, {"FAULT_RAISE_AT": str(bad)})
     try:
@@ -463,10 +456,7 @@ def test_a_strategy_error_on_one_candle_skips_that_candle_only(tmp_path: Path) -
 
 def test_an_unexpected_error_in_the_follow_path_exits_1(tmp_path: Path) -> None:
     # Before: the follow task died, the process stayed up and kept heartbeating.
-    candles = choppy(HISTORY + 3, seed=8)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 3, seed=8)
     proc = start_faulty(frozen, db, sock, {"FAULT_PUBLISH_RAISE": "1"})
     try:
         wait_listening(sock, proc)
@@ -486,10 +476,7 @@ def test_a_read_error_that_does_not_pass_ends_the_runner_with_1(tmp_path: Path) 
     # The pipeline renames the candles table away under a running runner: every read fails with
     # "no such table". That is no lock and no file being replaced: after 10 s of retries the
     # runner exits 1 (for systemd to restart it; the start then exits 2 naming the table).
-    candles = choppy(HISTORY + 2, seed=8)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 2, seed=8)
     proc = start_runner(frozen, db, sock, "--heartbeat", "0.3")
     try:
         wait_listening(sock, proc)
@@ -537,10 +524,7 @@ class NotifySocket(threading.Thread):
 def test_watchdog_pings_only_while_the_follow_loop_turns(tmp_path: Path) -> None:
     # A catch-up step that hangs in the worker thread: heartbeats and status go on, but
     # WATCHDOG=1 stops (so systemd restarts a runner that heartbeats without following).
-    candles = choppy(HISTORY + 10, seed=9)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = faulty_frozen(tmp_path)
+    candles, db, sock, frozen = stored_case(tmp_path, 10, seed=9, strategy=faultkit.NAME)
     proc = start_faulty(frozen, db, sock, {})  # the first start sets the mark
     wait_listening(sock, proc)
     wait_caught_up(sock, ts(candles, HISTORY - 1))
@@ -611,10 +595,7 @@ def fill(directory: Path) -> Path:
 
 
 def test_a_full_journal_disk_holds_signals_until_they_are_journaled(tmp_path: Path) -> None:
-    candles = choppy(HISTORY + 60, seed=11)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 60, seed=11)
     with small_tmpfs(tmp_path / "jfs") as jfs:
         journal = jfs / "journal.db"
         with running(frozen, db, sock, "--journal", str(journal)):
@@ -646,10 +627,7 @@ def test_a_full_journal_disk_holds_signals_until_they_are_journaled(tmp_path: Pa
 
 
 def test_a_rewritten_candle_is_detected_counted_and_its_signal_stands(tmp_path: Path) -> None:
-    candles = choppy(HISTORY + 40, seed=12)
-    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
-    seed_db(db, candles, "1m", HISTORY)
-    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    candles, db, sock, frozen = stored_case(tmp_path, 40, seed=12)
     with running(frozen, db, sock):
         wait_caught_up(sock, ts(candles, HISTORY - 1))
         collector = collecting(sock)
