@@ -31,6 +31,7 @@ from tests.candles import random_walk
 from tests.pgserver import PgServer, start_server
 
 TRIALS, FOLDS = 6, 2
+KILLED_TRIALS = 12  # enough for the victim to be caught in one of its trials
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,33 @@ def all_trials(storage: optuna.storages.BaseStorage) -> list[tuple[str, optuna.t
                 study = optuna.load_study(study_name=name, storage=storage)
                 found += [(name, t) for t in study.trials]
     return found
+
+
+def kill_mid_trial(
+    victim: subprocess.Popen, storage: optuna.storages.BaseStorage
+) -> tuple[str, int] | None:
+    """SIGKILL the victim while it holds a running trial; return that trial's (study, number).
+
+    The victim is frozen (SIGSTOP) while the storage is read, so a trial seen running is still
+    running when it is killed; otherwise it is let go on (SIGCONT) and looked at again.
+    """
+    worker = f"{socket.gethostname()}:{victim.pid}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and victim.poll() is None:
+        if not any(t.state.name == "COMPLETE" for _, t in all_trials(storage)):
+            time.sleep(0.05)  # not under way yet
+            continue
+        os.kill(victim.pid, signal.SIGSTOP)
+        mine = [(s, t.number) for s, t in all_trials(storage)
+                if t.state.name == "RUNNING" and t.user_attrs.get("worker") == worker]  # fmt: skip
+        if mine:
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()
+            return mine[0]
+        os.kill(victim.pid, signal.SIGCONT)
+        time.sleep(0.02)
+    victim.wait()
+    return None
 
 
 def frozen_without_stamp(path: Path) -> dict:
@@ -132,25 +160,13 @@ def test_two_processes_share_each_fold_and_end_with_the_same_frozen_file(shared_
 def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
     pg: PgServer, candles_db: Path, tmp_path: Path
 ) -> None:
-    url = pg.url("killed")
-    victim = subprocess.Popen(command(candles_db, tmp_path / "v", url),
+    url, more = pg.url("killed"), ("--trials", str(KILLED_TRIALS))  # the last --trials wins
+    victim = subprocess.Popen(command(candles_db, tmp_path / "v", url, *more),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    survivor = subprocess.Popen(command(candles_db, tmp_path / "s", url), text=True,
+    survivor = subprocess.Popen(command(candles_db, tmp_path / "s", url, *more), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     storage = open_storage(url)
-    worker, killed = f"{socket.gethostname()}:{victim.pid}", None
-    deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline and victim.poll() is None:
-        # kill the victim in the middle of one of its trials, once the run is under way
-        trials = all_trials(storage)
-        if sum(t.state.name == "COMPLETE" for _, t in trials) >= 2:
-            running = [(s, t) for s, t in trials if t.state.name == "RUNNING"]
-            mine = [(s, t.number) for s, t in running if t.user_attrs.get("worker") == worker]
-            if mine:
-                os.kill(victim.pid, signal.SIGKILL)
-                killed = mine[0]
-        time.sleep(0.05)
-    victim.wait()
+    killed = kill_mid_trial(victim, storage)
     assert killed is not None, "the victim was never seen in the middle of a trial"
     _, err = survivor.communicate(timeout=300)
     assert survivor.returncode == 0, err[-2000:]
@@ -158,11 +174,11 @@ def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
     assert states[killed] == "FAIL"  # failed by the heartbeat, not left running
     assert "stopped beating" in err  # and said
     for name, fold_states in trial_states(storage).items():
-        assert fold_states.count("COMPLETE") >= TRIALS, (name, fold_states)
+        assert fold_states.count("COMPLETE") >= KILLED_TRIALS, (name, fold_states)
         assert "RUNNING" not in fold_states
     # restarted, the killed process rejoins where the run stands: no new trial, same file
     before = sum(s.count("COMPLETE") for s in trial_states(storage).values())
-    again = subprocess.run(command(candles_db, tmp_path / "v", url), capture_output=True,
+    again = subprocess.run(command(candles_db, tmp_path / "v", url, *more), capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert sum(s.count("COMPLETE") for s in trial_states(storage).values()) == before
