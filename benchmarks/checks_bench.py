@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks.results import load_average, machine, replace_section  # noqa: E402
-from research.overfit import probability_of_backtest_overfitting  # noqa: E402
+from research.optimise.overfit import probability_of_backtest_overfitting  # noqa: E402
 from signals.data.importers import import_files  # noqa: E402
 from signals.data.validate import check_frame, find_gaps  # noqa: E402
 from tests.candles import random_walk  # noqa: E402

@@ -99,11 +99,11 @@ def run(days: int, combos: int) -> dict[str, Any]:
     from distributed import Client, LocalCluster
 
     from benchmarks.scenarios import FEE_BPS, SLIPPAGE_BPS, ema_grid
-    from research.costs import CostModel
-    from research.execution import ExecutionModel
-    from research.grid import expand_grid
-    from research.sweep import _Job, run_sweep
-    from research.sweep_cluster import _TRIM_KEY, _quiet, parse_cluster
+    from research.backtest.execution import ExecutionModel
+    from research.optimise.cluster import _TRIM_KEY, _quiet, parse_cluster
+    from research.optimise.grid import expand_grid
+    from research.optimise.sweep import _Job, run_sweep
+    from signals.costs import CostModel
     from signals.data.synth import synth_market
     from strategies import get_strategy
 
@@ -172,10 +172,10 @@ def run(days: int, combos: int) -> dict[str, Any]:
 
 _TRIM_PROBE = """
 import time
-from research.costs import CostModel
-from research.execution import ExecutionModel
-from research.grid import expand_grid
-from research.sweep import _Job, chunk_metrics
+from signals.costs import CostModel
+from research.backtest.execution import ExecutionModel
+from research.optimise.grid import expand_grid
+from research.optimise.sweep import _Job, chunk_metrics
 from signals.data.synth import synth_market
 from strategies import get_strategy
 

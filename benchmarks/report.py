@@ -17,7 +17,7 @@ NOTES = """\
 - *peak RSS* sums the resident memory of the process and its workers, sampled every 50 ms from
   /proc; pages shared copy-on-write after the fork are counted in each process, so it errs high.
 - `ema_cold` runs first with an empty `NUMBA_CACHE_DIR` (every cached kernel compiles); later
-  runs reuse the cache. The sweep's kernels (`research._sweep_kernel`: the per-column call of
+  runs reuse the cache. The sweep's kernels (`research.backtest.kernel`: the per-column call of
   vectorbt's `simulate_from_signals_nb`, the equity metrics) are cached on disk; the stops and
   funding paths call vectorbt's own uncached entry points, compiled once per process.
 - vectorbt-naive is its README recipe (`MA.run_combs(..., r=2, ewm=True)`,

@@ -66,10 +66,10 @@ def ours_sweep(
 ) -> dict[str, Any]:
     """`signals sweep` end to end: load, indicators + signals, simulation, metrics."""
     started = time.perf_counter()
-    from research.costs import CostModel
-    from research.execution import ExecutionModel
-    from research.grid import expand_grid
-    from research.sweep import run_sweep
+    from research.backtest.execution import ExecutionModel
+    from research.optimise.grid import expand_grid
+    from research.optimise.sweep import run_sweep
+    from signals.costs import CostModel
     from strategies import get_strategy
 
     imported = time.perf_counter()
@@ -122,10 +122,10 @@ def _top_functions(profiler: cProfile.Profile, count: int = 18) -> str:
 
 def ours_single(*, source: str, days: int) -> dict[str, Any]:
     """One ema_cross backtest: the sweep's path, the Portfolio path, and the full run_backtest."""
-    from research.backtest import portfolio_metrics, run_backtest
-    from research.costs import CostModel
-    from research.execution import ExecutionModel, simulate, simulate_orders
-    from research.sweep import orders_table
+    from research.backtest.execution import ExecutionModel, simulate, simulate_orders
+    from research.backtest.run import portfolio_metrics, run_backtest
+    from research.optimise.sweep import orders_table
+    from signals.costs import CostModel
     from strategies import get_strategy
 
     candles = load_candles(source, days)

@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.results import load_average, machine, replace_section
-from research.walkforward import WalkForwardConfig, run_walkforward
-from research.wf_outputs import overfitting
+from research.optimise.outputs import overfitting
+from research.optimise.walkforward import WalkForwardConfig, run_walkforward
 from signals.data.synth import synth_market
 from strategies import get_strategy
 

@@ -30,9 +30,9 @@ HEADING = "## Walk-forward on a shared PostgreSQL storage"
 
 
 def _worker(url: str | None, days: int, folds: int, trials: int, barrier: Any, out: Any) -> None:
-    from research.walkforward import WalkForwardConfig, run_walkforward
-    from research.wf_outputs import frozen_from_run, overfitting
-    from research.wf_storage import open_storage
+    from research.optimise.outputs import frozen_from_run, overfitting
+    from research.optimise.storage import open_storage
+    from research.optimise.walkforward import WalkForwardConfig, run_walkforward
     from signals.data.synth import synth_market
     from signals.errors import SignalsError
     from strategies import get_strategy

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from live.protocol import Signal, encode
 from signals.errors import DataError
+from signals.protocol import Signal, encode
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (

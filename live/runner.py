@@ -68,7 +68,6 @@ from typing import Any, Literal
 
 from live.engine import Decisions, SignalEngine
 from live.journal import Entry, Journal, SeriesKey
-from live.protocol import Hello
 from live.server import ConnectionLimit, Hub, Listener
 from live.settle import Settle
 from live.sockets import (
@@ -87,6 +86,7 @@ from signals.data.store import CandleStore
 from signals.data.validate import latest_closable
 from signals.errors import DataError, SignalsError
 from signals.frozen import FrozenParams, load_frozen
+from signals.protocol import Hello
 from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ _IN_WORKER = object()  # `Runner._decide_here`: this step runs in the worker thr
 
 @dataclass(frozen=True, kw_only=True)
 class RunnerConfig:
-    """Everything `Runner` needs; `live.cli` builds it from options and the YAML config."""
+    """Everything `Runner` needs; `signals.cli.live` builds it from options and the YAML config."""
 
     params: Path
     db: Path

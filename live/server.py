@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from live.journal import Entry, Journal
-from live.protocol import (
+from live.stats import Counters
+from signals.protocol import (
     MAX_LINE_BYTES,
     Auth,
     ErrorMessage,
@@ -49,7 +50,6 @@ from live.protocol import (
     decode_client,
     encode,
 )
-from live.stats import Counters
 
 log = logging.getLogger(__name__)
 REPLAY_CHUNK = 500

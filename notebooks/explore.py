@@ -41,13 +41,13 @@ import pandas as pd
 import plotly.io as pio
 from IPython.display import display
 
-from research.backtest import run_backtest
-from research.charts import equity_chart, indicator_lines, signal_chart
-from research.execution import ExecutionModel
-from research.grid import expand_grid
+from research.backtest.execution import ExecutionModel
+from research.backtest.run import run_backtest
 from research.inputs import prepare_run, resolve_costs
-from research.reoptimise import select_period
-from research.sweep import run_sweep, sweep_heatmap
+from research.optimise.grid import expand_grid
+from research.optimise.sweep import run_sweep, sweep_heatmap
+from research.promote.reoptimise import select_period
+from research.render.charts import equity_chart, indicator_lines, signal_chart
 
 pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offline in HTML exports
 

@@ -55,7 +55,15 @@ import pandas as pd
 import plotly.io as pio
 from IPython.display import display
 
-from research.compare import (
+from research.inputs import prepare_run, resolve_costs
+from research.optimise.outputs import frozen_from_run, overfitting, write_outputs
+from research.optimise.walkforward import (
+    WalkForwardConfig,
+    default_storage,
+    fold_table,
+    run_walkforward,
+)
+from research.promote.compare import (
     decide,
     gate_settings,
     head_to_head,
@@ -64,11 +72,13 @@ from research.compare import (
     params_side_by_side,
     recent_signals,
 )
-from research.inputs import prepare_run, resolve_costs
-from research.reoptimise import select_period, write_outcome
-from research.walkforward import WalkForwardConfig, default_storage, fold_table, run_walkforward
-from research.wf_outputs import frozen_from_run, overfitting, write_outputs
-from research.wf_report import equity_figure, optuna_figures, stability_figure, write_report
+from research.promote.reoptimise import select_period, write_outcome
+from research.render.walkforward_report import (
+    equity_figure,
+    optuna_figures,
+    stability_figure,
+    write_report,
+)
 
 pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offline in HTML exports
 

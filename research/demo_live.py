@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from live.protocol import decode_server
-from research.paper import Comparison, compare_with_backtest
-from research.replay import replay
+from paper.bot import Comparison, compare_with_backtest
 from signals.config import load_settings
 from signals.data.load import load_candles
+from signals.data.replay import replay
 from signals.frozen import freeze, write_frozen
+from signals.protocol import decode_server
 from signals.timeframes import timeframe_seconds
 from strategies import get_strategy
 

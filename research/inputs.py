@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from research.costs import CostModel, costs_from_settings, load_costs
 from signals.config import Settings, load_settings
+from signals.costs import CostModel, costs_from_settings, load_costs
 from signals.data.load import load_candles
 from signals.data.timeparse import parse_when
 from signals.errors import ConfigError, ParamsError, SignalsError

@@ -87,7 +87,7 @@ class CostSettings(_Strict):
 
     ``preset`` names a cost preset (``bybit-spot``, ``bybit-perp``) or a costs file; the other
     keys written here override it. Their meaning and defaults are those of
-    ``research.costs.CostModel`` (None below means "not given here").
+    ``signals.costs.CostModel`` (None below means "not given here").
     """
 
     preset: str | None = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from research.bias import check_bias
+from research.backtest.bias import check_bias
 from strategies import indicators as ind
 from strategies import warmup
 from strategies.base import Rule, RuleSet, Strategy

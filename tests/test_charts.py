@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from research.charts import equity_chart, indicator_lines, signal_chart
-from research.compare import comparable, params_side_by_side, recent_signals
+from research.promote.compare import comparable, params_side_by_side, recent_signals
+from research.render.charts import equity_chart, indicator_lines, signal_chart
 from signals.frozen import freeze
 from strategies import get_strategy, strategy_names
 from tests.candles import random_walk

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from research.backtest import funded_equity, funding_schedule, run_backtest
-from research.costs import (
+from research.backtest.execution import ExecutionModel, simulate
+from research.backtest.run import funded_equity, funding_schedule, run_backtest
+from signals.config import CostSettings, load_settings
+from signals.costs import (
     MAX_SLIPPAGE,
     PRESETS,
     CostModel,
@@ -21,8 +23,6 @@ from research.costs import (
     costs_from_settings,
     load_costs,
 )
-from research.execution import ExecutionModel, simulate
-from signals.config import CostSettings, load_settings
 from signals.errors import ConfigError
 from strategies import get_strategy
 from tests.candles import random_walk
@@ -415,7 +415,7 @@ def test_higher_costs_never_give_a_higher_total_return(
 def test_cost_break_even_is_where_the_net_return_crosses_zero(
     direction: str, funding: float | None
 ) -> None:
-    from research.backtest import cost_break_even_bps
+    from research.backtest.run import cost_break_even_bps
 
     candles = random_walk(3000, seed=8)
     # Signals that peek ahead (fine here: only the cost arithmetic is under test) so that the

@@ -1,7 +1,7 @@
 """Cross-check against an independent engine: backtesting.py replays our ema_cross decisions.
 
 The same BUY/SELL arrays, long-only and all-in, go through our engine (vectorbt, via
-`research.backtest.run_backtest`) and through backtesting.py, whose `Strategy.next()` only reads
+`research.backtest.run.run_backtest`) and through backtesting.py, whose `Strategy.next()` only reads
 the precomputed arrays. Both fill a decision made at candle t's close at open[t+1]. The two must
 agree on every trade's entry and exit candle and, within `PER_TRADE_RTOL` x trades, on the final
 equity. docs/crosscheck.md explains where the engines differ and why the tolerance is what it is.
@@ -18,9 +18,9 @@ import pytest
 from backtesting import Strategy as BtStrategy
 from backtesting.lib import FractionalBacktest
 
-from research.backtest import BacktestResult, run_backtest
-from research.costs import CostModel
-from research.execution import ExecutionModel
+from research.backtest.execution import ExecutionModel
+from research.backtest.run import BacktestResult, run_backtest
+from signals.costs import CostModel
 from strategies import get_strategy
 from tests.candles import random_walk
 

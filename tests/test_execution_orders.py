@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from research.costs import CostModel
-from research.execution import ExecutionModel, simulate, simulate_orders
+from research.backtest.execution import ExecutionModel, simulate, simulate_orders
+from signals.costs import CostModel
 from tests.candles import random_walk
 
 CANDLES = random_walk(400, seed=11)

@@ -26,9 +26,9 @@ import pandas as pd
 import pytest
 
 from live.journal import Journal, SeriesKey
-from live.protocol import MAX_LINE_BYTES
 from live.start import build_config
 from signals.config import parse_settings
+from signals.protocol import MAX_LINE_BYTES
 from tests.candles import random_walk
 from tests.livekit import (
     LineClient,

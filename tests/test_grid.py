@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from research.grid import expand_grid, grid_combinations, parse_grid
+from research.optimise.grid import expand_grid, grid_combinations, parse_grid
 from signals.errors import ParamsError
 from strategies import get_strategy
 

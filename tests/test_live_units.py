@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 
 from live.journal import Journal, SeriesKey
-from live.protocol import decode_server
 from live.runner import Runner, RunnerConfig
 from live.server import Client, Hub, MemoryTransport
 from live.sockets import bind_unix, check_tcp, parse_tcp, prepare_unix_path
@@ -23,6 +22,7 @@ from live.stats import Counters, prometheus_text
 from live.watch import DbWatcher
 from signals.data.store import CandleStore, connect_writable, upsert_candles, write_candles
 from signals.errors import ConfigError
+from signals.protocol import decode_server
 from tests.candles import random_walk
 from tests.livekit import write_frozen_file
 
@@ -88,7 +88,7 @@ def test_journal_checkpoint_runs_beside_the_writer(tmp_path: Path) -> None:
 
 def hub_with(tmp_path: Path) -> tuple[Hub, Journal]:
     journal = Journal(tmp_path / "j.db")
-    from live.protocol import Hello
+    from signals.protocol import Hello
 
     hello = Hello(strategy="s", params_id="pid", symbol="BTCUSDT", timeframe="1m", last_seq=0)
     hub = Hub(journal, hello=lambda: hello, status=lambda: {"ok": 1}, counters=Counters())
@@ -126,7 +126,7 @@ def test_signals_between_hello_and_resume_are_sent_once_in_order(tmp_path: Path)
     # A client resumes a moment after its hello; signals committed in between went out live and
     # were then replayed again by the resume (the soak's three clients saw 4 duplicate seqs).
     journal = Journal(tmp_path / "j.db")
-    from live.protocol import Hello
+    from signals.protocol import Hello
 
     hello = Hello(strategy="s", params_id="pid", symbol="BTCUSDT", timeframe="1m", last_seq=0)
     hub = Hub(journal, hello=lambda: hello, status=dict, counters=Counters(), resume_grace_s=0.05)

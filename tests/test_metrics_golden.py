@@ -3,7 +3,7 @@
 Every table is hourly (timeframe ``1h``) and starts with 10,000 cash. The decision row marks
 what a strategy decided at each candle's close: ``B`` = BUY, ``S`` = SELL, ``.`` = nothing.
 
-Conventions pinned here (vectorbt's, through `research.execution.simulate`):
+Conventions pinned here (vectorbt's, through `research.backtest.execution.simulate`):
 
 - a decision at candle t fills at open[t+1] (``next_open``) or at close[t] (``close``);
 - all-in sizing with fees on top of the notional: size = cash / (fill x (1 + fee)), so the
@@ -27,10 +27,10 @@ import pandas as pd
 import pytest
 import vectorbt as vbt
 
-from research.backtest import portfolio_metrics, trade_list
-from research.costs import CostModel
-from research.execution import ExecutionModel, simulate
-from research.metrics import METRIC_KEYS
+from research.backtest.execution import ExecutionModel, simulate
+from research.backtest.metrics import METRIC_KEYS
+from research.backtest.run import portfolio_metrics, trade_list
+from signals.costs import CostModel
 
 CASH = 10_000.0
 HOURS_PER_YEAR = 365 * 24
@@ -323,7 +323,7 @@ def hand_trades() -> tuple[list[float], list[float], list[int]]:
 
 
 def hand_metrics() -> dict[str, float]:
-    """Every metric of TABLE_M, in plain Python from the definitions in research/metrics.py."""
+    """Every metric of TABLE_M in plain Python, as research.backtest.metrics defines them."""
     e = hand_equity()
     pnl, ret, held = hand_trades()
     r = [e[i] / (e[i - 1] if i else CASH) - 1 for i in range(len(e))]
@@ -408,7 +408,7 @@ def test_rerun_is_identical() -> None:
 def test_sqn_by_hand_and_undefined_without_spread() -> None:
     # Column 0: returns 1%, 3%, -1% (mean 1%, sample std 2%): SQN = sqrt(3) x 0.5. Column 1:
     # two trades that lose the same fee: no spread, so no SQN.
-    from research.metrics import TradeArrays, trade_metrics
+    from research.backtest.metrics import TradeArrays, trade_metrics
 
     ret = np.array([0.01, 0.03, -0.01, -0.001, -0.001])
     trades = TradeArrays(

@@ -15,10 +15,10 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from research.backtest import portfolio_metrics
-from research.costs import CostModel
-from research.execution import ExecutionModel, simulate
-from research.metrics import METRIC_KEYS
+from research.backtest.execution import ExecutionModel, simulate
+from research.backtest.metrics import METRIC_KEYS
+from research.backtest.run import portfolio_metrics
+from signals.costs import CostModel
 
 TIMEFRAME = "1d"
 SETTINGS = settings(max_examples=40, deadline=None)

@@ -18,9 +18,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from research.compare import gate_settings
-from research.gate import gate_failures
-from research.reoptimise import current_quarter, data_end, quarter_start, select_period
+from research.promote.compare import gate_settings
+from research.promote.gate import gate_failures
+from research.promote.reoptimise import current_quarter, data_end, quarter_start, select_period
 from signals.data.load import load_candles
 from signals.data.synth import write_synth_db
 from signals.frozen import freeze, load_frozen, write_frozen
@@ -57,7 +57,7 @@ def test_pair_in_sync_and_committed_without_outputs(name: str) -> None:
 def test_papermill_reads_every_parameter_the_cli_passes() -> None:
     from papermill.translators import PythonTranslator
 
-    from research.reoptimise import ReoptimiseJob
+    from research.promote.reoptimise import ReoptimiseJob
 
     for name in PAIRS:
         nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
@@ -82,7 +82,7 @@ def test_quarters_from_an_injected_clock() -> None:
 
 
 def test_a_job_takes_what_is_live_and_ends_its_data_at_the_quarter(tmp_path: Path) -> None:
-    from research.reoptimise import ReoptimiseJob, resolve_job
+    from research.promote.reoptimise import ReoptimiseJob, resolve_job
     from signals.errors import SignalsError
 
     live = tmp_path / "live.json"
@@ -251,7 +251,7 @@ def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(reopt: dict,
 
 
 def test_send_reload_names_a_missing_process(tmp_path: Path) -> None:
-    from research.reoptimise import send_reload
+    from research.promote.reoptimise import send_reload
     from signals.errors import SignalsError
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])

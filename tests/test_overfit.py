@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import stats
 
-from research import overfit
-from research.overfit import (
+from research.optimise import overfit
+from research.optimise.overfit import (
     DsrResult,
     PboResult,
     deflated_sharpe_ratio,

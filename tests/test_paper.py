@@ -1,6 +1,6 @@
 """The paper bot against a fake runner on a real Unix socket, real SQLite, real subprocesses.
 
-The fake runner speaks live/protocol.py: hello (with last_seq), then on a client's resume the
+The fake runner speaks signals/protocol.py: hello (with last_seq), then on a client's resume the
 journal after since_seq, then whatever is published live, plus heartbeats.
 """
 
@@ -23,9 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from live.protocol import ErrorMessage, Heartbeat, Hello, Signal, decode_client, encode
-from research.costs import CostModel
-from research.paper import (
+from paper.bot import (
     NO_FUNDING,
     Ledger,
     PaperBot,
@@ -37,10 +35,12 @@ from research.paper import (
     read_table,
     trade_pnl,
 )
+from signals.costs import CostModel
 from signals.data.load import load_candles
 from signals.data.store import connect_writable, write_candles
 from signals.data.synth import write_synth_db
 from signals.frozen import freeze, write_frozen
+from signals.protocol import ErrorMessage, Heartbeat, Hello, Signal, decode_client, encode
 from signals.scan import signal_records
 from strategies import get_strategy
 
@@ -236,8 +236,8 @@ def test_fill_at_next_open_hand_computed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("direction", ["long", "short", "both"])
 def test_accounting_equals_vectorbt(direction: str) -> None:
-    from research.backtest import trade_list
-    from research.execution import ExecutionModel, simulate
+    from research.backtest.execution import ExecutionModel, simulate
+    from research.backtest.run import trade_list
     from tests.candles import random_walk
 
     candles = random_walk(300, seed=4)
@@ -439,7 +439,7 @@ def test_unknown_seq_is_logged_and_the_stream_goes_on(
         return bot
 
     asyncio.run(session([record("BUY", 2), record("SELL", 4), record("BUY", 6)], 3, []))
-    with caplog.at_level("WARNING", logger="research.paper"):
+    with caplog.at_level("WARNING", logger="paper.bot"):
         bot = asyncio.run(session([record("BUY", 2)], 4, [record("SELL", 4), record("BUY", 6),
                                                           record("SELL", 8)]))  # fmt: skip
     assert bot.unknown_seq == 1 and bot.duplicates == 2
@@ -663,7 +663,7 @@ def test_bot_process_trades_and_exits_on_sigterm(tmp_path: Path) -> None:
 
 def test_paper_does_not_import_vectorbt() -> None:
     code = (
-        "import sys; import research.paper, research.cli_live_tools; "
+        "import sys; import paper.bot, signals.cli.live_tools; "
         "print(any(m.split('.')[0] in ('vectorbt', 'optuna', 'plotly') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -675,7 +675,7 @@ def test_paper_does_not_import_vectorbt() -> None:
 
 @pytest.mark.slow
 def test_end_to_end_with_the_live_runner(synth: Path, tmp_path: Path) -> None:
-    from research.replay import replay
+    from signals.data.replay import replay
     from tests.livekit import start_runner, stop_runner, wait_listening
 
     src, dst, sock = synth / "candles.db", tmp_path / "candles.db", tmp_path / "live.sock"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research.quality import (
+from research.backtest.quality import (
     ALL,
     confidence_buckets,
     forward_returns,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from research.replay import replay
 from signals.data.aggregate import aggregate
+from signals.data.replay import replay
 from signals.data.store import CandleStore, connect_writable, write_candles
 from tests.candles import random_walk
 

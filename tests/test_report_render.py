@@ -46,9 +46,9 @@ def _js_errors(log: str) -> list[str]:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real walk-forward report (library calls, as `signals walkforward`) on synthetic data."""
-    from research.walkforward import WalkForwardConfig, default_storage, run_walkforward
-    from research.wf_outputs import frozen_from_run, overfitting
-    from research.wf_report import write_report
+    from research.optimise.outputs import frozen_from_run, overfitting
+    from research.optimise.walkforward import WalkForwardConfig, default_storage, run_walkforward
+    from research.render.walkforward_report import write_report
     from signals.data.load import load_candles
     from signals.data.synth import write_synth_db
     from strategies import get_strategy

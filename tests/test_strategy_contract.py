@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from research.bias import check_bias
+from research.backtest.bias import check_bias
 from strategies import get_strategy, strategy_hash, strategy_names
 from strategies.params import ranges
 from strategies.registry import strategy_modules

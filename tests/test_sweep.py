@@ -14,12 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research.backtest import portfolio_metrics, run_backtest
-from research.costs import CostModel
-from research.execution import ExecutionModel, simulate
-from research.grid import expand_grid
-from research.metrics import METRIC_KEYS
-from research.sweep import orders_table, run_sweep, sweep_heatmap, write_heatmap, write_sweep
+from research.backtest.execution import ExecutionModel, simulate
+from research.backtest.metrics import METRIC_KEYS
+from research.backtest.run import portfolio_metrics, run_backtest
+from research.optimise.grid import expand_grid
+from research.optimise.sweep import (
+    orders_table,
+    run_sweep,
+    sweep_heatmap,
+    write_heatmap,
+    write_sweep,
+)
+from signals.costs import CostModel
 from signals.data.synth import write_synth_db
 from strategies import get_strategy
 from strategies import indicators as ind
@@ -180,7 +186,7 @@ def test_heatmap_html_is_self_contained_and_holds_the_data(sweep, tmp_path: Path
 def test_cli_sweep_in_a_subprocess(tmp_path: Path) -> None:
     write_synth_db(tmp_path / "data", days=10, seed=2)
     out = tmp_path / "out"
-    code = "import typer; from research.cli_sweep import sweep_command; typer.run(sweep_command)"
+    code = "import typer; from signals.cli.sweep import sweep_command; typer.run(sweep_command)"
     args = [
         *("--strategy", "ema_cross", "--db", str(tmp_path / "data" / "candles.db")),
         *("--timeframe", "5m", "--grid", "fast=3:9:3", "--grid", "slow=5,10,20"),

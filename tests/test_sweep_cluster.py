@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from research.costs import CostModel
-from research.execution import ExecutionModel
-from research.grid import expand_grid
+from research.backtest.execution import ExecutionModel
 from research.inputs import prepare_run
-from research.sweep import _Job, run_sweep
-from research.sweep_cluster import ClusterError, _chunk, cluster_chunks, connect, parse_cluster
+from research.optimise.cluster import ClusterError, _chunk, cluster_chunks, connect, parse_cluster
+from research.optimise.grid import expand_grid
+from research.optimise.sweep import _Job, run_sweep
+from signals.costs import CostModel
 from signals.data.synth import write_synth_db
 from strategies import get_strategy
 from tests.candles import random_walk
@@ -133,7 +133,7 @@ def test_cluster_sweep_equals_the_local_sweep_and_workers_load_the_numba_cache(
         result = run_sweep(CANDLES, EMA, GRID, chunk_size=8, cluster=spec, **KWARGS)
 
         def kernel_cache() -> tuple[int, int]:
-            from research._sweep_kernel import equity_metrics_nb, orders_by_column_nb
+            from research.backtest.kernel import equity_metrics_nb, orders_by_column_nb
 
             stats = [orders_by_column_nb.stats, equity_metrics_nb.stats]
             hits = sum(sum(s.cache_hits.values()) for s in stats)

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from research.folds import duration_candles, make_folds
-from research.walkforward import (
+from research.optimise.folds import duration_candles, make_folds
+from research.optimise.outputs import frozen_from_run, overfitting
+from research.optimise.walkforward import (
     BAD_SCORE,
     WalkForwardConfig,
     fold_table,
     run_walkforward,
 )
-from research.wf_outputs import frozen_from_run, overfitting
 from signals.errors import SignalsError
 from signals.frozen import dumps
 from strategies import get_strategy
@@ -170,7 +170,7 @@ class FlowLag(Strategy[LagParams]):
 
 
 def test_walkforward_finds_a_planted_edge_and_says_it_is_real() -> None:
-    from research.costs import CostModel
+    from signals.costs import CostModel
 
     candles = planted_edge(12000, seed=5)
     config = WalkForwardConfig(folds=3, trials=12, min_trades=5, seed=2,
@@ -185,7 +185,7 @@ def test_walkforward_finds_a_planted_edge_and_says_it_is_real() -> None:
 
 
 def test_walkforward_on_noise_is_not_promoted_as_real() -> None:
-    from research.costs import CostModel
+    from signals.costs import CostModel
 
     candles = planted_edge(12000, seed=5)
     unrelated = np.random.default_rng(1).uniform(0.3, 0.7, len(candles))

@@ -21,9 +21,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from research.walkforward import WalkForwardConfig, run_walkforward
-from research.wf_outputs import frozen_from_run, overfitting
-from research.wf_storage import open_storage, quiet
+from research.optimise.outputs import frozen_from_run, overfitting
+from research.optimise.storage import open_storage, quiet
+from research.optimise.walkforward import WalkForwardConfig, run_walkforward
 from signals.data.synth import write_synth_db
 from signals.frozen import dumps, load_frozen
 from strategies import get_strategy

@@ -1,4 +1,4 @@
-"""research.wf_storage without a server: retries, journal files, run settings, --workers."""
+"""research.optimise.storage without a server: retries, journal files, run settings, --workers."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 import sqlalchemy.exc as sa
 
-from research import wf_storage
-from research.walkforward import WalkForwardConfig, run_walkforward
-from research.wf_storage import (
+from research.optimise import storage as wf_storage
+from research.optimise.storage import (
     RunMismatchError,
     forget_run,
     journal_path,
@@ -22,6 +21,7 @@ from research.wf_storage import (
     quiet,
     retrying,
 )
+from research.optimise.walkforward import WalkForwardConfig, run_walkforward
 from signals.data.synth import write_synth_db
 from signals.errors import SignalsError
 from strategies import get_strategy
@@ -43,7 +43,7 @@ def outage(failures: int):  # type: ignore[no-untyped-def]
 def test_an_unreachable_database_is_retried_and_said(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     waits: list[float] = []
     monkeypatch.setattr(wf_storage.time, "sleep", waits.append)
-    with caplog.at_level(logging.WARNING, logger="research.wf_storage"):
+    with caplog.at_level(logging.WARNING, logger="research.optimise.storage"):
         assert retrying(outage(3))() == "answer"
     assert waits == [1.0, 2.0, 4.0]
     assert "optuna storage unreachable" in caplog.text and "reachable again" in caplog.text
@@ -96,7 +96,7 @@ def test_workers_share_one_run_in_a_journal_file(tmp_path: Path) -> None:
 def test_a_trial_whose_process_died_before_its_first_beat_is_failed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from optuna.trial import TrialState
 
-    from research import walkforward
+    from research.optimise import walkforward
 
     study = optuna.create_study(storage=open_storage(None))
     orphan, live = study.ask(), study.ask()

@@ -1,11 +1,11 @@
 """Fast path for sweep metrics: equity-curve figures streamed from vectorbt's order records.
 
-`research.backtest.portfolio_metrics` materialises the equity and position matrices (candles x
+`research.backtest.run.portfolio_metrics` materialises the equity and position matrices (candles x
 columns, float64) and reduces them with numpy: exact, but ~100 ms and several hundred MB per
 thousand columns of a year of 1m candles. This kernel rebuilds each column's cash, position and
 equity from the order records one candle at a time, with vectorbt's own arithmetic
 (``add_nb``, as in ``asset_flow_nb``/``cash_flow_nb``/``cash_nb``/``value_nb``), and reduces
-it on the fly. The reference is `research.metrics.metrics_table` on ``pf.value()``;
+it on the fly. The reference is `research.backtest.metrics.metrics_table` on ``pf.value()``;
 tests/test_sweep.py compares the two column by column.
 """
 
@@ -172,7 +172,7 @@ def equity_metrics_nb(
     return out
 
 
-# Direction codes of `orders_by_column_nb` (research.execution.Direction, in that order).
+# Direction codes of `orders_by_column_nb` (research.backtest.execution.Direction, in that order).
 DIRECTION_CODES = {"long": 0, "short": 1, "both": 2}
 
 
@@ -197,7 +197,7 @@ def orders_by_column_nb(
     `buy`/`sell` are the (candles x columns) fill-time signals; `price`, `slippage` and `close`
     per candle. Each column runs through vectorbt's ``simulate_from_signals_nb`` on the
     candles where it has a signal (no stops: nothing can fill elsewhere), with the arguments
-    `research.execution.simulate` gives ``Portfolio.from_signals``; ``idx`` is mapped back.
+    `research.backtest.execution.simulate` gives ``Portfolio.from_signals``; ``idx`` is mapped back.
     """
     n, k = buy.shape
     counts = np.zeros(k, dtype=np.int64)

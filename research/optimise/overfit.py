@@ -3,9 +3,10 @@
 Units and conventions
 ---------------------
 Every Sharpe ratio here is **per period** (per candle): SR = mean(r) / std(r, ddof=1), not
-annualised. To compare with ``research.metrics`` multiply by sqrt(candles_per_year(timeframe))
-(365-day years). The DSR and the PBO are unitless and do not depend on the annualisation, as long
-as the chosen strategy's Sharpe and the trials' Sharpe ratios are in the same units.
+annualised. To compare with ``research.backtest.metrics`` multiply by
+sqrt(candles_per_year(timeframe)) (365-day years). The DSR and the PBO are unitless and do not
+depend on the annualisation, as long as the chosen strategy's Sharpe and the trials' Sharpe
+ratios are in the same units.
 
 Kurtosis is **raw** (non-excess): a normal distribution has kurtosis 3. Skewness and kurtosis are
 the plain sample moments (``scipy.stats.skew`` and ``scipy.stats.kurtosis(fisher=False)``,

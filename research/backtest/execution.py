@@ -30,8 +30,8 @@ import vectorbt as vbt
 from vectorbt.portfolio import nb as vbt_nb
 from vectorbt.portfolio.enums import OppositeEntryMode, SizeType, StopEntryPrice, StopExitPrice
 
-from research._sweep_kernel import DIRECTION_CODES, orders_by_column_nb
-from research.costs import CostModel
+from research.backtest.kernel import DIRECTION_CODES, orders_by_column_nb
+from signals.costs import CostModel
 from signals.timeframes import timeframe_seconds
 
 Fill = Literal["next_open", "close"]
@@ -148,7 +148,7 @@ def simulate_orders(
     """Return the order records `simulate` gives for (candles x columns) BUY/SELL arrays.
 
     Without stops a position changes only on a candle where its column has a fill signal, so
-    each column is simulated over those candles alone (`research._sweep_kernel`) and the
+    each column is simulated over those candles alone (`research.backtest.kernel`) and the
     records' ``idx`` mapped back to candle positions; with stops every candle counts and all
     columns run in one call. Records come sorted by column, then candle.
     """

@@ -12,9 +12,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from research.backtest import cost_break_even_bps
-from research.walkforward import WalkForwardRun, fold_table, parameter_stability, study_name
-from research.wf_outputs import Overfitting
+from research.backtest.run import cost_break_even_bps
+from research.optimise.outputs import Overfitting
+from research.optimise.walkforward import (
+    WalkForwardRun,
+    fold_table,
+    parameter_stability,
+    study_name,
+)
 from signals.frozen import FrozenParams, dumps
 
 _STYLE = """
@@ -81,7 +86,7 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _break_even(run: WalkForwardRun) -> float:
-    from research.windows import window_signals
+    from research.backtest.windows import window_signals
 
     start, end = run.folds[0].fold.test_start, run.folds[-1].fold.test_end
     params = run.strategy.params(run.folds[-1].best_params)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from research.gate import gate_failures, promote
-from research.walkforward import WalkForwardRun
-from research.windows import evaluate_window
+from research.backtest.windows import evaluate_window
+from research.optimise.walkforward import WalkForwardRun
+from research.promote.gate import gate_failures, promote
 from signals.config import GateSettings, load_settings
 from signals.frozen import FrozenParams, load_frozen, typed_params
 from signals.scan import signal_records

@@ -1,29 +1,29 @@
 """Parameter sweeps: every combination is a column of a chunk's BUY/SELL matrices.
 
-`run_sweep` evaluates a list of parameter sets (see `research.grid`) on the same candles:
+`run_sweep` evaluates a list of parameter sets (see `research.optimise.grid`) on the same candles:
 
 1. **Signals.** The strategy's own signal function (the one the live runner calls) runs once per
    combination inside `strategies.indicators.indicator_cache`, so each indicator is computed
    once per distinct input and reused by every combination of the chunk that needs it.
 2. **Simulation.** The chunk's BUY/SELL decisions become the columns of two boolean matrices
-   (parameters as columns) and go through `research.execution.simulate_orders`: vectorbt's
+   (parameters as columns) and go through `research.backtest.execution.simulate_orders`: vectorbt's
    own simulation kernel, run on the candles where a column can fill, returning only the
-   order records (equal to `research.execution.simulate`'s, tested). With funding the chunk
+   order records (equal to `research.backtest.execution.simulate`'s, tested). With funding the chunk
    takes the backtest's full `Portfolio` path instead.
 3. **Metrics.** The equity-curve figures are reduced from the order records without building
-   the candles x columns equity matrix (`research._sweep_kernel`, checked against
-   `research.metrics.metrics_table`); trades come from vectorbt's ``get_exit_trades_nb`` and
-   the per-trade figures are `research.metrics`' own.
+   the candles x columns equity matrix (`research.backtest.kernel`, checked against
+   `research.backtest.metrics.metrics_table`); trades come from vectorbt's
+   ``get_exit_trades_nb`` and the per-trade figures are `research.backtest.metrics`' own.
 
 Chunks bound memory: their width is chosen from the candle count and the simulation path so
 that one chunk's matrices and working arrays stay near `CHUNK_BUDGET_BYTES`. With ``jobs > 1``
 chunks run in forked worker processes that share the candles copy-on-write and return only the
-small metric rows. With a `research.sweep_cluster.ClusterSpec` the same chunks run on a Dask
+small metric rows. With a `research.optimise.cluster.ClusterSpec` the same chunks run on a Dask
 cluster instead (see that module). Column k of a sweep equals
-`research.backtest.run_backtest` with the k-th parameters.
+`research.backtest.run.run_backtest` with the k-th parameters.
 
 The sweep table has the parameter columns (every field of the strategy's ``Params``), then the
-metric columns named as in `research.metrics.METRIC_KEYS`. ``cost_break_even_bps`` is left
+metric columns named as in `research.backtest.metrics.METRIC_KEYS`. ``cost_break_even_bps`` is left
 out: it needs a bisection of ~17 simulations per combination (run a backtest for it).
 """
 
@@ -46,17 +46,17 @@ import pandas as pd
 from vectorbt.portfolio.nb import get_exit_trades_nb
 from vectorbt.records.nb import col_map_nb
 
-from research._sweep_kernel import equity_metrics_nb
-from research.costs import CostModel
-from research.execution import ExecutionModel, simulate, simulate_orders
-from research.grid import Grid
-from research.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_metrics
+from research.backtest.execution import ExecutionModel, simulate, simulate_orders
+from research.backtest.kernel import equity_metrics_nb
+from research.backtest.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_metrics
+from research.optimise.grid import Grid
+from signals.costs import CostModel
 from signals.timeframes import timeframe_seconds
 from strategies import Strategy
 from strategies.indicators import indicator_cache
 
 if TYPE_CHECKING:
-    from research.sweep_cluster import ClusterSpec
+    from research.optimise.cluster import ClusterSpec
 
 # Memory one chunk may use, and what a (candle, combination) cell costs at the peak of a chunk.
 # The usual path keeps the BUY/SELL matrices and their fill-time copies (~4 B) and simulates
@@ -151,8 +151,9 @@ def run_sweep(
 ) -> SweepResult:
     """Backtest every parameter set in `combos` on `candles`; return one row per combination.
 
-    `combos` is a list of the strategy's ``Params`` or a `research.grid.Grid` (whose skipped
-    count and specs are then recorded). ``jobs > 1`` runs chunks in that many forked processes.
+    `combos` is a list of the strategy's ``Params`` or a `research.optimise.grid.Grid` (whose
+    skipped count and specs are then recorded). ``jobs > 1`` runs chunks in that many forked
+    processes.
     With `since`, the candles before it only warm up the signals (as in `run_backtest`).
     With `cluster`, the chunks run on that Dask cluster (`jobs` is then its worker threads).
     """
@@ -170,7 +171,7 @@ def run_sweep(
     job = _Job(candles, strategy, combo_list, timeframe, execution, costs, first)
     bar_options = {"total": len(combo_list), "unit": "combo", "disable": not progress}
     if cluster is not None:
-        from research.sweep_cluster import cluster_chunks, connect, worker_threads
+        from research.optimise.cluster import cluster_chunks, connect, worker_threads
 
         with connect(cluster) as client, tqdm(smoothing=0.1, **bar_options) as bar:
             jobs = worker_threads(client)
@@ -264,7 +265,7 @@ def _reference_metrics(
     job: _Job, candles: pd.DataFrame, buy: np.ndarray, sell: np.ndarray
 ) -> pd.DataFrame:
     # Funding is applied to the equity curve after the simulation: take the backtest's own path.
-    from research.backtest import funded_equity, funding_schedule, portfolio_metrics
+    from research.backtest.run import funded_equity, funding_schedule, portfolio_metrics
 
     index = pd.RangeIndex(len(candles))
     pf = simulate(

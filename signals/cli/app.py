@@ -11,9 +11,9 @@ import sys
 
 import typer
 
-from live.cli import register as register_live
 from signals import __version__
-from signals.data.cli import data_app
+from signals.cli.data import data_app
+from signals.cli.live import register as register_live
 from signals.errors import SignalsError
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ app.add_typer(data_app, name="data")
 
 
 def _register_research_commands() -> None:
-    from research.cli import register
+    from signals.cli.research import register
 
     register(app)
 
@@ -50,7 +50,7 @@ def _root(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for package in ("signals", "research", "live", "strategies"):
+    for package in ("signals", "research", "live", "paper", "strategies"):
         logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 

@@ -2,8 +2,8 @@
 
 - **Trial ledger**: every trial of every fold with its score, trade count, parameters and its
   daily returns on the fold's train window (the returns it was chosen on).
-- **PBO**: CSCV (research.overfit) on each fold's trial-by-day return matrix (all of a fold's
-  trials share its train window), the logits of all folds pooled into one probability.
+- **PBO**: CSCV (research.optimise.overfit) on each fold's trial-by-day return matrix (all of a
+  fold's trials share its train window), the logits of all folds pooled into one probability.
 - **DSR**: the deflated Sharpe ratio of the stitched out-of-sample daily returns, against the
   number of distinct trials actually run (a parameter set TPE proposes twice in a fold is one
   trial) and the spread of their daily Sharpe ratios. The spread is estimated robustly
@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from research.metrics import TradeArrays, metrics_table
-from research.overfit import (
+from research.backtest.metrics import TradeArrays, metrics_table
+from research.backtest.windows import daily_returns
+from research.optimise.overfit import (
     DsrResult,
     PboResult,
     deflated_sharpe_ratio,
@@ -36,14 +37,13 @@ from research.overfit import (
     robust_sharpe_variance,
     sharpe_per_period,
 )
-from research.walkforward import (
+from research.optimise.walkforward import (
     BAD_SCORE,
     WalkForwardRun,
     fold_table,
     parameter_stability,
     walkforward_efficiency,
 )
-from research.windows import daily_returns
 from signals.frozen import DataInfo, FrozenParams, WalkForwardInfo, freeze, write_frozen
 
 MAX_SPLITS = 16

@@ -1,8 +1,8 @@
 """Sweep chunks on a Dask distributed cluster (``signals sweep --cluster``).
 
-The chunks are the local sweep's (same `research.sweep.chunk_metrics`, same width from
-`research.sweep.auto_chunk_size`), so a worker holds at most one chunk's matrices per thread,
-as a local worker process does. What changes is where they run:
+The chunks are the local sweep's (same `research.optimise.sweep.chunk_metrics`, same width
+from `research.optimise.sweep.auto_chunk_size`), so a worker holds at most one chunk's matrices
+per thread, as a local worker process does. What changes is where they run:
 
 - **The candles travel once per worker.** The sweep's job (candles, strategy, combinations,
   costs, execution model) is sent with ``client.scatter(job, broadcast=True)``: one copy to
@@ -18,7 +18,7 @@ as a local worker process does. What changes is where they run:
   candles (``client.run``, all workers at once): it imports the project and compiles, or loads
   from numba's disk cache, the sweep kernels, as the local sweep does before it forks. A worker
   that joins mid-sweep does this in its first chunk, which is therefore slower. The cache is
-  numba's default (``__pycache__`` beside `research._sweep_kernel`, or ``NUMBA_CACHE_DIR``
+  numba's default (``__pycache__`` beside `research.backtest.kernel`, or ``NUMBA_CACHE_DIR``
   from the worker's own environment): workers on the client's machine load the client's
   kernels (tested); another machine fills its own cache on its first sweep.
 - **Same code everywhere.** Every chunk carries a fingerprint of the code and packages that
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from distributed import Client
 
-    from research.sweep import _Job
+    from research.optimise.sweep import _Job
 
 _LOCAL = re.compile(r"local:(\d+)")
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (to give memory back sooner).
@@ -61,11 +61,11 @@ _TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
 _log = logging.getLogger(__name__)
 # Modules whose source decides a chunk's figures (the strategy's own source is added per job).
 _FINGERPRINT_MODULES = (
-    "research.sweep",
-    "research._sweep_kernel",
-    "research.execution",
-    "research.metrics",
-    "research.costs",
+    "research.optimise.sweep",
+    "research.backtest.kernel",
+    "research.backtest.execution",
+    "research.backtest.metrics",
+    "signals.costs",
 )
 _FINGERPRINT_PACKAGES = ("numpy", "pandas", "numba", "vectorbt", "talib", "signals")
 
@@ -216,7 +216,7 @@ def _warm_up(job: _Job) -> str | None:
     # Returns the worker's malloc trim setting (see _TRIM_KEY).
     import os
 
-    from research.sweep import chunk_metrics
+    from research.optimise.sweep import chunk_metrics
 
     chunk_metrics(job, 0, len(job.combos))
     return os.environ.get(_TRIM_ENV)
@@ -224,7 +224,7 @@ def _warm_up(job: _Job) -> str | None:
 
 def _chunk(job: _Job, start: int, stop: int, fingerprint: str) -> pd.DataFrame:
     # Runs on a worker: refuse figures of other code, then the local sweep's own chunk.
-    from research.sweep import chunk_metrics
+    from research.optimise.sweep import chunk_metrics
 
     mine = code_fingerprint(job.strategy)
     if mine != fingerprint:

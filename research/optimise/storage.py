@@ -42,7 +42,7 @@ from signals.errors import SignalsError
 from strategies import Strategy, strategy_hash
 
 if TYPE_CHECKING:
-    from research.walkforward import WalkForwardConfig
+    from research.optimise.walkforward import WalkForwardConfig
 
 log = logging.getLogger(__name__)
 

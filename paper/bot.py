@@ -12,7 +12,7 @@ seq 0 of it (signals are keyed by stream and seq, so the new stream's seqs are n
 the old stream's). An ``unknown_seq`` error (the journal of the same stream ends before the
 ledger: restored from an older copy) is logged; the runner continues from its journal's end.
 
-Execution mirrors `research.execution` (vectorbt, all-in, one position at a time):
+Execution mirrors `research.backtest.execution` (vectorbt, all-in, one position at a time):
 
 - A signal on candle t fills at the **open of the next stored closed candle** after t (read from
   the candle database; the bot waits, polling ``PRAGMA data_version``, until that candle is
@@ -21,7 +21,7 @@ Execution mirrors `research.execution` (vectorbt, all-in, one position at a time
   it. ``both``: the opposite signal closes and reverses. A signal that does not change the
   position (BUY while long, SELL while flat in ``long``) is recorded as ignored, as vectorbt
   ignores it.
-- Costs come from `research.costs.CostModel`: fee f = ``fee_fraction()`` per side, charged on
+- Costs come from `signals.costs.CostModel`: fee f = ``fee_fraction()`` per side, charged on
   top of the notional; slippage s = ``slippage_fraction(candles)`` of the fill candle's row
   (computed from the decision candle, no lookahead), moving the price against the trade.
 
@@ -58,7 +58,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from live.protocol import (
+from signals.config import CandleSource
+from signals.costs import CostModel
+from signals.data.store import CandleStore
+from signals.errors import DataError, SignalsError
+from signals.protocol import (
     MAX_LINE_BYTES,
     ErrorMessage,
     Heartbeat,
@@ -69,10 +73,6 @@ from live.protocol import (
     decode_server,
     encode,
 )
-from research.costs import CostModel
-from signals.config import CandleSource
-from signals.data.store import CandleStore
-from signals.errors import DataError, SignalsError
 from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
@@ -831,8 +831,8 @@ def compare_with_backtest(
     The backtest uses the costs, direction and initial cash recorded in the ledger; candles
     are read through `source` (``data.source`` of the config).
     """
-    from research.backtest import run_backtest
-    from research.execution import ExecutionModel
+    from research.backtest.execution import ExecutionModel
+    from research.backtest.run import run_backtest
     from signals.config import DataSettings, Settings
     from signals.data.load import load_candles
     from signals.frozen import load_frozen, typed_params

@@ -43,8 +43,8 @@ def replay_command(
     Both databases have the candle-table layout of the config's data.source (read and written
     through it).
     """
-    from research.replay import replay
     from signals.config import load_settings
+    from signals.data.replay import replay
     from signals.timeframes import timeframe_seconds
 
     settings = load_settings(config)
@@ -115,9 +115,9 @@ def paper_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from research.costs import CostModel, load_costs
-    from research.paper import PaperConfig, run_paper
+    from paper.bot import PaperConfig, run_paper
     from signals.config import load_settings
+    from signals.costs import CostModel, load_costs
 
     settings = load_settings(config)
     db = db or settings.data.candles_db
@@ -159,7 +159,7 @@ def paper_report_command(
 
     Exits 1 when the trades (entry/exit candle, side) or the P&L (within the tolerance) differ.
     """
-    from research.paper import PNL_TOLERANCE, compare_with_backtest, paper_summary
+    from paper.bot import PNL_TOLERANCE, compare_with_backtest, paper_summary
     from signals.config import load_settings
 
     settings = load_settings(config)
@@ -191,7 +191,7 @@ def print_comparison(comparison: object) -> None:
     """Print the paper-versus-backtest table, the totals and the verdict."""
     from rich.table import Table
 
-    from research.paper import Comparison
+    from paper.bot import Comparison
     from signals.console import console as make_console
 
     assert isinstance(comparison, Comparison)

@@ -29,7 +29,7 @@ import pandas as pd
 from signals.errors import SignalsError
 from signals.frozen import FrozenParams, load_frozen
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "reoptimise.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reoptimise.ipynb"
 KERNEL = "python3"
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from signals.data import cli_generate, cli_import, cli_io
+from signals.cli import data_generate as cli_generate
+from signals.cli import data_import as cli_import
+from signals.cli import data_io as cli_io
 
 data_app = typer.Typer(
     help="Build, import, fetch, export and check candle databases.",

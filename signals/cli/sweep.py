@@ -1,7 +1,8 @@
 """``signals sweep``: grid-sweep a strategy's parameters, rank them, write table and heatmap.
 
-The command parses options and calls `research.grid.expand_grid`, `research.sweep.run_sweep`,
-`write_sweep` and `write_heatmap`; heavy imports happen inside it.
+The command parses options and calls `research.optimise.grid.expand_grid`,
+`research.optimise.sweep.run_sweep`, `write_sweep` and `write_heatmap`; heavy imports happen
+inside it.
 """
 
 from __future__ import annotations
@@ -76,12 +77,12 @@ def sweep_command(
     Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
     top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
     """
-    from research.execution import ExecutionModel
-    from research.grid import expand_grid
+    from research.backtest.execution import ExecutionModel
+    from research.backtest.metrics import METRIC_KEYS
     from research.inputs import prepare_run, resolve_costs
-    from research.metrics import METRIC_KEYS
-    from research.sweep import run_sweep, write_heatmap, write_sweep
-    from research.sweep_cluster import parse_cluster
+    from research.optimise.cluster import parse_cluster
+    from research.optimise.grid import expand_grid
+    from research.optimise.sweep import run_sweep, write_heatmap, write_sweep
     from strategies import get_strategy
 
     if metric not in METRIC_KEYS:

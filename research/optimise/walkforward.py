@@ -1,17 +1,18 @@
 """Walk-forward optimisation: tune on the past with optuna, judge only on the unseen future.
 
-For each fold (research.folds) an optuna study (TPE, seeded with ``seed + fold``) searches the
-strategy's declared parameter space. Each trial is scored on the fold's train window only
-(research.windows.evaluate_window: costs included, indicators warmed up on earlier candles).
+For each fold (research.optimise.folds) an optuna study (TPE, seeded with ``seed + fold``)
+searches the strategy's declared parameter space. Each trial is scored on the fold's train window
+only (research.backtest.windows.evaluate_window: costs included, indicators warmed up on earlier
+candles).
 Trials with fewer than ``min_trades`` trades, invalid parameter combinations and undefined scores
 get the fixed `BAD_SCORE`. The previous fold's best parameters are enqueued as the next fold's
 first trial. The fold's best parameters are then run once on its test window; the test windows,
 each started flat, are chained into the out-of-sample equity curve.
 
-Studies live in an optuna storage (research.wf_storage; SQLite in the run folder by default), so
-an interrupted run resumes where it stopped, with the run's settings recorded so that only an
-identical run resumes. Processes given the same storage and run share each fold's trial budget
-(a PostgreSQL server for several machines, a journal file for several processes on one host).
+Studies live in an optuna storage (research.optimise.storage; SQLite in the run folder by
+default), so an interrupted run resumes where it stopped, with the run's settings recorded so that
+only an identical run resumes. Processes given the same storage and run share each fold's trial
+budget (a PostgreSQL server for several machines, a journal file for several processes on one host).
 With one process and ``jobs=1`` the same data and seed give the same trials, parameters and
 frozen file, whatever the storage.
 """
@@ -36,10 +37,10 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from research.costs import CostModel
-from research.execution import ExecutionModel
-from research.folds import Fold, Scheme, make_folds
-from research.wf_storage import (
+from research.backtest.execution import ExecutionModel
+from research.backtest.windows import WindowResult, daily_returns, evaluate_window, stitch_equity
+from research.optimise.folds import Fold, Scheme, make_folds
+from research.optimise.storage import (
     HEARTBEAT,
     join_run,
     open_storage,
@@ -47,7 +48,7 @@ from research.wf_storage import (
     quiet,
     run_settings,
 )
-from research.windows import WindowResult, daily_returns, evaluate_window, stitch_equity
+from signals.costs import CostModel
 from signals.errors import ParamsError, SignalsError
 from strategies import Strategy
 from strategies.params import as_dict, make_params, ranges, suggest
@@ -275,7 +276,7 @@ def run_walkforward(
 ) -> WalkForwardRun:
     """Run every fold: tune on train (optuna), then test the fold's best parameters once.
 
-    `storage` is an optuna storage or its URL (research.wf_storage; None keeps the studies in
+    `storage` is an optuna storage or its URL (research.optimise.storage; None keeps the studies in
     memory, for tests). The run's settings (`run_settings`, with `labels`) are recorded with
     run `run` there; a run started with others is refused (`RunMismatch`). Several processes
     given the same storage and run share the work fold by fold and end with the same folds.

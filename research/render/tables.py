@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from research.backtest import BacktestResult
+from research.backtest.run import BacktestResult
 from research.inputs import RunInputs
 from strategies import params_id
 from strategies.params import as_dict

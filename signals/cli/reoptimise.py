@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from research.cli import CONFIG, DB, FROM, SYMBOL
+from signals.cli.research import CONFIG, DB, FROM, SYMBOL
 
 if TYPE_CHECKING:
-    from research.reoptimise import ReoptimiseJob
+    from research.promote.reoptimise import ReoptimiseJob
 
 
 def _utc_now() -> datetime:
@@ -74,7 +74,7 @@ def reoptimise_command(
     notebook and its HTML, the walk-forward outputs (report.html, frozen.json) and outcome.json.
     After a promotion, --reload-pidfile or --reload-unit makes the live runner reload (SIGHUP).
     """
-    from research.reoptimise import ReoptimiseJob
+    from research.promote.reoptimise import ReoptimiseJob
 
     gate = {"min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
             "min_trades": min_trades, "max_drawdown": max_drawdown}  # fmt: skip
@@ -104,7 +104,7 @@ def reoptimise(
 
     After a promotion, the live runner is told to reload (pidfile or systemd unit).
     """
-    from research.reoptimise import (
+    from research.promote.reoptimise import (
         current_quarter,
         parse_quarter,
         resolve_job,

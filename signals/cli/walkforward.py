@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from research.cli import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.research import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
 
 
 def walkforward_command(
@@ -68,12 +68,12 @@ def walkforward_command(
     or on several machines with one --storage and --run) shares the work: see README "Scaling
     out".
     """
-    from research.execution import ExecutionModel
-    from research.folds import duration_candles
+    from research.backtest.execution import ExecutionModel
     from research.inputs import prepare_run, resolve_costs
-    from research.walkforward import WalkForwardConfig, default_storage, run_walkforward
-    from research.wf_outputs import frozen_from_run, overfitting, write_outputs
-    from research.wf_storage import forget_run, join_run, open_storage, run_settings
+    from research.optimise.folds import duration_candles
+    from research.optimise.outputs import frozen_from_run, overfitting, write_outputs
+    from research.optimise.storage import forget_run, join_run, open_storage, run_settings
+    from research.optimise.walkforward import WalkForwardConfig, default_storage, run_walkforward
 
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
@@ -111,7 +111,7 @@ def walkforward_command(
     frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
     paths = write_outputs(result, stats, frozen, out)
     if report:
-        from research.wf_report import write_report
+        from research.render.walkforward_report import write_report
 
         paths["report"] = write_report(
             result, stats, frozen, out / "report.html", storage=store, study=name
@@ -145,7 +145,7 @@ def _wait(helpers: list) -> None:  # type: ignore[type-arg]
 def _print_summary(result, stats, frozen, paths) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    from research.walkforward import fold_table
+    from research.optimise.walkforward import fold_table
     from signals.console import console
 
     title = f"walk-forward {result.strategy.name} {result.timeframe}"
@@ -190,7 +190,7 @@ def promote_command(
     config: Path = CONFIG,
 ) -> None:
     """Promote a frozen file to the live path if it passes the gate (atomically); exit 1 if not."""
-    from research.gate import promote
+    from research.promote.gate import promote
     from signals.config import load_settings
 
     overrides = {

@@ -148,7 +148,7 @@ def bias_command(
     and on history starting later (must agree once the declared lookback has passed). Exits 1
     and names the first candle and column that differ when a check fails.
     """
-    from research.bias import check_bias
+    from research.backtest.bias import check_bias
     from research.inputs import prepare_run
 
     run = prepare_run(
@@ -203,10 +203,10 @@ def backtest_command(
     Signals come from the strategy's own signal function (the one the live runner calls); fills
     follow the execution model in the README (next open by default, long only, all-in).
     """
-    from research.backtest import run_backtest
-    from research.execution import ExecutionModel
+    from research.backtest.execution import ExecutionModel
+    from research.backtest.run import run_backtest
     from research.inputs import prepare_run, resolve_costs
-    from research.report import metrics_json, print_metrics, print_quality
+    from research.render.tables import metrics_json, print_metrics, print_quality
 
     run = prepare_run(
         strategy_name=strategy,
@@ -248,7 +248,7 @@ def backtest_command(
 def _quality(candles, result, wanted: bool, plot: Path | None):  # type: ignore[no-untyped-def]
     if not wanted:
         return None
-    from research.quality import quality_figure, signal_quality
+    from research.backtest.quality import quality_figure, signal_quality
 
     report = signal_quality(candles, result.signals)
     if plot is not None:
@@ -330,8 +330,8 @@ def demo_live_command(
     candles one commit at a time, then prints the paper-versus-backtest comparison (exit 1 if
     they disagree).
     """
-    from research.cli_live_tools import print_comparison
     from research.demo_live import live_demo
+    from signals.cli.live_tools import print_comparison
 
     comparison = live_demo(
         src_db=db, out=out, strategy=strategy, timeframe=timeframe, hours=hours, speed=speed,
@@ -351,13 +351,13 @@ def register(app: typer.Typer) -> None:
     app.command("freeze")(freeze_command)
     app.command("demo")(demo_command)
     app.command("demo-live")(demo_live_command)
-    from research.cli_live_tools import register as register_live_tools
-    from research.cli_sweep import sweep_command
-    from research.cli_walkforward import register as register_walkforward
+    from signals.cli.live_tools import register as register_live_tools
+    from signals.cli.sweep import sweep_command
+    from signals.cli.walkforward import register as register_walkforward
 
     app.command("sweep")(sweep_command)
     register_walkforward(app)
     register_live_tools(app)
-    from research.cli_reoptimise import register as register_reoptimise
+    from signals.cli.reoptimise import register as register_reoptimise
 
     register_reoptimise(app)

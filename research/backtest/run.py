@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import vectorbt as vbt
 
-from research.costs import CostModel, apply_funding
-from research.execution import ExecutionModel, simulate, simulate_orders
-from research.metrics import TradeArrays, metrics_table
+from research.backtest.execution import ExecutionModel, simulate, simulate_orders
+from research.backtest.metrics import TradeArrays, metrics_table
+from signals.costs import CostModel, apply_funding
 from signals.timeframes import timeframe_seconds
 from strategies import SignalFrame, Strategy
 

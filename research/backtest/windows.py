@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from research.backtest import funded_equity, funding_schedule, portfolio_metrics, trade_list
-from research.costs import CostModel
-from research.execution import ExecutionModel, simulate
+from research.backtest.execution import ExecutionModel, simulate
+from research.backtest.run import funded_equity, funding_schedule, portfolio_metrics, trade_list
+from signals.costs import CostModel
 from strategies import Strategy
 
 

@@ -1,0 +1,1 @@
+"""Simulating and scoring parameters: execution, the numba kernel, metrics, quality, bias."""

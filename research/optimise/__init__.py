@@ -1,0 +1,1 @@
+"""Searching parameters: grids, sweeps (local or Dask), folds, walk-forward, overfitting."""

@@ -1,0 +1,1 @@
+"""Showing results: console tables, plotly charts, HTML reports."""
