@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from paper.bot import Comparison, compare_with_backtest
+from research.backtest.versus_paper import Comparison, compare_with_backtest
 from signals.config import load_settings
 from signals.data.load import load_candles
 from signals.data.replay import replay
