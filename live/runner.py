@@ -67,8 +67,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from live.engine import Decisions, SignalEngine
+from live.hub import Hub
 from live.journal import Entry, Journal, SeriesKey
-from live.server import ConnectionLimit, Hub, Listener
+from live.server import ConnectionLimit, Listener
 from live.settle import Settle
 from live.sockets import (
     bind_tcp,

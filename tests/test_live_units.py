@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from live.hub import Client, Hub, MemoryTransport
 from live.journal import Journal, SeriesKey
 from live.runner import Runner, RunnerConfig
-from live.server import Client, Hub, MemoryTransport
 from live.sockets import bind_unix, check_tcp, parse_tcp, prepare_unix_path
 from live.stats import Counters, prometheus_text
 from live.watch import DbWatcher

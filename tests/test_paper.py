@@ -97,7 +97,7 @@ class FakeRunner:
             line = await asyncio.wait_for(reader.readline(), timeout=2.0)
             since = decode_client(line).since_seq  # type: ignore[union-attr]
             self.resumes.append(since)
-            if since > len(self.journal):  # as live.server.Hub.resume
+            if since > len(self.journal):  # as live.hub.Hub.resume
                 message = f"since_seq {since} is beyond this journal's last seq {len(self.journal)}"
                 writer.write(encode(ErrorMessage(code="unknown_seq", message=message)))
             for sent, sig in enumerate(self.journal[max(0, since - self.overlap) :], start=1):
