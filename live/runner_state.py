@@ -1,11 +1,15 @@
-"""What a live runner is configured with (`RunnerConfig`) and what it holds (`RunnerState`)."""
+"""What a live runner is configured with (`RunnerConfig`) and what it holds (`RunnerState`).
+
+`RunnerConfig`'s defaults are those of the config's ``data`` and ``live`` sections
+(`signals.config.DataSettings`, `LiveSettings`), declared there once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -16,40 +20,42 @@ from live.server import Listener
 from live.settle import Settle
 from live.stats import Counters
 from live.watch import DbWatcher
-from signals.config import CandleSource
+from signals.config import CandleSource, DataSettings, LiveSettings
 from signals.data.store import CandleStore
 from signals.frozen import FrozenParams
 from signals.timeframes import timeframe_seconds
 
+_DATA, _LIVE = DataSettings(), LiveSettings()  # the defaults of a config without those sections
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunnerConfig:
-    """Everything `Runner` needs; `signals.cli.live` builds it from options and the YAML config."""
+    """Everything `Runner` needs; `live.start` builds it from options and the YAML config."""
 
     params: Path
     db: Path
-    analysis_db: Path | None = None
-    source: CandleSource = field(default_factory=CandleSource)
-    busy_timeout_ms: int = 5000
-    socket: Path | None = Path("signals.sock")
-    socket_group: str | None = None
-    tcp: str | None = None
-    token: str | None = None
-    journal: Path | None = None
-    durable_journal: bool = False
-    heartbeat_s: float = 5.0
-    stale_after_s: float = 300.0
-    allow_hash_mismatch: bool = False
-    metrics_port: int | None = None
-    client_buffer_bytes: int = 1 << 20
-    watch: Literal["auto", "inotify", "poll"] = "auto"
-    poll_interval_s: float = 0.05
-    drain_s: float = 2.0
-    settle_s: float = 2.0
-    future_tolerance_s: float = 5.0
-    stall_after_s: float | None = None  # None: three timeframes plus 30 s (plus the settle)
-    max_clients: int = 256
-    client_idle_line_s: float = 5.0
+    analysis_db: Path | None = _DATA.analysis_db
+    source: CandleSource = _DATA.source
+    busy_timeout_ms: int = _DATA.busy_timeout_ms
+    socket: Path | None = _LIVE.socket
+    socket_group: str | None = _LIVE.socket_group
+    tcp: str | None = _LIVE.tcp
+    token: str | None = _LIVE.token
+    journal: Path | None = _LIVE.journal
+    durable_journal: bool = _LIVE.durable_journal
+    heartbeat_s: float = _LIVE.heartbeat_s
+    stale_after_s: float = _LIVE.stale_after_s
+    allow_hash_mismatch: bool = False  # a command-line flag only (--allow-hash-mismatch)
+    metrics_port: int | None = _LIVE.metrics_port
+    client_buffer_bytes: int = _LIVE.client_buffer_bytes
+    watch: Literal["auto", "inotify", "poll"] = _LIVE.watch
+    poll_interval_s: float = _LIVE.poll_interval_s
+    drain_s: float = _LIVE.drain_s
+    settle_s: float = _DATA.settle_s
+    future_tolerance_s: float = _DATA.future_tolerance_s
+    stall_after_s: float | None = _LIVE.stall_after_s  # None: three timeframes plus 30 s (+ settle)
+    max_clients: int = _LIVE.max_clients
+    client_idle_line_s: float = _LIVE.client_idle_line_s
 
     def journal_path(self) -> Path:
         """Return the journal path: as configured, else ``<params>.journal.db`` beside it."""
