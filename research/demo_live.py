@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from paper.bot import Comparison, compare_with_backtest
+from research.backtest.versus_paper import Comparison, compare_with_backtest
 from signals.config import load_settings
 from signals.data.load import load_candles
 from signals.data.replay import replay
 from signals.frozen import freeze, write_frozen
-from signals.protocol import decode_server
+from signals.protocol import Status, StatusRequest, decode_server, encode
 from signals.timeframes import timeframe_seconds
 from strategies import get_strategy
 
@@ -46,10 +46,10 @@ def runner_status(sock: Path) -> dict:
         client.connect(str(sock))
         reader = client.makefile("rb")
         decode_server(reader.readline())  # hello
-        client.sendall(b'{"type":"status"}\n')
+        client.sendall(encode(StatusRequest()))
         while True:
             message = decode_server(reader.readline())
-            if message.type == "status":
+            if isinstance(message, Status):
                 return dict(message.data)
 
 

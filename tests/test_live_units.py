@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from live.hub import Client, Hub, MemoryTransport
 from live.journal import Journal, SeriesKey
 from live.runner import Runner, RunnerConfig
-from live.server import Client, Hub, MemoryTransport
 from live.sockets import bind_unix, check_tcp, parse_tcp, prepare_unix_path
 from live.stats import Counters, prometheus_text
 from live.watch import DbWatcher
@@ -368,3 +368,33 @@ def test_deploy_example_config_is_valid() -> None:
     assert settings.live.socket == Path("/run/signals/signals.sock")
     unit = (root / "deploy" / "signals-live.service").read_text()
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit and "RuntimeDirectory=signals" in unit
+
+
+def test_runner_defaults_are_the_settings_defaults() -> None:
+    # RunnerConfig takes its defaults from the config's data and live sections (declared there
+    # once); the listener's own defaults are copies, so they are checked here.
+    import inspect
+    from dataclasses import MISSING, fields
+
+    from live import server
+    from signals.config import DataSettings, LiveSettings
+
+    settings = {
+        name: getattr(model, name)
+        for model in (DataSettings(), LiveSettings())
+        for name in type(model).model_fields
+    }
+    no_setting = []
+    for field in fields(RunnerConfig):
+        if field.default is MISSING:
+            continue  # params and db: always given
+        if field.name not in settings:
+            no_setting.append(field.name)
+        else:
+            assert field.default == settings[field.name], field.name
+    assert no_setting == ["allow_hash_mismatch"]  # a command-line flag only
+    live = LiveSettings()
+    listener = inspect.signature(server.Listener).parameters
+    assert listener["max_buffer_bytes"].default == live.client_buffer_bytes
+    assert listener["idle_line_s"].default == server.IDLE_LINE_S == live.client_idle_line_s
+    assert server.ConnectionLimit().max_clients == server.MAX_CLIENTS == live.max_clients

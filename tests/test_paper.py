@@ -23,18 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paper.bot import (
-    NO_FUNDING,
-    Ledger,
-    PaperBot,
-    PaperConfig,
-    PaperError,
-    compare_with_backtest,
-    execute,
-    plan,
-    read_table,
-    trade_pnl,
-)
+from paper.accounting import NO_FUNDING, execute, plan, trade_pnl
+from paper.bot import PaperBot, PaperConfig
+from paper.errors import PaperError
+from paper.ledger import Ledger, read_table
+from research.backtest.versus_paper import compare_with_backtest
 from signals.costs import CostModel
 from signals.data.load import load_candles
 from signals.data.store import connect_writable, write_candles
@@ -104,7 +97,7 @@ class FakeRunner:
             line = await asyncio.wait_for(reader.readline(), timeout=2.0)
             since = decode_client(line).since_seq  # type: ignore[union-attr]
             self.resumes.append(since)
-            if since > len(self.journal):  # as live.server.Hub.resume
+            if since > len(self.journal):  # as live.hub.Hub.resume
                 message = f"since_seq {since} is beyond this journal's last seq {len(self.journal)}"
                 writer.write(encode(ErrorMessage(code="unknown_seq", message=message)))
             for sent, sig in enumerate(self.journal[max(0, since - self.overlap) :], start=1):
@@ -661,13 +654,35 @@ def test_bot_process_trades_and_exits_on_sigterm(tmp_path: Path) -> None:
     assert trades["exit_price"].tolist() == [pytest.approx(105 * 0.9995)]
 
 
-def test_paper_does_not_import_vectorbt() -> None:
-    code = (
-        "import sys; import paper.bot, signals.cli.live_tools; "
-        "print(any(m.split('.')[0] in ('vectorbt', 'optuna', 'plotly') for m in sys.modules))"
+_LOADED = """
+import importlib, json, pkgutil, sys
+import paper
+names = [m.name for m in pkgutil.walk_packages(paper.__path__, "paper.")]
+for name in names:
+    importlib.import_module(name)
+by_paper = sorted({m.split(".")[0] for m in sys.modules})
+import signals.cli.live_tools
+print(json.dumps({"modules": names, "by_paper": by_paper,
+                  "by_cli": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+HEAVY = {"vectorbt", "optuna", "plotly", "matplotlib", "papermill", "nbformat", "ipykernel",
+         "IPython"}  # fmt: skip
+
+
+def test_paper_does_not_import_research_vectorbt_or_plotting() -> None:
+    # Every module of paper/ (the bot is held to live/'s rule), then the `signals paper` CLI:
+    # no vectorbt, optuna, jupyter or plotting; paper/ imports nothing from research/ either.
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADED], capture_output=True, text=True, timeout=60
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout)
+    assert {"paper.bot", "paper.accounting", "paper.ledger", "paper.connection"} <= set(
+        loaded["modules"]
+    )
+    jupyter = {m for m in loaded["by_cli"] if m.startswith("jupyter")}
+    assert not (HEAVY | {"research"}) & set(loaded["by_paper"]), loaded["by_paper"]
+    assert not HEAVY & set(loaded["by_cli"]) and not jupyter, loaded["by_cli"]
 
 
 # -- end to end: replay -> signals live -> signals paper -> report -----------------------------

@@ -159,7 +159,8 @@ def paper_report_command(
 
     Exits 1 when the trades (entry/exit candle, side) or the P&L (within the tolerance) differ.
     """
-    from paper.bot import PNL_TOLERANCE, compare_with_backtest, paper_summary
+    from paper.ledger import paper_summary
+    from research.backtest.versus_paper import PNL_TOLERANCE, compare_with_backtest
     from signals.config import load_settings
 
     settings = load_settings(config)
@@ -191,7 +192,7 @@ def print_comparison(comparison: object) -> None:
     """Print the paper-versus-backtest table, the totals and the verdict."""
     from rich.table import Table
 
-    from paper.bot import Comparison
+    from research.backtest.versus_paper import Comparison
     from signals.console import console as make_console
 
     assert isinstance(comparison, Comparison)
