@@ -663,7 +663,7 @@ def test_bot_process_trades_and_exits_on_sigterm(tmp_path: Path) -> None:
 
 def test_paper_does_not_import_vectorbt() -> None:
     code = (
-        "import sys; import paper.bot, signals.cli.live_tools; "
+        "import sys; import paper.bot, signals.cli.paper; "
         "print(any(m.split('.')[0] in ('vectorbt', 'optuna', 'plotly') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
