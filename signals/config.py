@@ -6,14 +6,13 @@ Unknown keys are errors that name the key and suggest the closest valid one.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from signals.errors import ConfigError
+from signals.errors import ConfigError, validation_line
 from signals.timeframes import TIMEFRAMES
 
 DEFAULT_CONFIG_NAME = "signals.yaml"
@@ -180,18 +179,10 @@ def parse_settings(raw: dict[str, Any], *, origin: str = "<config>") -> Settings
 
 def validation_messages(exc: ValidationError, root: type[BaseModel]) -> list[str]:
     """Return one line per pydantic error: the dotted key, and "did you mean" for unknown keys."""
-    return [_describe(err, root) for err in exc.errors()]
-
-
-def _describe(err: Any, root: type[BaseModel]) -> str:
-    loc = [str(part) for part in err["loc"]]
-    key = ".".join(loc)
-    if err["type"] == "extra_forbidden":
-        valid = _valid_keys(root, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
-        hint = f"; did you mean {'.'.join([*loc[:-1], close[0]])!r}?" if close else ""
-        return f"{key}: unknown key{hint} (valid here: {', '.join(valid)})"
-    return f"{key}: {err['msg']}"
+    return [
+        validation_line(err, _valid_keys(root, [str(p) for p in err["loc"]][:-1]))
+        for err in exc.errors()
+    ]
 
 
 def _valid_keys(root: type[BaseModel], parent: list[str]) -> list[str]:

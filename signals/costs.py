@@ -46,7 +46,6 @@ per-trade figures (pnl, win rate, expectancy) exclude them; equity-based metrics
 
 from __future__ import annotations
 
-import difflib
 import functools
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +55,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from signals.errors import ConfigError
+from signals.errors import ConfigError, closest, validation_line
 
 BPS = 1e-4
 MAX_SLIPPAGE = 0.1
@@ -277,8 +276,8 @@ def load_costs(spec: str | Path) -> CostModel:
         return CostModel(**PRESETS[name])
     path = Path(spec)
     if not path.is_file():
-        close = difflib.get_close_matches(name, list(PRESETS), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = closest(name, PRESETS)
+        hint = f"; did you mean {close!r}?" if close else ""
         raise ConfigError(
             f"{name}: neither a cost preset ({', '.join(PRESETS)}) nor a costs file{hint}"
         )
@@ -312,7 +311,8 @@ def parse_costs(
     try:
         return CostModel.model_validate({**base.model_dump(), **fields})
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
+        valid = ["preset", *CostModel.model_fields]
+        lines = [validation_line(err, valid, whole="costs", listed="valid") for err in exc.errors()]
         raise ConfigError(f"{origin}: invalid costs\n  " + "\n  ".join(lines)) from None
 
 
@@ -328,14 +328,3 @@ def costs_from_settings(settings: Any, *, base_dir: Path | None = None) -> CostM
         if value is not None or key in nullable
     }
     return parse_costs(given, origin="config costs", base_dir=base_dir)
-
-
-def _describe(err: Any) -> str:
-    loc = [str(part) for part in err["loc"]]
-    key = ".".join(loc) or "costs"
-    if err["type"] == "extra_forbidden":
-        valid = ["preset", *CostModel.model_fields]
-        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"{key}: unknown key{hint} (valid: {', '.join(valid)})"
-    return f"{key}: {err['msg']}"

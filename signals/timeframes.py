@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-
-from signals.errors import SignalsError
+from signals.errors import SignalsError, closest
 
 TIMEFRAMES: dict[str, int] = {
     "1m": 60,
@@ -25,8 +23,8 @@ def timeframe_seconds(timeframe: str) -> int:
     try:
         return TIMEFRAMES[timeframe]
     except KeyError:
-        close = difflib.get_close_matches(timeframe, TIMEFRAMES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(timeframe, TIMEFRAMES)
+        hint = f" (did you mean {close!r}?)" if close else ""
         valid = ", ".join(TIMEFRAMES)
         raise TimeframeError(f"unknown timeframe {timeframe!r}{hint}; valid: {valid}") from None
 

@@ -661,7 +661,7 @@ names = [m.name for m in pkgutil.walk_packages(paper.__path__, "paper.")]
 for name in names:
     importlib.import_module(name)
 by_paper = sorted({m.split(".")[0] for m in sys.modules})
-import signals.cli.live_tools
+import signals.cli.paper
 print(json.dumps({"modules": names, "by_paper": by_paper,
                   "by_cli": sorted({m.split(".")[0] for m in sys.modules})}))
 """

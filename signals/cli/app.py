@@ -12,8 +12,18 @@ import sys
 import typer
 
 from signals import __version__
-from signals.cli.data import data_app
-from signals.cli.live import register as register_live
+from signals.cli import (
+    backtest,
+    data,
+    demo,
+    live,
+    paper,
+    reoptimise,
+    replay,
+    scan,
+    sweep,
+    walkforward,
+)
 from signals.errors import SignalsError
 
 app = typer.Typer(
@@ -23,13 +33,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(data_app, name="data")
-
-
-def _register_research_commands() -> None:
-    from signals.cli.research import register
-
-    register(app)
 
 
 def _version(value: bool) -> None:
@@ -54,8 +57,9 @@ def _root(
         logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-_register_research_commands()
-register_live(app)
+# every command group, in the order `signals --help` lists them (sub-apps after commands)
+for group in (scan, backtest, demo, sweep, walkforward, replay, reoptimise, live, data, paper):
+    group.register(app)
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import typer
 
+from signals.cli.options import DB_WRITE, PROGRESS
 
-def synth(
+
+def synth_command(
     out: Path = typer.Option(
         ...,
         "--out",
@@ -36,7 +38,7 @@ def synth(
     typer.echo(f"metadata: {result.meta_path}")
 
 
-def analysis(
+def analysis_command(
     db: Path = typer.Option(..., "--db", help="Candle database (reference schema) to read."),
     out: Path | None = typer.Option(
         None,
@@ -46,7 +48,7 @@ def analysis(
     symbol: list[str] | None = typer.Option(
         None, "--symbol", help="Only these symbols (repeatable); default: every symbol."
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS,
 ) -> None:
     """(Re)compute analysis.db (TA-Lib indicators) from the closed candles of a database."""
     from signals.data.analysis import write_analysis
@@ -58,7 +60,7 @@ def analysis(
     typer.echo(f"analysis: {target} ({sum(written.values())} rows)")
 
 
-def fetch(
+def fetch_command(
     exchange: str = typer.Option(
         "bybit", "--exchange", help="ccxt exchange id to download from (bybit, binance, okx, ...)."
     ),
@@ -72,7 +74,7 @@ def fetch(
         help="First candle to fetch: ISO date/datetime in UTC or epoch seconds. Ignored when "
         "the database already holds later candles (the fetch resumes after the last one).",
     ),
-    db: Path = typer.Option(..., "--db", help="Candle database to write (created if missing)."),
+    db: Path = DB_WRITE,
     until: str | None = typer.Option(
         None,
         "--until",
@@ -92,7 +94,7 @@ def fetch(
         "--api-url",
         help="Override the exchange's REST base URL (a testnet, a proxy or a local fake).",
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = PROGRESS,
 ) -> None:
     """Backfill candles through ccxt, resuming from the last stored candle, then aggregate."""
     import ccxt
@@ -127,7 +129,7 @@ def fetch(
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the ``signals data`` app."""
-    app.command("synth")(synth)
-    app.command("analysis")(analysis)
-    app.command("fetch")(fetch)
+    """Add ``synth``, ``analysis`` and ``fetch`` to the ``signals data`` app."""
+    app.command("synth")(synth_command)
+    app.command("analysis")(analysis_command)
+    app.command("fetch")(fetch_command)

@@ -1,8 +1,8 @@
 """``signals live``: parse options, load settings, start the runner. No logic lives here.
 
-Only typer is imported at module level, so ``signals --help`` and ``signals live --help`` stay
-thin; the runner (pandas, strategies; never vectorbt, optuna, jupyter or plotting) is imported
-when the command runs.
+Only typer (and the shared options) is imported at module level, so ``signals --help`` and
+``signals live --help`` stay thin; the runner (pandas, strategies; never vectorbt, optuna,
+jupyter or plotting) is imported when the command runs.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+
+from signals.cli.options import CONFIG
 
 
 def live_command(
@@ -58,9 +60,7 @@ def live_command(
         help="Warn, and report stalled in status/heartbeats/metrics, when no new closed candle "
         "arrived for SECONDS (default: live.stall_after_s, else three timeframes + 30 s).",
     ),
-    config: Path = typer.Option(
-        None, "--config", help="YAML config (default: ./signals.yaml if present)."
-    ),
+    config: Path = CONFIG,
     allow_hash_mismatch: bool = typer.Option(
         False,
         "--allow-hash-mismatch",
@@ -87,10 +87,9 @@ def live_command(
 
     code = run_from_options(
         params=params, db=db, analysis_db=analysis_db, socket=socket, tcp=tcp, token=token,
-        journal=journal, heartbeat=heartbeat, stale_after=stale_after, config=config,
-        settle=settle, stall_after=stall_after,
-        allow_hash_mismatch=allow_hash_mismatch, metrics_port=metrics_port,
-        max_clients=max_clients,
+        journal=journal, heartbeat=heartbeat, stale_after=stale_after, settle=settle,
+        stall_after=stall_after, config=config, allow_hash_mismatch=allow_hash_mismatch,
+        metrics_port=metrics_port, max_clients=max_clients,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

@@ -10,21 +10,26 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from signals.cli.options import CONFIG, DB, DIRECTION, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+
+if TYPE_CHECKING:
+    from research.backtest.execution import ExecutionModel
+    from research.inputs import RunInputs
+    from research.optimise.cluster import ClusterSpec
+    from research.optimise.grid import Grid
+    from research.optimise.sweep import SweepResult
+    from signals.costs import CostModel
+
 
 def sweep_command(
-    strategy: str = typer.Option(
-        ..., "--strategy", "-s", help="Strategy name (see `signals strategies`)."
-    ),
-    db: Path = typer.Option(
-        None, "--db", help="Candle database (default: data.candles_db in the config)."
-    ),
-    timeframe: str = typer.Option(
-        ..., "--timeframe", "-t", help="Candle timeframe: 1m 5m 15m 1h 4h 1d."
-    ),
-    symbol: str = typer.Option(None, "--symbol", help="Symbol (default: data.symbol, BTCUSDT)."),
+    strategy: str = STRATEGY,
+    db: Path = DB,
+    timeframe: str = TIMEFRAME,
+    symbol: str = SYMBOL,
     grid: list[str] = typer.Option(
         None,
         "--grid",
@@ -37,9 +42,9 @@ def sweep_command(
     out: Path = typer.Option(
         None, "--out", "-o", help="Folder for sweep.parquet, sweep.csv, sweep.json and heatmaps."
     ),
-    from_: str = typer.Option(None, "--from", help="First candle (ISO UTC date/time or epoch s)."),
-    to: str = typer.Option(None, "--to", help="Last candle (ISO UTC date/time or epoch s)."),
-    direction: str = typer.Option("long", help="long (default), short, or both (reverses)."),
+    from_: str = FROM,
+    to: str = TO,
+    direction: str = DIRECTION,
     fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
     slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
     jobs: int = typer.Option(
@@ -68,32 +73,76 @@ def sweep_command(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
-    config: Path = typer.Option(
-        None, "--config", help="YAML config (default: ./signals.yaml if present)."
-    ),
+    config: Path = CONFIG,
 ) -> None:
     """Backtest every combination of a parameter grid, chunk by chunk, on every core.
 
     Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
     top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
     """
-    from research.backtest.execution import ExecutionModel
+    from research.optimise.sweep import run_sweep
+
+    axes = _checked_options(metric, grid, heatmap)
+    spec = _cluster_spec(cluster, cluster_timeout)
+    run, expanded, execution, costs = _prepare(
+        strategy, grid, axes, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
+        direction=direction, fee_bps=fee_bps, slippage_bps=slippage_bps, config=config,
+    )  # fmt: skip
+    if spec is not None:
+        _dask_logs_at_warning()
+    result = run_sweep(
+        run.candles,  # the candles before --from warm the indicators up
+        run.strategy, expanded, since=run.since, timeframe=run.timeframe, execution=execution,
+        costs=costs, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
+        progress=progress, cluster=spec,
+    )  # fmt: skip
+    _print_top(result, metric, top, expanded.names)
+    if out is not None:
+        _write(result, out, axes, metric)
+
+
+def _checked_options(metric: str, grid: list[str] | None, heatmap: str | None) -> tuple[str, ...]:
+    """Refuse an unknown --metric or a missing --grid; return the --heatmap axes."""
     from research.backtest.metrics import METRIC_KEYS
-    from research.inputs import prepare_run, resolve_costs
-    from research.optimise.cluster import parse_cluster
-    from research.optimise.grid import expand_grid
-    from research.optimise.sweep import run_sweep, write_heatmap, write_sweep
-    from strategies import get_strategy
 
     if metric not in METRIC_KEYS:
         raise typer.BadParameter(f"one of {', '.join(METRIC_KEYS)}", param_hint="--metric")
     if not grid:
         raise typer.BadParameter("give at least one --grid name=...", param_hint="--grid")
-    axes = _heatmap_axes(heatmap)
+    return _heatmap_axes(heatmap)
+
+
+def _cluster_spec(cluster: str | None, timeout: float) -> ClusterSpec | None:
+    """Return where the chunks run (None: local processes); refuse a malformed --cluster."""
+    from research.optimise.cluster import parse_cluster
+
     try:
-        spec = None if cluster is None else parse_cluster(cluster, timeout=cluster_timeout)
+        return None if cluster is None else parse_cluster(cluster, timeout=timeout)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cluster") from None
+
+
+def _prepare(
+    strategy: str,
+    grid: list[str],
+    axes: tuple[str, ...],
+    *,
+    db: Path | None,
+    timeframe: str,
+    symbol: str | None,
+    start: str | None,
+    end: str | None,
+    direction: str,
+    fee_bps: float | None,
+    slippage_bps: float | None,
+    config: Path | None,
+) -> tuple[RunInputs, Grid, ExecutionModel, CostModel]:
+    """Expand the grid, load the candles with the warm-up the grid needs, and say what runs."""
+    from research.backtest.execution import ExecutionModel
+    from research.inputs import prepare_run, resolve_costs
+    from research.optimise.grid import expand_grid
+    from strategies import get_strategy
+
     chosen = get_strategy(strategy)
     expanded = expand_grid(chosen, grid)
     run = prepare_run(
@@ -101,8 +150,8 @@ def sweep_command(
         db=db,
         timeframe=timeframe,
         symbol=symbol,
-        start=from_,
-        end=to,
+        start=start,
+        end=end,
         config=config,
         # enough history before --from for the combination that needs the most
         warmup=max((chosen.lookback(p) for p in expanded.combos), default=0),
@@ -120,28 +169,18 @@ def sweep_command(
         f"({expanded.skipped} invalid skipped) over {len(run.period)} candles",
         err=True,
     )
-    if spec is not None:
-        _dask_logs_at_warning()
-    result = run_sweep(
-        run.candles,  # the candles before --from warm the indicators up
-        run.strategy,
-        expanded,
-        since=run.since,
-        timeframe=run.timeframe,
-        execution=execution,
-        costs=costs,
-        chunk_size=chunk_size,
-        jobs=jobs or (os.cpu_count() or 1),
-        progress=progress,
-        cluster=spec,
-    )
-    _print_top(result, metric, top, expanded.names)
-    if out is not None:
-        paths = write_sweep(result, out)
-        written = [paths["parquet"], paths["csv"], paths["json"]]
-        if axes:
-            written.append(write_heatmap(result, axes[0], axes[1], metric, out))
-        typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+    return run, expanded, execution, costs
+
+
+def _write(result: SweepResult, out: Path, axes: tuple[str, ...], metric: str) -> None:
+    """Write the table, its provenance and the heatmap of --metric (if asked) into `out`."""
+    from research.optimise.sweep import write_heatmap, write_sweep
+
+    paths = write_sweep(result, out)
+    written = [paths["parquet"], paths["csv"], paths["json"]]
+    if axes:
+        written.append(write_heatmap(result, axes[0], axes[1], metric, out))
+    typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
 
 
 def _dask_logs_at_warning() -> None:
@@ -190,3 +229,8 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sweep`` to the root app."""
+    app.command("sweep")(sweep_command)

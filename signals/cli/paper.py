@@ -1,7 +1,6 @@
-"""Commands around the live runner: ``replay`` (feed a database) and ``paper`` (the paper bot).
+"""``signals paper`` and ``signals paper report``: the reference paper bot and its P&L.
 
-Command functions parse options and call public functions; heavy imports happen inside them
-(``signals paper`` never imports vectorbt; ``signals paper report`` does).
+The bot never imports vectorbt; ``signals paper report`` does (it backtests to compare).
 """
 
 from __future__ import annotations
@@ -10,73 +9,7 @@ from pathlib import Path
 
 import typer
 
-FROM = typer.Option(None, "--from", help="First candle to replay (ISO UTC date/time or epoch s).")
-CONFIG = typer.Option(None, "--config", help="YAML config (default: ./signals.yaml if present).")
-TO = typer.Option(None, "--to", help="Last candle to replay (ISO UTC date/time or epoch s).")
-
-
-def replay_command(
-    from_db: Path = typer.Option(..., "--from-db", help="Source candle database (read-only)."),
-    to_db: Path = typer.Option(..., "--to-db", help="Destination database (created if needed)."),
-    timeframe: str = typer.Option(..., "--timeframe", "-t", help="Timeframe to replay."),
-    symbol: str = typer.Option("BTCUSDT", "--symbol", help="Symbol to replay."),
-    from_: str = FROM,
-    to: str = TO,
-    speed: float = typer.Option(
-        None, "--speed", help="Candles per second (default: as fast as possible)."
-    ),
-    warmup: int = typer.Option(
-        0, "--warmup", help="Bulk-copy this many candles before --from first, in one commit."
-    ),
-    also: list[str] = typer.Option(
-        None, "--also", help="Also replay this timeframe, interleaved by close time (repeatable)."
-    ),
-    forming: bool = typer.Option(
-        False, "--forming", help="Write each candle as forming (closed=0) before it closes."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
-    config: Path = CONFIG,
-) -> None:
-    """Write historical candles into a database candle by candle, one commit each, as a pipeline.
-
-    For demos and tests of `signals live`: start the runner on --to-db, then replay into it.
-    Both databases have the candle-table layout of the config's data.source (read and written
-    through it).
-    """
-    from signals.config import load_settings
-    from signals.data.replay import replay
-    from signals.timeframes import timeframe_seconds
-
-    settings = load_settings(config)
-    for tf in [timeframe, *(also or [])]:
-        timeframe_seconds(tf)
-    if speed is not None and speed <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--speed")
-    if warmup < 0:
-        raise typer.BadParameter("cannot be negative", param_hint="--warmup")
-    summary = replay(
-        from_db=from_db,
-        to_db=to_db,
-        timeframe=timeframe,
-        symbol=symbol,
-        start=from_,
-        end=to,
-        speed=speed,
-        also_timeframes=also or (),
-        warmup=warmup,
-        forming=forming,
-        progress=not quiet,
-        source=settings.data.source,
-    )
-    extra = "".join(f", {n} {tf}" for tf, n in summary.also.items())
-    typer.echo(
-        f"replayed {summary.candles} {summary.symbol} {summary.timeframe} candles{extra} into "
-        f"{summary.to_db} ({summary.warmup} warm-up, {summary.commits} commits, "
-        f"{summary.seconds:.2f} s)"
-    )
-
-
-LEDGER = typer.Option(..., "--ledger", help="The paper bot's SQLite ledger.")
+from signals.cli.options import CONFIG, COSTS, DIRECTION, FEE_BPS, SLIPPAGE_BPS
 
 
 def paper_command(
@@ -89,12 +22,10 @@ def paper_command(
         "data.candles_db in the config).",
     ),
     ledger: Path = typer.Option(Path("paper.db"), "--ledger", help="SQLite ledger to record in."),
-    fee_bps: float = typer.Option(None, "--fee-bps", help="Taker fee per side in bps."),
-    slippage_bps: float = typer.Option(None, "--slippage-bps", help="Fixed slippage in bps."),
-    costs: str = typer.Option(
-        None, "--costs", help="Cost preset (bybit-spot, bybit-perp) or costs YAML/JSON file."
-    ),
-    direction: str = typer.Option("long", "--direction", help="long (default), short or both."),
+    fee_bps: float = FEE_BPS,
+    slippage_bps: float = SLIPPAGE_BPS,
+    costs: str = COSTS,
+    direction: str = DIRECTION,
     init_cash: float = typer.Option(10_000.0, "--init-cash", help="Starting cash."),
     since_seq: int = typer.Option(
         None, "--since-seq", help="New ledger: resume after this seq (default: the runner's last)."
@@ -143,7 +74,7 @@ def paper_command(
 
 
 def paper_report_command(
-    ledger: Path = LEDGER,
+    ledger: Path = typer.Option(..., "--ledger", help="The paper bot's SQLite ledger."),
     db: Path = typer.Option(
         None, "--db", help="Candle database the bot filled from (default: data.candles_db)."
     ),
@@ -237,8 +168,7 @@ def _money(trade: dict | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``replay`` and ``paper`` (with ``paper report``) to the root app."""
-    app.command("replay")(replay_command)
+    """Add ``paper`` (the bot) with ``paper report`` to the root app."""
     paper_app = typer.Typer(
         help="The reference paper bot and its report.", add_completion=False,
         pretty_exceptions_enable=False,
