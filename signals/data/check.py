@@ -160,7 +160,8 @@ def _series_report(
 def _incomplete(conn: Any, source: CandleSource, symbol: str, timeframe: str, *, now: int) -> int:
     """Count the series' candles the store does not return: ``closed = 0``, or still forming."""
     cols = source.columns
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     for column, value in ((cols.symbol, symbol), (cols.timeframe, timeframe)):
         if column:
             where.append(f"{quote_name(column)} = ?")

@@ -50,11 +50,11 @@ def connect_writable(
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    if is_reference(source):
+    if source is None or is_reference(source):
         conn.execute(CANDLES_DDL)
         conn.execute(PENDING_DDL)  # import/fetch's aggregation marker (reference schema only)
     else:  # a pipeline's own table: nothing else is added to its database
-        conn.execute(_mapped_ddl(source))  # type: ignore[arg-type]
+        conn.execute(_mapped_ddl(source))
     return conn
 
 

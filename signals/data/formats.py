@@ -66,7 +66,7 @@ def _open_text(path: Path) -> io.TextIOBase:
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
     if magic[:2] == GZIP_MAGIC:
-        return gzip.open(path, "rt", encoding="utf-8-sig")  # type: ignore[return-value]
+        return gzip.open(path, "rt", encoding="utf-8-sig")
     if magic == ZIP_MAGIC:  # data.binance.vision ships one CSV per .zip
         return _open_zip_member(path)
     return path.open("r", encoding="utf-8-sig")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -59,3 +61,8 @@ def frame_from_arrays(
     stamps = ts.astype("datetime64[s]").astype("datetime64[us]")
     index = pd.DatetimeIndex(stamps, name="time", dtype=UTC_MICROSECONDS)
     return pd.DataFrame(values, index=index, columns=columns)
+
+
+def epoch_seconds(index: pd.Index) -> np.ndarray:
+    """Return the open times of a candle frame's index (a UTC `DatetimeIndex`) as epoch seconds."""
+    return cast(pd.DatetimeIndex, index).as_unit("s").asi8  # any unit: s, ms, us or ns

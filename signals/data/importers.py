@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from signals.data.connection import connect_writable
 from signals.data.formats import FileFormat, detect_format, first_line, format_from_line, read_text
+from signals.data.frames import epoch_seconds
 from signals.data.parse import ParsedFile, detect_timeframe, parse_file, trades_to_candles
 from signals.data.reaggregate import (
     AggregateCount,
@@ -125,7 +126,7 @@ def write_parsed(
     candles = parsed.candles
     if candles.empty:
         return result
-    seconds = candles.index.as_unit("s").asi8
+    seconds = epoch_seconds(candles.index)
     first, last = int(seconds[0]), int(seconds[-1])
     result.first, result.last = candles.index[0], candles.index[-1]
     base_tf = parsed.timeframe
@@ -189,24 +190,24 @@ def import_files(
     each file is written atomically in its own transaction (base candles and aggregates); ranges
     an interrupted fetch left unaggregated are re-aggregated first.
     """
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     if timeframe is not None:
         timeframe_seconds(timeframe)  # raises TimeframeError naming the valid ones
-    if not paths:
+    if not files:
         raise DataError("no files to import")
-    for path in paths:
+    for path in files:
         if not path.is_file():
             raise DataError(f"{path}: file not found")
     summary = ImportSummary(Path(db), symbol)
     parsed: list[tuple[ParsedFile, float]] = []
-    for path in paths:
+    for path in files:
         started = time.perf_counter()
         try:
             item = _parse_with_bar(path, timeframe=timeframe, symbol=symbol, progress=progress)
         except DataError as exc:
-            if len(paths) == 1:
+            if len(files) == 1:
                 raise
-            raise DataError(f"{exc}; none of the {len(paths)} files was imported") from None
+            raise DataError(f"{exc}; none of the {len(files)} files was imported") from None
         parsed.append((item, time.perf_counter() - started))
     try:
         conn = connect_writable(db)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from signals.data.aggregate import aggregate
 from signals.data.crashpoint import crash_point
-from signals.data.frames import frame_from_rows
+from signals.data.frames import epoch_seconds, frame_from_rows
 from signals.data.schema import CANDLE_COLUMNS
 from signals.data.validate import iso
 from signals.data.write import upsert_candles
@@ -143,7 +143,7 @@ def reaggregate(
     spans = {t: bucket_span(first, last, timeframe_seconds(t)) for t in targets}
     whole = (min(s[0] for s in spans.values()), max(s[1] for s in spans.values()))
     stored = _read_back(conn, symbol, base_tf, whole)  # read once, over the widest span
-    stored_s = stored.index.as_unit("s").asi8
+    stored_s = epoch_seconds(stored.index)
     counts: dict[str, AggregateCount] = {}
     for target in targets:
         progress_stage(bar, f"aggregating {target}")

@@ -46,7 +46,7 @@ def upsert_candles(
     """
     if frame.empty:
         return 0
-    if not is_reference(source):
+    if source is not None and not is_reference(source):
         if keep_closed:
             raise DataError("keep_closed needs the reference candle table")
         return upsert_mapped(
@@ -63,7 +63,7 @@ def upsert_candles(
         else np.full(len(frame), int(closed))
     )
 
-    def col(name: str) -> list[object]:
+    def col(name: str) -> list[float | None]:
         if name not in frame:
             return [None] * len(frame)
         values = frame[name].to_numpy("float64")
@@ -143,7 +143,9 @@ def upsert_mapped(
         if name not in frame:
             return [None] * len(frame)
         out = [None if np.isnan(v) else float(v) for v in frame[name].to_numpy("float64")]
-        return [None if v is None else int(v) for v in out] if name == "trades" else out
+        if name == "trades":
+            return [None if v is None else int(v) for v in out]
+        return list(out)
 
     mapped = mapped_columns(source)
     rows = list(zip(*(values(name) for name, _ in mapped), strict=True))
