@@ -5,7 +5,9 @@
 * only the CLI package (signals/cli/) imports both research/ and live/;
 * the kernel rule: signals/ outside signals/cli/ imports nothing from research/, live/, paper/;
 * live/ and paper/ never load vectorbt, optuna, jupyter, ipykernel, papermill or plotting;
-* modules at most 500 lines, functions at most 80 (numba kernels aside).
+* modules at most 500 lines, functions at most 80 (numba kernels aside);
+* every ``# type: ignore`` names its error code and says why on the same line (mypy itself
+  runs in `make test`, after ruff, and reports the ones no longer needed).
 
 The static rules read the source with `ast`, so they hold for code no test happens to run.
 """
@@ -15,8 +17,10 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import re
 import subprocess
 import sys
+import tokenize
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,3 +314,46 @@ def test_size_allowlists_name_only_offenders(
 ) -> None:
     stale = sorted(set(allowlist) - set(offenders))
     assert not stale, f"no longer oversized: remove from the allowlist: {stale}"
+
+
+# -- type: ignore comments -----------------------------------------------------------------------
+
+IGNORE = re.compile(r"#\s*type:\s*ignore")  # mypy reads it at the start of a comment only
+# ``# type: ignore[code, ...]  # why``: the reason is prose, not another pragma
+REASONED = re.compile(r"#\s*type:\s*ignore\[[a-z-]+(,\s*[a-z-]+)*\]  # (?!fmt:|noqa|type:)\w")
+# strategies/ is hashed into every frozen file (strategies/registry.py): its comments stay as
+# they are, or every user's frozen file stops verifying
+IGNORE_EXEMPT = ("strategies/",)
+
+
+def python_files() -> list[Path]:
+    """Return every Python file of the repository, outside hidden and build folders."""
+    skip = {"build", "dist", "node_modules", "__pycache__"}
+    return [
+        path
+        for path in sorted(ROOT.rglob("*.py"))
+        if not any(part.startswith(".") or part in skip for part in path.relative_to(ROOT).parts)
+    ]
+
+
+def bad_ignores(path: Path) -> list[str]:
+    """Return ``path:line: comment`` for each type-ignore comment without a code and a reason."""
+    with tokenize.open(path) as fh:
+        comments = [t for t in tokenize.generate_tokens(fh.readline) if t.type == tokenize.COMMENT]
+    return [
+        f"{relative(path)}:{token.start[0]}: {token.string}"
+        for token in comments
+        if IGNORE.match(token.string) and not REASONED.match(token.string)
+    ]
+
+
+def test_every_type_ignore_has_a_code_and_a_reason() -> None:
+    bad = [
+        line
+        for path in python_files()
+        if not relative(path).startswith(IGNORE_EXEMPT)
+        for line in bad_ignores(path)
+    ]
+    assert not bad, (
+        "write `# type: ignore[code]  # why` (or fix the type and drop it):\n" + "\n".join(bad)
+    )
