@@ -31,9 +31,6 @@ class AggregateCount:
     incomplete: int
 
 
-_KEY = ("symbol", "timeframe", "timestamp")
-
-
 def mark_pending(
     conn: sqlite3.Connection, symbol: str, timeframe: str, first: int, last: int
 ) -> None:
