@@ -38,15 +38,10 @@ NUMBA_DECORATORS = {"njit", "jit"}
 # the lists cannot go stale. Key: "path" for a module, "path::qualified.name" for a function.
 MODULE_ALLOWLIST: dict[str, str] = {}  # part B split live/runner.py, live/server.py, paper/bot.py
 FUNCTION_ALLOWLIST: dict[str, str] = {
-    "signals/cli/live.py::live_command": "being split by part A (shared typer options)",
-    "signals/cli/sweep.py::sweep_command": "being split by part A (shared typer options)",
     "signals/cli/walkforward.py::walkforward_command": "being split by part C (pipeline)",
 }
 # Today's import cycles (the modules of each strongly connected component), same rules.
 CYCLE_ALLOWLIST: dict[frozenset[str], str] = {
-    frozenset({"signals.cli.reoptimise", "signals.cli.research", "signals.cli.walkforward"}): (
-        "being removed by part A (one CLI pattern: app.py registers every command group)"
-    ),
     frozenset({"research.optimise.storage", "research.optimise.walkforward"}): (
         "part C restructures walkforward.py; storage.py reads WalkForwardConfig (TYPE_CHECKING)"
     ),
