@@ -48,14 +48,16 @@ system-deps:
 	-@$(MAKE) --no-print-directory chromium postgresql >/dev/null 2>&1 || \
 		echo "note: chromium/postgresql could not be installed; tests that need them will skip"
 
-test: $(STAMP) system-deps  ## lint, then the whole test suite
+test: $(STAMP) system-deps  ## lint and type-check, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)  ## ruff check + format check
+lint: $(STAMP)  ## ruff check + format check + mypy (signals/, live/, paper/; see pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff format .

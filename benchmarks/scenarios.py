@@ -20,7 +20,7 @@ REAL_FILES = ("BTCUSDT-1m-2023-04.csv.gz", "BTCUSDT-1m-2023-05.csv.gz", "BTCUSDT
 FEE_BPS, SLIPPAGE_BPS = 5.5, 1.0
 
 
-def load_candles(source: str, days: int):  # type: ignore[no-untyped-def]
+def load_candles(source: str, days: int):
     """Return a year (or `days`) of synthetic 1m candles, or the real 3 months concatenated."""
     import pandas as pd
 

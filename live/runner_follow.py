@@ -93,7 +93,7 @@ class Following(Deciding):
                 step = await self._with_retry(self._decide)
         if step is None:
             return False
-        self._publish(step, noticed)
+        self._publish(step, noticed)  # type: ignore[arg-type]  # neither None nor _IN_WORKER
         self._checkpoint_later()
         return True
 

@@ -71,7 +71,10 @@ class Deciding(Monitoring):
         started = self.perf()
         try:
             entries = self.journal.record(
-                self.key, decided.last_candle_ts, decided.records, stale=self._is_stale
+                self.key,
+                decided.last_candle_ts,  # type: ignore[arg-type]  # _decide checked: not None
+                decided.records,
+                stale=self._is_stale,
             )
         except sqlite3.Error as exc:
             self._unjournaled = (decided, previous)

@@ -94,7 +94,7 @@ def execute(
             cash = cash - size * price - fees if buying else cash + size * price - fees
             position = 0.0
         side: Literal["buy", "sell"] = "buy" if buying else "sell"
-        out.append(Leg(action, kind, side, price, size, fees, cash, position))  # type: ignore[arg-type]
+        out.append(Leg(action, kind, side, price, size, fees, cash, position))  # type: ignore[arg-type]  # plan() gives only Leg's literals
     return out
 
 

@@ -33,14 +33,14 @@ def run_demo(*, db: Path, out: Path, symbol: str = "BTCUSDT", last: int = 5) -> 
 
 
 def _section(name: str, timeframe: str, index: object, records: list[dict], last: int) -> list[str]:
-    first, final = index[0], index[-1]  # type: ignore[index]
+    first, final = index[0], index[-1]  # type: ignore[index]  # index is a DatetimeIndex, typed object
     days = max((final - first).total_seconds() / 86400.0, 1e-9)
     buys = sum(r["signal"] == "BUY" for r in records)
     sells = len(records) - buys
     lines = [
         f"## {name} {timeframe}",
         "",
-        f"{len(index)} candles, {first:%Y-%m-%d %H:%M} to {final:%Y-%m-%d %H:%M} UTC: "  # type: ignore[arg-type]
+        f"{len(index)} candles, {first:%Y-%m-%d %H:%M} to {final:%Y-%m-%d %H:%M} UTC: "  # type: ignore[arg-type]  # index is a DatetimeIndex, typed object
         f"{buys} BUY, {sells} SELL ({len(records) / days:.1f} signals a day)",
         "",
         "| candle (UTC) | signal | price | confidence | reasons |",

@@ -261,7 +261,7 @@ def _read_funding_cached(path: str, _mtime_ns: int) -> pd.Series:
         raise ConfigError(f"{path}: funding file needs columns timestamp,rate; missing {missing}")
     stamps = frame["timestamp"]
     if pd.api.types.is_numeric_dtype(stamps):
-        unit = "ms" if len(stamps) and stamps.abs().max() > 1e11 else "s"
+        unit: Literal["ms", "s"] = "ms" if len(stamps) and stamps.abs().max() > 1e11 else "s"
         index = pd.to_datetime(stamps, unit=unit, utc=True)
     else:
         index = pd.to_datetime(stamps, utc=True)

@@ -127,7 +127,7 @@ def freeze(
         symbol=symbol,
         timeframe=timeframe,
         params=as_dict(typed),
-        direction=direction,  # type: ignore[arg-type]
+        direction=direction,  # type: ignore[arg-type]  # a str: the pydantic model validates it
         costs=dict(costs or {}),
         data=data,
         walkforward=walkforward,

@@ -149,9 +149,9 @@ def _decode(line: bytes | str, adapter: TypeAdapter, side: str) -> Any:
 
 def decode_server(line: bytes | str) -> ServerMessage:
     """Parse one line a server sent."""
-    return _decode(line, _SERVER, "server")  # type: ignore[no-any-return]
+    return _decode(line, _SERVER, "server")
 
 
 def decode_client(line: bytes | str) -> ClientMessage:
     """Parse one line a client sent."""
-    return _decode(line, _CLIENT, "client")  # type: ignore[no-any-return]
+    return _decode(line, _CLIENT, "client")

@@ -55,9 +55,9 @@ def _patch_publish() -> None:
         if not state["raised"]:
             state["raised"] = True
             raise RuntimeError("planted failure in the follow path")
-        original(self, step, noticed)  # type: ignore[arg-type]
+        original(self, step, noticed)  # type: ignore[arg-type]  # the Step the runner passed
 
-    Runner._publish = publish  # type: ignore[method-assign]
+    Runner._publish = publish  # type: ignore[method-assign]  # plants the fault
 
 
 if __name__ == "__main__":

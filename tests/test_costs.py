@@ -271,7 +271,7 @@ def held(direction: str, costs: CostModel) -> tuple[np.ndarray, np.ndarray | Non
     last = first.copy()
     first.iloc[0], last.iloc[10] = True, True
     buy, sell = (first, last) if direction == "long" else (last, first)
-    execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]
+    execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]  # a parametrized str
     pf = simulate(candles, buy, sell, execution=execution, costs=costs, timeframe="1h")
     return funded_equity(pf, candles, "1h", funding_schedule(candles, "1h", costs))
 
@@ -423,7 +423,7 @@ def test_cost_break_even_is_where_the_net_return_crosses_zero(
     ahead = candles["close"].shift(-6) / candles["open"].shift(-1) - 1.0
     buy = (ahead > 0.004) & (np.arange(len(candles)) % 7 == 0)
     sell = (ahead < -0.004) & (np.arange(len(candles)) % 7 == 0)
-    execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]
+    execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]  # a parametrized str
     costs = CostModel(fee_bps=5.5, slippage_bps=1.0, funding_rate=funding)
     level = cost_break_even_bps(
         candles, buy, sell, timeframe="1m", execution=execution, costs=costs

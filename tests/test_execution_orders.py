@@ -16,7 +16,7 @@ CANDLES = random_walk(400, seed=11)
 FIELDS = ("col", "idx", "size", "price", "fees", "side")
 
 
-def _reference(buy: np.ndarray, sell: np.ndarray, execution, costs) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _reference(buy: np.ndarray, sell: np.ndarray, execution, costs) -> np.ndarray:
     pf = simulate(
         CANDLES,
         pd.DataFrame(buy),

@@ -25,7 +25,7 @@ def frozen_file(tmp_path: Path, **overrides: object) -> Path:
     return write_frozen(frozen, tmp_path / "scalping.json")
 
 
-def edit(path: Path, change) -> Path:  # type: ignore[no-untyped-def]
+def edit(path: Path, change) -> Path:
     doc = json.loads(path.read_text())
     change(doc)
     path.write_text(json.dumps(doc))

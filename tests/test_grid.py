@@ -12,7 +12,7 @@ EMA = get_strategy("ema_cross")
 SCALPING = get_strategy("scalping")
 
 
-def values(strategy, spec: str) -> tuple:  # type: ignore[no-untyped-def]
+def values(strategy, spec: str) -> tuple:
     return parse_grid(strategy, [spec])[0].values
 
 

@@ -15,7 +15,7 @@ C = random_walk(600, seed=4)
 CLOSE, HIGH, LOW, VOL = (C[k].to_numpy() for k in ("close", "high", "low", "volume"))
 
 
-def same(series, expected) -> None:  # type: ignore[no-untyped-def]
+def same(series, expected) -> None:
     assert series.index.equals(C.index)
     np.testing.assert_array_equal(series.to_numpy(), expected)
 

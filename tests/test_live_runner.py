@@ -55,8 +55,8 @@ class Session:
     def write(self, n: int, pause_s: float = 0.0) -> int:
         """Write the next `n` candles; return the open time of the last one."""
         start, self.next_candle = self.next_candle, self.next_candle + n
-        replay(self.db, self.candles, "1m", start, self.next_candle, pause_s)  # type: ignore[arg-type]
-        return int(self.candles.index[self.next_candle - 1].timestamp())  # type: ignore[attr-defined]
+        replay(self.db, self.candles, "1m", start, self.next_candle, pause_s)  # type: ignore[arg-type]  # Session.candles is a frame, typed object
+        return int(self.candles.index[self.next_candle - 1].timestamp())  # type: ignore[attr-defined]  # Session.candles is a frame, typed object
 
 
 @pytest.fixture(scope="module")

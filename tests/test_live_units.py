@@ -116,7 +116,7 @@ def test_resume_then_live_has_no_gap_and_no_duplicate(tmp_path: Path) -> None:
     asyncio.run(scenario())
     hub.broadcast(committed)  # arrives after the replay already sent it
     hub.broadcast(journal.record(KEY, 240, [record(240)]))
-    assert kinds(client.transport) == [  # type: ignore[arg-type]
+    assert kinds(client.transport) == [  # type: ignore[arg-type]  # a MemoryTransport here
         ("hello", None), ("signal", 1), ("signal", 2), ("signal", 3), ("signal", 4)
     ]  # fmt: skip
     journal.close()
@@ -143,10 +143,10 @@ def test_signals_between_hello_and_resume_are_sent_once_in_order(tmp_path: Path)
         hub.broadcast(journal.record(KEY, 180, [record(180)]))
 
     asyncio.run(scenario())
-    assert kinds(resuming.transport) == [  # type: ignore[arg-type]
+    assert kinds(resuming.transport) == [  # type: ignore[arg-type]  # a MemoryTransport here
         ("hello", None), ("signal", 1), ("signal", 2), ("signal", 3)
     ]  # fmt: skip
-    assert kinds(listening.transport) == [  # type: ignore[arg-type]
+    assert kinds(listening.transport) == [  # type: ignore[arg-type]  # a MemoryTransport here
         ("hello", None), ("signal", 2), ("signal", 3)
     ]  # fmt: skip
     journal.close()
@@ -161,7 +161,7 @@ def test_overflowing_client_is_dropped_others_continue(tmp_path: Path) -> None:
         hub.broadcast(journal.record(KEY, ts, [record(ts)]))
     hub.heartbeat()
     assert slow.dropped and slow not in hub.clients and hub.counters.drops == 1
-    assert [k for k in kinds(fast.transport) if k[0] == "signal"][-1] == ("signal", 9)  # type: ignore[arg-type]
+    assert [k for k in kinds(fast.transport) if k[0] == "signal"][-1] == ("signal", 9)  # type: ignore[arg-type]  # a MemoryTransport here
     journal.close()
 
 
@@ -269,7 +269,7 @@ def _record_threads(runner: Runner) -> list[str]:
         threads.append(threading.current_thread().name)
         return decide(store, after_ts, **kwargs)
 
-    runner.engine.step = step  # type: ignore[method-assign]
+    runner.engine.step = step  # type: ignore[method-assign]  # the test records which thread steps
     return threads
 
 

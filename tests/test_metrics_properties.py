@@ -79,7 +79,7 @@ def metrics(
         candles,
         market.buy,
         market.sell,
-        execution=ExecutionModel(**execution),  # type: ignore[arg-type]
+        execution=ExecutionModel(**execution),  # type: ignore[arg-type]  # test keyword arguments, typed object
         costs=CostModel(fee_bps=fee_bps, slippage_bps=slip_bps),
         timeframe=TIMEFRAME,
     )

@@ -158,7 +158,7 @@ def _signals(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def hup_recorder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def hup_recorder(tmp_path_factory: pytest.TempPathFactory):
     """A stand-in live runner: writes its pidfile, appends a line per SIGHUP to a log."""
     base = tmp_path_factory.mktemp("runner")
     pidfile, log = base / "runner.pid", base / "hups.log"
@@ -191,7 +191,7 @@ def reopt(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.mark.slow
-def test_reoptimise_promotes_what_the_gate_passes_and_reloads(reopt: dict, hup_recorder) -> None:  # type: ignore[no-untyped-def]
+def test_reoptimise_promotes_what_the_gate_passes_and_reloads(reopt: dict, hup_recorder) -> None:
     pidfile, log = hup_recorder
     done = _signals(*reopt["common"], *LENIENT, "--reload-pidfile", str(pidfile))
     out = reopt["base"] / "reports" / "2024Q2"
@@ -230,8 +230,9 @@ def test_reoptimise_promotes_what_the_gate_passes_and_reloads(reopt: dict, hup_r
 
 
 @pytest.mark.slow
-def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(reopt: dict,
-                                                                     hup_recorder) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(
+    reopt: dict, hup_recorder
+) -> None:
     pidfile, log = hup_recorder
     before = reopt["live"].read_bytes()
     done = _signals(*reopt["common"], "--min-trades", "100000", "--reload-pidfile", str(pidfile))

@@ -95,7 +95,7 @@ class FakeRunner:
         writer.write(encode(hello))
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=2.0)
-            since = decode_client(line).since_seq  # type: ignore[union-attr]
+            since = decode_client(line).since_seq  # type: ignore[union-attr]  # the bot's first line is a Resume
             self.resumes.append(since)
             if since > len(self.journal):  # as live.hub.Hub.resume
                 message = f"since_seq {since} is beyond this journal's last seq {len(self.journal)}"
@@ -358,7 +358,7 @@ def test_restart_continues_from_the_ledger(tmp_path: Path) -> None:
     async def session(
         records: list[dict], expect: int, **kw: object
     ) -> tuple[FakeRunner, PaperBot]:
-        runner = FakeRunner(tmp_path / "runner.sock", **kw)  # type: ignore[arg-type]
+        runner = FakeRunner(tmp_path / "runner.sock", **kw)  # type: ignore[arg-type]  # test keyword arguments, typed object
         runner.add(records)
         await runner.start()
         bot = PaperBot(config(tmp_path))
@@ -561,7 +561,7 @@ def test_comparison_detects_a_difference(synth: Path, tmp_path: Path) -> None:
 
 def run_cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "signals", *args],
-                          capture_output=True, text=True, timeout=300, **kw)  # type: ignore[call-overload]  # fmt: skip
+                          capture_output=True, text=True, timeout=300, **kw)  # type: ignore[call-overload]  # test keyword arguments, typed object  # fmt: skip
 
 
 def test_report_cli(synth: Path, tmp_path: Path) -> None:
@@ -601,7 +601,7 @@ class ThreadedRunner:
         return self
 
     def call(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)  # type: ignore[arg-type]  # a coroutine, typed object
 
     def __exit__(self, *exc: object) -> None:
         self.call(self.runner.stop())

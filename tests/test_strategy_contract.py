@@ -146,7 +146,7 @@ def test_params_declared_with_valid_defaults(name: str) -> None:
         assert space.low in space.grid() and space.high in space.grid()
     assert dataclasses.is_dataclass(defaults)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        defaults.threshold = 0.1  # type: ignore[misc]
+        defaults.threshold = 0.1
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -50,13 +50,13 @@ def assert_metrics_equal(got: pd.Series | dict, want: pd.Series | dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweep():  # type: ignore[no-untyped-def]
+def sweep():
     return run_sweep(
         CANDLES, EMA, GRID, timeframe="1m", execution=LONG, costs=COSTS, progress=False
     )
 
 
-def test_table_has_params_then_metrics_one_row_per_combination(sweep) -> None:  # type: ignore[no-untyped-def]
+def test_table_has_params_then_metrics_one_row_per_combination(sweep) -> None:
     assert len(sweep.table) == len(GRID.combos) > 10
     assert list(sweep.table.columns) == ["threshold", "cooldown", "fast", "slow", *METRIC_KEYS]
     assert sweep.skipped == GRID.skipped > 0
@@ -64,7 +64,7 @@ def test_table_has_params_then_metrics_one_row_per_combination(sweep) -> None:  
 
 
 @pytest.mark.parametrize("k", [0, 5, 11, -1])
-def test_column_k_equals_a_single_backtest(sweep, k: int) -> None:  # type: ignore[no-untyped-def]
+def test_column_k_equals_a_single_backtest(sweep, k: int) -> None:
     params = GRID.combos[k]
     row = sweep.table.iloc[k]
     assert (row["fast"], row["slow"]) == (params.fast, params.slow)
@@ -101,7 +101,7 @@ def test_fast_metrics_equal_the_reference_on_a_multi_column_portfolio() -> None:
         assert_metrics_equal(fast.iloc[k], reference.iloc[k])
 
 
-def test_chunked_and_parallel_sweeps_equal_the_single_chunk(sweep) -> None:  # type: ignore[no-untyped-def]
+def test_chunked_and_parallel_sweeps_equal_the_single_chunk(sweep) -> None:
     kwargs = {"timeframe": "1m", "execution": LONG, "costs": COSTS, "progress": False}
     chunked = run_sweep(CANDLES, EMA, GRID, chunk_size=4, **kwargs)
     parallel = run_sweep(CANDLES, EMA, GRID, chunk_size=5, jobs=2, **kwargs)
@@ -147,7 +147,7 @@ def test_ranking_puts_nan_last() -> None:
     assert len(result.ranked("sharpe", top=1)) == 1
 
 
-def test_outputs_are_written_and_readable(sweep, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_outputs_are_written_and_readable(sweep, tmp_path: Path) -> None:
     paths = write_sweep(sweep, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"sweep.parquet", "sweep.csv", "sweep.json"}
     pd.testing.assert_frame_equal(pd.read_parquet(paths["parquet"]), sweep.table)
@@ -163,7 +163,7 @@ def test_outputs_are_written_and_readable(sweep, tmp_path: Path) -> None:  # typ
     assert meta["data"]["candles"] == len(CANDLES)
 
 
-def test_heatmap_html_is_self_contained_and_holds_the_data(sweep, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_heatmap_html_is_self_contained_and_holds_the_data(sweep, tmp_path: Path) -> None:
     figure = sweep_heatmap(sweep, "fast", "slow", "sharpe")
     z = np.asarray(figure.data[0].z, dtype="float64")
     want = sweep.table.pivot_table(index="slow", columns="fast", values="sharpe", aggfunc="max")

@@ -120,13 +120,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def local():  # type: ignore[no-untyped-def]
+def local():
     return run_sweep(CANDLES, EMA, GRID, chunk_size=8, **KWARGS)
 
 
 def test_cluster_sweep_equals_the_local_sweep_and_workers_load_the_numba_cache(
     local, cluster: Cluster
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     spec = parse_cluster(cluster.address, timeout=30)
     with connect(spec) as client:
         client.wait_for_workers(2, timeout=60)
@@ -155,7 +155,7 @@ def test_cluster_sweep_equals_the_local_sweep_and_workers_load_the_numba_cache(
 class KillOnFirstResult:
     """A progress bar that SIGKILLs a worker busy with a chunk when the first chunk finishes."""
 
-    def __init__(self, client, cluster: Cluster) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client, cluster: Cluster) -> None:
         self.client, self.cluster = client, cluster
         self.done = 0
         self.at_kill: int | None = None
@@ -176,7 +176,7 @@ class KillOnFirstResult:
         self.at_kill = self.done
 
 
-def test_a_worker_killed_mid_sweep_loses_nothing(local, cluster: Cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_killed_mid_sweep_loses_nothing(local, cluster: Cluster) -> None:
     spec = parse_cluster(cluster.address, timeout=30)
     size = 2  # 135 chunks: a sweep of a few seconds, most of it after the kill
     bounds = [(a, min(a + size, len(GRID.combos))) for a in range(0, len(GRID.combos), size)]

@@ -50,7 +50,7 @@ CANDLES = random_walk(9000, seed=3, freq="5min")
 CONFIG = WalkForwardConfig(folds=3, trials=8, min_trades=2, seed=11)
 
 
-def ema_run(candles: pd.DataFrame = CANDLES, config: WalkForwardConfig = CONFIG, **kw):  # type: ignore[no-untyped-def]
+def ema_run(candles: pd.DataFrame = CANDLES, config: WalkForwardConfig = CONFIG, **kw):
     storage, run = kw.pop("storage", None), kw.pop("run", "t")
     strategy = get_strategy("ema_cross")
     return run_walkforward(

@@ -129,7 +129,7 @@ def test_one_process_on_postgresql_gives_the_in_memory_result(pg: PgServer) -> N
 
 
 @pytest.fixture(scope="module")
-def shared_run(pg: PgServer, candles_db: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def shared_run(pg: PgServer, candles_db: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two processes started together on one run: their outputs and the storage's URL."""
     url, base = pg.url("two"), tmp_path_factory.mktemp("two")
     outs = [base / "a", base / "b"]
@@ -139,7 +139,7 @@ def shared_run(pg: PgServer, candles_db: Path, tmp_path_factory: pytest.TempPath
     return url, outs, [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)]
 
 
-def test_two_processes_share_each_fold_and_end_with_the_same_frozen_file(shared_run) -> None:  # type: ignore[no-untyped-def]
+def test_two_processes_share_each_fold_and_end_with_the_same_frozen_file(shared_run) -> None:
     url, outs, codes = shared_run
     for code, err in codes:
         assert code == 0, err[-2000:]
@@ -191,7 +191,7 @@ def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
 def test_a_process_with_other_settings_is_refused_naming_the_difference(
     shared_run,
     candles_db: Path,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     url, _, _ = shared_run
     other = subprocess.run(command(candles_db, tmp_path / "b", url, "--seed", "10"),

@@ -28,7 +28,7 @@ from strategies import get_strategy
 from tests.candles import random_walk
 
 
-def outage(failures: int):  # type: ignore[no-untyped-def]
+def outage(failures: int):
     calls = {"n": 0}
 
     def call() -> str:
@@ -40,7 +40,7 @@ def outage(failures: int):  # type: ignore[no-untyped-def]
     return call
 
 
-def test_an_unreachable_database_is_retried_and_said(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_database_is_retried_and_said(monkeypatch, caplog) -> None:
     waits: list[float] = []
     monkeypatch.setattr(wf_storage.time, "sleep", waits.append)
     with caplog.at_level(logging.WARNING, logger="research.optimise.storage"):
@@ -93,7 +93,7 @@ def test_workers_share_one_run_in_a_journal_file(tmp_path: Path) -> None:
         assert all("heartbeat" in t.system_attrs for t in completed)
 
 
-def test_a_trial_whose_process_died_before_its_first_beat_is_failed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_trial_whose_process_died_before_its_first_beat_is_failed(monkeypatch) -> None:
     from optuna.trial import TrialState
 
     from research.optimise import walkforward

@@ -136,7 +136,7 @@ def compare_with_backtest(
         costs = costs.model_copy(update={"funding_rate": None, "funding_file": None})
         notes.append(NO_FUNDING)
     result = run_backtest(
-        candles, _SignalsFrom(strategy, since), params, timeframe=frozen.timeframe,  # type: ignore[arg-type]
+        candles, _SignalsFrom(strategy, since), params, timeframe=frozen.timeframe,  # type: ignore[arg-type]  # a Strategy by duck typing
         execution=ExecutionModel(direction=info.get("direction", "long"), init_cash=init_cash),
         costs=costs,
     )  # fmt: skip

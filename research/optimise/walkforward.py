@@ -323,7 +323,7 @@ def run_walkforward(
 def _fold_result(candles: pd.DataFrame, strategy: Strategy, fold: Fold, trials: list[FrozenTrial],
                  timeframe: str, config: WalkForwardConfig) -> FoldResult:  # fmt: skip
     # optuna's best trial: the highest value, the earliest of equal ones
-    best = max(sorted(trials, key=lambda t: t.number), key=lambda t: float(t.value))  # type: ignore[arg-type]
+    best = max(sorted(trials, key=lambda t: t.number), key=lambda t: float(t.value))  # type: ignore[arg-type]  # complete trials have a value
     if best.value is None or best.value <= BAD_SCORE:
         raise SignalsError(
             f"fold {fold.index}: no trial reached {config.min_trades} trades with valid "

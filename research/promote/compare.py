@@ -76,7 +76,7 @@ def head_to_head(
                               "costs": run.config.costs}  # fmt: skip
     columns = {}
     for label, frozen in (("current", current), ("new", new)):
-        params = typed_params(frozen)  # type: ignore[arg-type]
+        params = typed_params(frozen)  # type: ignore[arg-type]  # comparable() ruled out None
         result = evaluate_window(run.candles, run.strategy, params, fold.test_start,
                                  fold.test_end, **kwargs)  # fmt: skip
         columns[label] = [result.metrics.get(k) for k in METRICS[:7]]

@@ -200,7 +200,7 @@ def run_reoptimise(
     if executed.exists():
         export_html(executed)
     if error is not None:
-        raise ReoptimiseError(f"{executed}: a cell failed: {error.ename}: {error.evalue}")  # type: ignore[attr-defined]
+        raise ReoptimiseError(f"{executed}: a cell failed: {error.ename}: {error.evalue}")  # type: ignore[attr-defined]  # a PapermillExecutionError (untyped)
     return read_outcome(out_dir / "outcome.json")
 
 

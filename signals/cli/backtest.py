@@ -142,7 +142,7 @@ def backtest_command(
         print_quality(report)
 
 
-def _quality(candles, result, wanted: bool, plot: Path | None):  # type: ignore[no-untyped-def]
+def _quality(candles, result, wanted: bool, plot: Path | None):
     if not wanted:
         return None
     from research.backtest.quality import quality_figure, signal_quality
@@ -153,7 +153,7 @@ def _quality(candles, result, wanted: bool, plot: Path | None):  # type: ignore[
     return report
 
 
-def _execution(model: type, fill: str, direction: str, size, stop_loss, take_profit):  # type: ignore[no-untyped-def]
+def _execution(model: type, fill: str, direction: str, size, stop_loss, take_profit):
     try:
         return model(
             fill=fill, direction=direction, size=size, stop_loss=stop_loss, take_profit=take_profit

@@ -15,7 +15,7 @@ from signals.cli.options import CONFIG, COSTS, DIRECTION, FEE_BPS, SLIPPAGE_BPS
 def paper_command(
     ctx: typer.Context,
     socket: Path = typer.Option(None, "--socket", help="The runner's Unix socket."),
-    db: Path = typer.Option(
+    db: Path | None = typer.Option(
         None,
         "--db",
         help="Candle database the runner follows, for fills (default: "
@@ -65,7 +65,7 @@ def paper_command(
         ledger=ledger,
         costs=model.with_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps),
         source=settings.data.source,
-        direction=direction,  # type: ignore[arg-type]
+        direction=direction,  # type: ignore[arg-type]  # a str, checked above
         init_cash=init_cash,
         since_seq=since_seq,
         follow_new_stream=follow_new_stream,
@@ -75,7 +75,7 @@ def paper_command(
 
 def paper_report_command(
     ledger: Path = typer.Option(..., "--ledger", help="The paper bot's SQLite ledger."),
-    db: Path = typer.Option(
+    db: Path | None = typer.Option(
         None, "--db", help="Candle database the bot filled from (default: data.candles_db)."
     ),
     params: Path = typer.Option(

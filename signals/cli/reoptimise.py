@@ -76,8 +76,8 @@ def reoptimise_command(
     """
     from research.promote.reoptimise import ReoptimiseJob
 
-    gate = {"min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
-            "min_trades": min_trades, "max_drawdown": max_drawdown}  # fmt: skip
+    gate: dict[str, float | None] = {"min_sharpe": min_sharpe, "min_dsr": min_dsr,
+            "max_pbo": max_pbo, "min_trades": min_trades, "max_drawdown": max_drawdown}  # fmt: skip
     job = ReoptimiseJob(
         strategy=strategy, database=_text(db), timeframe=timeframe, symbol=symbol,
         period_from=from_, period_to=to, last_days=days, folds=folds, trials=trials,

@@ -157,7 +157,7 @@ def _prepare(
         warmup=max((chosen.lookback(p) for p in expanded.combos), default=0),
     )
     try:
-        execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]
+        execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]  # a str: ExecutionModel checks it
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--direction") from None
     costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
@@ -202,7 +202,7 @@ def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:
     return axes
 
 
-def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:
     from rich.table import Table
 
     from signals.console import console

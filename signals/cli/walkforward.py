@@ -80,11 +80,11 @@ def walkforward_command(
         config=config,
     )  # fmt: skip
     wf = WalkForwardConfig(
-        scheme=scheme, folds=folds, gap=gap, trials=trials, objective=objective,  # type: ignore[arg-type]
+        scheme=scheme, folds=folds, gap=gap, trials=trials, objective=objective,  # type: ignore[arg-type]  # typer passes scheme as a str
         train=duration_candles(train, timeframe) if train else None,
         test=duration_candles(test, timeframe) if test else None,
         min_trades=min_trades, seed=seed, jobs=jobs,
-        execution=ExecutionModel(direction=direction),  # type: ignore[arg-type]
+        execution=ExecutionModel(direction=direction),  # type: ignore[arg-type]  # a str: ExecutionModel checks it
         costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
     )  # fmt: skip
     out = out or Path("reports") / f"{strategy}-{timeframe}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
@@ -119,7 +119,7 @@ def walkforward_command(
     _print_summary(result, stats, frozen, paths)
 
 
-def _start_workers(count: int, storage: str, out: Path) -> list:  # type: ignore[type-arg]
+def _start_workers(count: int, storage: str, out: Path) -> list:
     """Start `count` more processes of this very command on the same storage and run.
 
     They tune only (``--tune-only``): this process writes the outputs. The arguments given
@@ -135,14 +135,14 @@ def _start_workers(count: int, storage: str, out: Path) -> list:  # type: ignore
     return [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
 
 
-def _wait(helpers: list) -> None:  # type: ignore[type-arg]
+def _wait(helpers: list) -> None:
     for process in helpers:
         code = process.wait()
         if code != 0:
             typer.echo(f"walk-forward helper {process.pid} ended with code {code}", err=True)
 
 
-def _print_summary(result, stats, frozen, paths) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(result, stats, frozen, paths) -> None:
     from rich.table import Table
 
     from research.optimise.walkforward import fold_table
@@ -159,7 +159,7 @@ def _print_summary(result, stats, frozen, paths) -> None:  # type: ignore[no-unt
             f"{row.train_sharpe:.2f}",
             f"{row.test_sharpe:.2f}",
             f"{row.test_total_return:+.2%}",
-            str(int(row.test_trades)),
+            str(int(row.test_trades)),  # type: ignore[arg-type]  # itertuples: fields untyped
         )
     out = console()
     out.print(table)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from signals.data.frames import epoch_seconds
 from signals.timeframes import timeframe_seconds
 
 
@@ -24,7 +25,7 @@ def aggregate(frame: pd.DataFrame, *, base: str, target: str) -> pd.DataFrame:
         out = frame.iloc[0:0].copy()
         out["complete"] = pd.Series([], dtype=bool)
         return out
-    seconds = frame.index.as_unit("s").asi8  # pandas 3 indexes may be s, ms, us or ns
+    seconds = epoch_seconds(frame.index)  # pandas 3 indexes may be s, ms, us or ns
     bucket = pd.DatetimeIndex(pd.to_datetime(seconds - seconds % size, unit="s", utc=True))
     grouped = frame.groupby(bucket, sort=True)
     out = pd.DataFrame(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from signals.data.frames import epoch_seconds
 from signals.data.schema import ANALYSIS_COLUMNS
 from signals.data.store import CandleStore, create_analysis_db
 from strategies import indicators as ind
@@ -50,7 +51,7 @@ def compute_analysis(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rows(symbol: str, timeframe: str, analysis: pd.DataFrame) -> list[tuple]:
-    ts = analysis.index.as_unit("s").asi8.tolist()
+    ts = epoch_seconds(analysis.index).tolist()
     columns = []
     for name in ANALYSIS_COLUMNS:
         values = analysis[name].to_numpy("float64")

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from signals.config import CandleSource, Settings
+from signals.data.connection import quote_name
 from signals.data.store import CandleStore, connect_readonly
 from signals.data.validate import (
     ConsistencyReport,
@@ -156,26 +157,23 @@ def _series_report(
     )
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _incomplete(conn: Any, source: CandleSource, symbol: str, timeframe: str, *, now: int) -> int:
     """Count the series' candles the store does not return: ``closed = 0``, or still forming."""
     cols = source.columns
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     for column, value in ((cols.symbol, symbol), (cols.timeframe, timeframe)):
         if column:
-            where.append(f"{_quote(column)} = ?")
+            where.append(f"{quote_name(column)} = ?")
             params.append(value)
     if cols.closed:
-        where.append(f"{_quote(cols.closed)} = 0")
+        where.append(f"{quote_name(cols.closed)} = 0")
     else:
-        ts = _quote(cols.timestamp)
+        ts = quote_name(cols.timestamp)
         ts = f"({ts} / 1000)" if source.timestamp_unit == "ms" else ts
         where.append(f"{ts} + ? > ?")
         params += [timeframe_seconds(timeframe), now]
-    sql = f"SELECT COUNT(*) FROM {_quote(source.table)} WHERE {' AND '.join(where)}"
+    sql = f"SELECT COUNT(*) FROM {quote_name(source.table)} WHERE {' AND '.join(where)}"
     return int(conn.execute(sql, params).fetchone()[0])
 
 

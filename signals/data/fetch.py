@@ -29,9 +29,9 @@ from typing import Any
 import pandas as pd
 
 from signals.data.crashpoint import crash_point
-from signals.data.importers import repair_pending
+from signals.data.reaggregate import mark_pending, repair_pending
 from signals.data.schema import CANDLE_COLUMNS
-from signals.data.store import connect_writable, frame_from_rows, mark_pending, upsert_candles
+from signals.data.store import connect_writable, frame_from_rows, upsert_candles
 from signals.data.validate import check_frame
 from signals.errors import DataError
 from signals.timeframes import timeframe_seconds

@@ -1,7 +1,9 @@
-"""Read and write the candle store (SQLite, WAL) that research and live share.
+"""Read the candle store (SQLite, WAL) that research and live share; its public API in one place.
 
 Readers open the database read-only through a ``file:...?mode=ro`` URI with a busy timeout, so
-the pipeline can keep writing. Only closed candles are ever returned.
+the pipeline can keep writing. Only closed candles are ever returned. Opening databases is in
+`signals.data.connection`, rows to frames in `signals.data.frames`, writing in
+`signals.data.write`; their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -16,170 +18,41 @@ import numpy as np
 import pandas as pd
 
 from signals.config import CandleSource
-from signals.data.schema import (
-    ANALYSIS_COLUMNS,
-    ANALYSIS_DDL,
-    CANDLE_COLUMNS,
-    CANDLES_DDL,
-    PENDING_DDL,
+from signals.data.connection import (
+    connect_readonly,
+    connect_writable,
+    create_analysis_db,
+    quote_name,
 )
+from signals.data.frames import (
+    UTC_MICROSECONDS,
+    arrays_from_rows,
+    empty_frame,
+    frame_from_arrays,
+    frame_from_rows,
+)
+from signals.data.schema import ANALYSIS_COLUMNS, CANDLE_COLUMNS
+from signals.data.write import upsert_candles, upsert_mapped, write_candles
 from signals.errors import DataError
 from signals.timeframes import timeframe_seconds
 
+__all__ = [  # the store API, wherever each part is defined
+    "UTC_MICROSECONDS",
+    "CandleStore",
+    "Clock",
+    "arrays_from_rows",
+    "connect_readonly",
+    "connect_writable",
+    "create_analysis_db",
+    "empty_frame",
+    "frame_from_arrays",
+    "frame_from_rows",
+    "upsert_candles",
+    "upsert_mapped",
+    "write_candles",
+]
+
 Clock = Callable[[], float]
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def connect_readonly(path: Path | str, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
-    """Open an existing SQLite database read-only, or raise `DataError` naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: database not found")
-    uri = f"file:{path.resolve().as_posix()}?mode=ro"
-    try:
-        conn = sqlite3.connect(
-            uri, uri=True, timeout=busy_timeout_ms / 1000, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    except sqlite3.Error as exc:
-        raise DataError(f"{path}: cannot open database: {exc}") from None
-    return conn
-
-
-def connect_writable(
-    path: Path | str, *, busy_timeout_ms: int = 5000, source: CandleSource | None = None
-) -> sqlite3.Connection:
-    """Open (creating if needed) a database in WAL mode with the reference schema.
-
-    With a mapped `source` (``data.source`` of the config) the candle table is the mapped one:
-    used as it is when it exists, else created with the mapped columns only.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    if _is_reference(source):
-        conn.execute(CANDLES_DDL)
-        conn.execute(PENDING_DDL)  # import/fetch's aggregation marker (reference schema only)
-    else:  # a pipeline's own table: nothing else is added to its database
-        conn.execute(_mapped_ddl(source))  # type: ignore[arg-type]
-    return conn
-
-
-def _is_reference(source: CandleSource | None) -> bool:
-    return source is None or source == CandleSource()
-
-
-def _mapped_columns(source: CandleSource) -> list[tuple[str, str]]:
-    """Return (frame field, table column) of every column the mapped table has, key first."""
-    cols = source.columns
-    names = ["symbol", "timeframe", "timestamp", *CANDLE_COLUMNS, "closed"]
-    return [(name, col) for name in names if (col := getattr(cols, name))]
-
-
-def _mapped_ddl(source: CandleSource) -> str:
-    types = {"symbol": "TEXT", "timeframe": "TEXT", "timestamp": "INTEGER", "trades": "INTEGER",
-             "closed": "INTEGER"}  # fmt: skip
-    columns = [f"{_quote(col)} {types.get(name, 'REAL')}" for name, col in _mapped_columns(source)]
-    key = [_quote(col) for name, col in _mapped_columns(source) if name in _KEY]
-    return (
-        f"CREATE TABLE IF NOT EXISTS {_quote(source.table)} "
-        f"({', '.join(columns)}, PRIMARY KEY ({', '.join(key)}))"
-    )
-
-
-_KEY = ("symbol", "timeframe", "timestamp")
-
-
-def mark_pending(
-    conn: sqlite3.Connection, symbol: str, timeframe: str, first: int, last: int
-) -> None:
-    """Record base candles `first`..`last` as not yet aggregated, in the caller's transaction.
-
-    One range per series: a new mark widens the stored one to cover both.
-    """
-    conn.execute(
-        "INSERT INTO aggregate_pending (symbol, timeframe, first, last) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(symbol, timeframe) DO UPDATE SET first = min(first, excluded.first), "
-        "last = max(last, excluded.last)",
-        (symbol, timeframe, int(first), int(last)),
-    )
-
-
-def pending_ranges(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
-    """Return the (symbol, base timeframe, first, last) ranges still waiting for aggregation."""
-    rows = conn.execute(
-        "SELECT symbol, timeframe, first, last FROM aggregate_pending ORDER BY symbol, timeframe"
-    ).fetchall()
-    return [(str(s), str(t), int(a), int(b)) for s, t, a, b in rows]
-
-
-def clear_pending(
-    conn: sqlite3.Connection, symbol: str, timeframe: str, first: int, last: int
-) -> None:
-    """Delete a pending range once aggregated, unless another writer widened it meanwhile."""
-    conn.execute(
-        "DELETE FROM aggregate_pending "
-        "WHERE symbol = ? AND timeframe = ? AND first = ? AND last = ?",
-        (symbol, timeframe, int(first), int(last)),
-    )
-
-
-def empty_frame() -> pd.DataFrame:
-    """Return an empty candle frame with the standard columns and a UTC index."""
-    index = pd.DatetimeIndex([], tz="UTC", name="time")
-    return pd.DataFrame({c: pd.Series([], dtype="float64") for c in CANDLE_COLUMNS}, index=index)
-
-
-def frame_from_rows(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
-    """Build a candle frame (UTC index ``time``, float64 columns) from ``timestamp, ...`` rows."""
-    if not rows:
-        frame = empty_frame()
-        for extra in columns[1:]:
-            if extra not in frame:
-                frame[extra] = pd.Series([], dtype="float64")
-        return frame
-    ts, values = arrays_from_rows(rows, len(columns) - 1)
-    return frame_from_arrays(ts, values, list(columns[1:]))
-
-
-def arrays_from_rows(rows: list[tuple], n_values: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return (open times as int64 epoch seconds, float64 values) of ``timestamp, ...`` rows."""
-    if not rows:
-        return np.empty(0, dtype="int64"), np.empty((0, n_values), dtype="float64")
-    try:  # numbers and NULLs (NaN): one conversion, one float64 block
-        numbers = np.array(rows, dtype="float64")
-        if np.isnan(numbers[:, 0]).any():
-            raise ValueError("a NULL open time")  # the slow path reports it as before
-        return numbers[:, 0].astype("int64"), numbers[:, 1:]
-    except (TypeError, ValueError):  # text somewhere: unreadable values become NaN
-        array = np.array(rows, dtype=object)
-        values = [
-            pd.to_numeric(array[:, i], errors="coerce").astype("float64")
-            for i in range(1, n_values + 1)
-        ]
-        return array[:, 0].astype("int64"), np.column_stack(values)
-
-
-UTC_MICROSECONDS = pd.DatetimeTZDtype("us", "UTC")
-
-
-def frame_from_arrays(
-    ts: np.ndarray, values: np.ndarray, columns: list[str] | pd.Index
-) -> pd.DataFrame:
-    """Build a candle frame from open times (epoch seconds) and a float64 value matrix.
-
-    `columns` may be a prebuilt `pd.Index` (the live engine passes one, saving its construction
-    on every step).
-    """
-    # as pd.to_datetime(ts, unit="s", utc=True) gives (microseconds, UTC), without its parsing
-    stamps = ts.astype("datetime64[s]").astype("datetime64[us]")
-    index = pd.DatetimeIndex(stamps, name="time", dtype=UTC_MICROSECONDS)
-    return pd.DataFrame(values, index=index, columns=columns)
 
 
 class CandleStore:
@@ -230,12 +103,12 @@ class CandleStore:
     def series(self) -> list[tuple[str, str]]:
         """Return the (symbol, timeframe) pairs present in the store."""
         cols, src = self.source.columns, self.source
-        sym = _quote(cols.symbol) if cols.symbol else "?"
-        tf = _quote(cols.timeframe) if cols.timeframe else "?"
+        sym = quote_name(cols.symbol) if cols.symbol else "?"
+        tf = quote_name(cols.timeframe) if cols.timeframe else "?"
         params = [
             p for p, c in ((src.symbol, cols.symbol), (src.timeframe, cols.timeframe)) if not c
         ]
-        sql = f"SELECT DISTINCT {sym}, {tf} FROM {_quote(src.table)} ORDER BY 1, 2"
+        sql = f"SELECT DISTINCT {sym}, {tf} FROM {quote_name(src.table)} ORDER BY 1, 2"
         with self._errors("listing series"):
             return [(str(s), str(t)) for s, t in self._conn.execute(sql, params)]
 
@@ -306,7 +179,7 @@ class CandleStore:
         where.append(f"{self._ts_expr()} <= ?")
         params.append(int(at_most))
         sql = (
-            f"SELECT MAX({self._ts_expr()}) FROM {_quote(self.source.table)} c"
+            f"SELECT MAX({self._ts_expr()}) FROM {quote_name(self.source.table)} c"
             f" WHERE {' AND '.join(where)}"
         )
         with self._errors("reading candles"):
@@ -317,7 +190,7 @@ class CandleStore:
         """Raise `DataError` naming the table or mapped column the store cannot find."""
         table = self.source.table
         with self._errors("reading the schema"):
-            info = self._conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
+            info = self._conn.execute(f"PRAGMA table_info({quote_name(table)})").fetchall()
         if not info:
             raise DataError(
                 f"{self.path}: no table {table!r} (set data.source.table in the config)"
@@ -341,7 +214,7 @@ class CandleStore:
     # -- helpers -----------------------------------------------------------------------------
 
     def _ts_expr(self) -> str:
-        col = "c." + _quote(self.source.columns.timestamp)
+        col = "c." + quote_name(self.source.columns.timestamp)
         return f"({col} / 1000)" if self.source.timestamp_unit == "ms" else col
 
     def _series_filter(
@@ -351,19 +224,19 @@ class CandleStore:
         where: list[str] = []
         params: list[object] = []
         if cols.symbol:
-            where.append(f"c.{_quote(cols.symbol)} = ?")
+            where.append(f"c.{quote_name(cols.symbol)} = ?")
             params.append(symbol)
         elif src.symbol and src.symbol != symbol:
             raise DataError(f"{self.path}: table holds only {src.symbol}, not {symbol}")
         if cols.timeframe:
-            where.append(f"c.{_quote(cols.timeframe)} = ?")
+            where.append(f"c.{quote_name(cols.timeframe)} = ?")
             params.append(timeframe)
         elif src.timeframe and src.timeframe != timeframe:
             raise DataError(f"{self.path}: table holds only {src.timeframe}, not {timeframe}")
         if not closed_only:
             pass
         elif cols.closed:
-            where.append(f"c.{_quote(cols.closed)} = 1")
+            where.append(f"c.{quote_name(cols.closed)} = 1")
         else:
             where.append(f"{self._ts_expr()} + ? <= ?")
             params.extend([timeframe_seconds(timeframe), int(self.clock())])
@@ -383,21 +256,21 @@ class CandleStore:
         exprs = [self._ts_expr()]
         for name in CANDLE_COLUMNS:
             mapped = getattr(cols, name)
-            exprs.append(f"c.{_quote(mapped)}" if mapped else "NULL")
+            exprs.append(f"c.{quote_name(mapped)}" if mapped else "NULL")
         join = ""
         if with_analysis:
             if self.analysis_db is None:
                 raise DataError("with_analysis=True needs an analysis database")
             exprs += [f"a.{c}" for c in ANALYSIS_COLUMNS]
             names += list(ANALYSIS_COLUMNS)
-            sym = f"c.{_quote(cols.symbol)}" if cols.symbol else "a.symbol"
-            tf = f"c.{_quote(cols.timeframe)}" if cols.timeframe else "a.timeframe"
+            sym = f"c.{quote_name(cols.symbol)}" if cols.symbol else "a.symbol"
+            tf = f"c.{quote_name(cols.timeframe)}" if cols.timeframe else "a.timeframe"
             join = (
                 " LEFT JOIN an.analysis a ON a.symbol = "
                 f"{sym} AND a.timeframe = {tf} AND a.timestamp = {self._ts_expr()}"
             )
         sql = (
-            f"SELECT {', '.join(exprs)} FROM {_quote(self.source.table)} c{join}"
+            f"SELECT {', '.join(exprs)} FROM {quote_name(self.source.table)} c{join}"
             f" WHERE {' AND '.join(where) or '1'} ORDER BY {self._ts_expr()} {order}"
         )
         if limit is not None:
@@ -421,160 +294,3 @@ def _epoch(value: pd.Timestamp | int | str) -> int:
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return int(ts.timestamp())
-
-
-def write_candles(
-    conn: sqlite3.Connection,
-    frame: pd.DataFrame,
-    *,
-    symbol: str,
-    timeframe: str,
-    closed: bool | pd.Series = True,
-    source: CandleSource | None = None,
-) -> int:
-    """Upsert a candle frame into the reference (or mapped) table; re-writing changes nothing."""
-    with conn:
-        return upsert_candles(
-            conn, frame, symbol=symbol, timeframe=timeframe, closed=closed, source=source
-        )
-
-
-def upsert_candles(
-    conn: sqlite3.Connection,
-    frame: pd.DataFrame,
-    *,
-    symbol: str,
-    timeframe: str,
-    closed: bool | pd.Series = True,
-    keep_closed: bool = False,
-    source: CandleSource | None = None,
-) -> int:
-    """Upsert like `write_candles` inside the caller's transaction (no commit).
-
-    With ``keep_closed`` an incoming ``closed = 0`` row never replaces a stored closed candle:
-    an incomplete aggregate must not overwrite a complete candle of the same open time. With a
-    mapped `source` the rows go to the mapped table and columns (see `upsert_mapped`).
-    """
-    if frame.empty:
-        return 0
-    if not _is_reference(source):
-        if keep_closed:
-            raise DataError("keep_closed needs the reference candle table")
-        return upsert_mapped(
-            conn, frame, symbol=symbol, timeframe=timeframe, closed=closed, source=source
-        )
-    ts = (
-        frame.index.as_unit("s").asi8.astype("int64")
-        if isinstance(frame.index, pd.DatetimeIndex)
-        else frame.index.to_numpy("int64")
-    )
-    closed_values = (
-        closed.astype(int).to_numpy()
-        if isinstance(closed, pd.Series)
-        else np.full(len(frame), int(closed))
-    )
-
-    def col(name: str) -> list[object]:
-        if name not in frame:
-            return [None] * len(frame)
-        values = frame[name].to_numpy("float64")
-        return [None if np.isnan(v) else float(v) for v in values]
-
-    trades = [None if v is None else int(v) for v in col("trades")]
-    rows = zip(
-        [symbol] * len(frame),
-        [timeframe] * len(frame),
-        ts.tolist(),
-        col("open"),
-        col("high"),
-        col("low"),
-        col("close"),
-        col("volume"),
-        col("buy_volume"),
-        trades,
-        closed_values.tolist(),
-        strict=True,
-    )
-    sql = (
-        "INSERT INTO candles (symbol, timeframe, timestamp, open, high, low, close, volume, "
-        "buy_volume, trades, closed) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-        "ON CONFLICT(symbol, timeframe, timestamp) DO UPDATE SET open=excluded.open, "
-        "high=excluded.high, low=excluded.low, close=excluded.close, volume=excluded.volume, "
-        "buy_volume=excluded.buy_volume, trades=excluded.trades, closed=excluded.closed"
-    )
-    if keep_closed:
-        sql += " WHERE excluded.closed = 1 OR candles.closed = 0"
-    conn.executemany(sql, rows)
-    return len(frame)
-
-
-def create_analysis_db(path: Path | str) -> sqlite3.Connection:
-    """Open (creating if needed) an analysis database with the reference table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(ANALYSIS_DDL)
-    return conn
-
-
-def upsert_mapped(
-    conn: sqlite3.Connection,
-    frame: pd.DataFrame,
-    *,
-    symbol: str,
-    timeframe: str,
-    source: CandleSource,
-    closed: bool | pd.Series = True,
-) -> int:
-    """Write candles into a mapped table as its pipeline would, inside the caller's transaction.
-
-    Only the mapped columns are written (a table without ``closed`` gets closed candles only;
-    ``ms`` timestamps are written in milliseconds). A row with the same key (symbol, timeframe,
-    timestamp: those the table has) is replaced, whatever indexes the table has.
-    """
-    if frame.empty:
-        return 0
-    cols = source.columns
-    for name, want, only in (("symbol", symbol, source.symbol),
-                             ("timeframe", timeframe, source.timeframe)):  # fmt: skip
-        if getattr(cols, name) is None and only is not None and only != want:
-            raise DataError(f"table {source.table} holds only {only}, not {want}")
-    closed_values = (
-        closed.astype(int).to_numpy()
-        if isinstance(closed, pd.Series)
-        else np.full(len(frame), int(closed))
-    )
-    if cols.closed is None and not closed_values.all():
-        raise DataError(
-            f"table {source.table} has no closed column: it cannot hold forming candles"
-        )
-    ts = (
-        frame.index.as_unit("s").asi8.astype("int64")
-        if isinstance(frame.index, pd.DatetimeIndex)
-        else frame.index.to_numpy("int64")
-    )
-    stamps = (ts * 1000 if source.timestamp_unit == "ms" else ts).tolist()
-    fixed = {"symbol": [symbol] * len(frame), "timeframe": [timeframe] * len(frame),
-             "timestamp": stamps, "closed": closed_values.tolist()}  # fmt: skip
-
-    def values(name: str) -> list[object]:
-        if name in fixed:
-            return list(fixed[name])
-        if name not in frame:
-            return [None] * len(frame)
-        out = [None if np.isnan(v) else float(v) for v in frame[name].to_numpy("float64")]
-        return [None if v is None else int(v) for v in out] if name == "trades" else out
-
-    mapped = _mapped_columns(source)
-    rows = list(zip(*(values(name) for name, _ in mapped), strict=True))
-    key = [(i, col) for i, (name, col) in enumerate(mapped) if name in _KEY]
-    table = _quote(source.table)
-    where = " AND ".join(f"{_quote(col)} = ?" for _, col in key)
-    conn.executemany(f"DELETE FROM {table} WHERE {where}", [[r[i] for i, _ in key] for r in rows])
-    conn.executemany(
-        f"INSERT INTO {table} ({', '.join(_quote(c) for _, c in mapped)}) "
-        f"VALUES ({', '.join('?' * len(mapped))})",
-        rows,
-    )
-    return len(frame)
