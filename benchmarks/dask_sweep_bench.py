@@ -100,9 +100,10 @@ def run(days: int, combos: int) -> dict[str, Any]:
 
     from benchmarks.scenarios import FEE_BPS, SLIPPAGE_BPS, ema_grid
     from research.backtest.execution import ExecutionModel
+    from research.optimise.chunks import SweepJob
     from research.optimise.cluster import _TRIM_KEY, _quiet, parse_cluster
     from research.optimise.grid import expand_grid
-    from research.optimise.sweep import _Job, run_sweep
+    from research.optimise.sweep import run_sweep
     from signals.costs import CostModel
     from signals.data.synth import synth_market
     from strategies import get_strategy
@@ -158,7 +159,7 @@ def run(days: int, combos: int) -> dict[str, Any]:
     for other in results[1:]:
         pd.testing.assert_frame_equal(other.table, results[0].table)
     chunks = -(-len(grid.combos) // results[0].chunk_size)
-    job = _Job(candles, strategy, grid.combos, "1m", kwargs["execution"], kwargs["costs"])
+    job = SweepJob(candles, strategy, grid.combos, "1m", kwargs["execution"], kwargs["costs"])
     idle = figures["steady_s"] * 2 - figures["steady_compute_s"]  # two single-thread workers
     return {
         **figures,
@@ -175,14 +176,14 @@ import time
 from signals.costs import CostModel
 from research.backtest.execution import ExecutionModel
 from research.optimise.grid import expand_grid
-from research.optimise.sweep import _Job, chunk_metrics
+from research.optimise.chunks import SweepJob, chunk_metrics
 from signals.data.synth import synth_market
 from strategies import get_strategy
 
 candles = synth_market(days=30, seed=1)
 strategy = get_strategy("ema_cross")
 grid = expand_grid(strategy, ["fast=5:54:1", "slow=60:250:10"])
-job = _Job(candles, strategy, grid.combos, "1m", ExecutionModel(), CostModel(fee_bps=5.5))
+job = SweepJob(candles, strategy, grid.combos, "1m", ExecutionModel(), CostModel(fee_bps=5.5))
 chunk_metrics(job, 0, 2)
 times = []
 for i in range(5):

@@ -124,7 +124,7 @@ def ours_single(*, source: str, days: int) -> dict[str, Any]:
     """One ema_cross backtest: the sweep's path, the Portfolio path, and the full run_backtest."""
     from research.backtest.execution import ExecutionModel, simulate, simulate_orders
     from research.backtest.run import portfolio_metrics, run_backtest
-    from research.optimise.sweep import orders_table
+    from research.optimise.chunks import orders_table
     from signals.costs import CostModel
     from strategies import get_strategy
 

@@ -45,10 +45,6 @@ CYCLE_ALLOWLIST: dict[frozenset[str], str] = {
     frozenset({"research.optimise.storage", "research.optimise.walkforward"}): (
         "part C restructures walkforward.py; storage.py reads WalkForwardConfig (TYPE_CHECKING)"
     ),
-    frozenset({"research.optimise.cluster", "research.optimise.sweep"}): (
-        "no part owns it: sweep calls the cluster and the cluster runs sweep.chunk_metrics "
-        "(imports inside functions); the lead decides, e.g. pass chunk_metrics to the cluster"
-    ),
 }
 
 

@@ -17,14 +17,9 @@ import pytest
 from research.backtest.execution import ExecutionModel, simulate
 from research.backtest.metrics import METRIC_KEYS
 from research.backtest.run import portfolio_metrics, run_backtest
+from research.optimise.chunks import orders_table
 from research.optimise.grid import expand_grid
-from research.optimise.sweep import (
-    orders_table,
-    run_sweep,
-    sweep_heatmap,
-    write_heatmap,
-    write_sweep,
-)
+from research.optimise.sweep import run_sweep, sweep_heatmap, write_heatmap, write_sweep
 from signals.costs import CostModel
 from signals.data.synth import write_synth_db
 from strategies import get_strategy

@@ -20,9 +20,10 @@ import pytest
 
 from research.backtest.execution import ExecutionModel
 from research.inputs import prepare_run
+from research.optimise.chunks import SweepJob
 from research.optimise.cluster import ClusterError, _chunk, cluster_chunks, connect, parse_cluster
 from research.optimise.grid import expand_grid
-from research.optimise.sweep import _Job, run_sweep
+from research.optimise.sweep import run_sweep
 from signals.costs import CostModel
 from signals.data.synth import write_synth_db
 from strategies import get_strategy
@@ -180,7 +181,7 @@ def test_a_worker_killed_mid_sweep_loses_nothing(local, cluster: Cluster) -> Non
     spec = parse_cluster(cluster.address, timeout=30)
     size = 2  # 135 chunks: a sweep of a few seconds, most of it after the kill
     bounds = [(a, min(a + size, len(GRID.combos))) for a in range(0, len(GRID.combos), size)]
-    job = _Job(CANDLES, EMA, GRID.combos, "1m", LONG, COSTS)
+    job = SweepJob(CANDLES, EMA, GRID.combos, "1m", LONG, COSTS)
     with connect(spec) as client:
         client.wait_for_workers(2, timeout=60)
         bar = KillOnFirstResult(client, cluster)
@@ -194,7 +195,7 @@ def test_a_worker_killed_mid_sweep_loses_nothing(local, cluster: Cluster) -> Non
 
 
 def test_a_worker_with_other_code_refuses_the_chunk() -> None:
-    job = _Job(CANDLES, EMA, GRID.combos, "1m", LONG, COSTS)
+    job = SweepJob(CANDLES, EMA, GRID.combos, "1m", LONG, COSTS)
     with pytest.raises(ClusterError, match="other code or packages"):
         _chunk(job, 0, 2, "0" * 64)
 

@@ -1,6 +1,6 @@
 """Sweep chunks on a Dask distributed cluster (``signals sweep --cluster``).
 
-The chunks are the local sweep's (same `research.optimise.sweep.chunk_metrics`, same width
+The chunks are the local sweep's (same `research.optimise.chunks.chunk_metrics`, same width
 from `research.optimise.sweep.auto_chunk_size`), so a worker holds at most one chunk's matrices
 per thread, as a local worker process does. What changes is where they run:
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from distributed import Client
 
-    from research.optimise.sweep import _Job
+    from research.optimise.chunks import SweepJob
 
 _LOCAL = re.compile(r"local:(\d+)")
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536 (to give memory back sooner).
@@ -61,6 +61,7 @@ _TRIM_ENV = "MALLOC_TRIM_THRESHOLD_"
 _log = logging.getLogger(__name__)
 # Modules whose source decides a chunk's figures (the strategy's own source is added per job).
 _FINGERPRINT_MODULES = (
+    "research.optimise.chunks",
     "research.optimise.sweep",
     "research.backtest.kernel",
     "research.backtest.execution",
@@ -171,7 +172,7 @@ def worker_threads(client: Client) -> int:
 
 
 def cluster_chunks(
-    client: Client, job: _Job, bounds: list[tuple[int, int]], bar: Any
+    client: Client, job: SweepJob, bounds: list[tuple[int, int]], bar: Any
 ) -> list[pd.DataFrame | None]:
     """Run `job`'s chunks ``bounds`` on the cluster; return their metric rows in order.
 
@@ -211,20 +212,20 @@ def cluster_chunks(
     return parts
 
 
-def _warm_up(job: _Job) -> str | None:
+def _warm_up(job: SweepJob) -> str | None:
     # Load (or compile) the kernels a chunk uses: two columns, the chunks' memory layout.
     # Returns the worker's malloc trim setting (see _TRIM_KEY).
     import os
 
-    from research.optimise.sweep import chunk_metrics
+    from research.optimise.chunks import chunk_metrics
 
     chunk_metrics(job, 0, len(job.combos))
     return os.environ.get(_TRIM_ENV)
 
 
-def _chunk(job: _Job, start: int, stop: int, fingerprint: str) -> pd.DataFrame:
+def _chunk(job: SweepJob, start: int, stop: int, fingerprint: str) -> pd.DataFrame:
     # Runs on a worker: refuse figures of other code, then the local sweep's own chunk.
-    from research.optimise.sweep import chunk_metrics
+    from research.optimise.chunks import chunk_metrics
 
     mine = code_fingerprint(job.strategy)
     if mine != fingerprint:

@@ -1,19 +1,9 @@
 """Parameter sweeps: every combination is a column of a chunk's BUY/SELL matrices.
 
-`run_sweep` evaluates a list of parameter sets (see `research.optimise.grid`) on the same candles:
-
-1. **Signals.** The strategy's own signal function (the one the live runner calls) runs once per
-   combination inside `strategies.indicators.indicator_cache`, so each indicator is computed
-   once per distinct input and reused by every combination of the chunk that needs it.
-2. **Simulation.** The chunk's BUY/SELL decisions become the columns of two boolean matrices
-   (parameters as columns) and go through `research.backtest.execution.simulate_orders`: vectorbt's
-   own simulation kernel, run on the candles where a column can fill, returning only the
-   order records (equal to `research.backtest.execution.simulate`'s, tested). With funding the chunk
-   takes the backtest's full `Portfolio` path instead.
-3. **Metrics.** The equity-curve figures are reduced from the order records without building
-   the candles x columns equity matrix (`research.backtest.kernel`, checked against
-   `research.backtest.metrics.metrics_table`); trades come from vectorbt's
-   ``get_exit_trades_nb`` and the per-trade figures are `research.backtest.metrics`' own.
+`run_sweep` evaluates a list of parameter sets (see `research.optimise.grid`) on the same candles,
+in chunks of combinations (`research.optimise.chunks`): each chunk computes its combinations'
+signals with a shared indicator memo, simulates them as the columns of one BUY/SELL matrix
+pair and reduces the order records to the metrics.
 
 Chunks bound memory: their width is chosen from the candle count and the simulation path so
 that one chunk's matrices and working arrays stay near `CHUNK_BUDGET_BYTES`. With ``jobs > 1``
@@ -30,7 +20,6 @@ out: it needs a bisection of ~17 simulations per combination (run a backtest for
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import multiprocessing
 import os
@@ -43,17 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from vectorbt.portfolio.nb import get_exit_trades_nb
-from vectorbt.records.nb import col_map_nb
 
-from research.backtest.execution import ExecutionModel, simulate, simulate_orders
-from research.backtest.kernel import equity_metrics_nb
-from research.backtest.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_metrics
+from research.backtest.execution import ExecutionModel
+from research.backtest.metrics import METRIC_KEYS
+from research.optimise.chunks import SweepJob, chunk_metrics, simulation_path
 from research.optimise.grid import Grid
 from signals.costs import CostModel
-from signals.timeframes import timeframe_seconds
 from strategies import Strategy
-from strategies.indicators import indicator_cache
 
 if TYPE_CHECKING:
     from research.optimise.cluster import ClusterSpec
@@ -104,18 +89,7 @@ class SweepResult:
 LOWER_IS_BETTER = frozenset({"max_drawdown_days", "fees_paid"})
 
 
-@dataclass(frozen=True)
-class _Job:
-    candles: pd.DataFrame
-    strategy: Strategy
-    combos: Sequence[Any]
-    timeframe: str
-    execution: ExecutionModel
-    costs: CostModel
-    first: int = 0  # candles before this position only warm up the signals
-
-
-_WORKER_JOB: _Job | None = None  # set in the parent just before forking workers
+_WORKER_JOB: SweepJob | None = None  # set in the parent just before forking workers
 
 
 def auto_chunk_size(
@@ -124,15 +98,6 @@ def auto_chunk_size(
     """Return how many combinations one chunk holds so it stays near `budget_bytes`."""
     cell = BYTES_PER_CELL[path]
     return int(np.clip(budget_bytes // max(1, n_candles * cell), 1, MAX_CHUNK))
-
-
-def simulation_path(execution: ExecutionModel, costs: CostModel) -> str:
-    """Return how a sweep simulates: ``signals``, ``stops`` or ``portfolio`` (with funding)."""
-    if getattr(costs, "has_funding", False):
-        return "portfolio"
-    if execution.stop_loss is not None or execution.take_profit is not None:
-        return "stops"
-    return "signals"
 
 
 def run_sweep(
@@ -168,7 +133,7 @@ def run_sweep(
         raise ValueError("a sweep needs at least 2 candles")
     size = chunk_size or auto_chunk_size(len(candles), path=simulation_path(execution, costs))
     bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
-    job = _Job(candles, strategy, combo_list, timeframe, execution, costs, first)
+    job = SweepJob(candles, strategy, combo_list, timeframe, execution, costs, first)
     bar_options = {"total": len(combo_list), "unit": "combo", "disable": not progress}
     if cluster is not None:
         from research.optimise.cluster import cluster_chunks, connect, worker_threads
@@ -207,7 +172,7 @@ def run_sweep(
     )
 
 
-def _run_chunks(job: _Job, bounds: list[tuple[int, int]], jobs: int, bar: Any) -> list:
+def _run_chunks(job: SweepJob, bounds: list[tuple[int, int]], jobs: int, bar: Any) -> list:
     parts: list[pd.DataFrame | None] = [None] * len(bounds)
     if jobs == 1 or "fork" not in multiprocessing.get_all_start_methods():
         for i, (start, stop) in enumerate(bounds):
@@ -238,101 +203,6 @@ def _run_chunks(job: _Job, bounds: list[tuple[int, int]], jobs: int, bar: Any) -
 def _worker_chunk(start: int, stop: int) -> pd.DataFrame:
     assert _WORKER_JOB is not None, "worker started without a job (fork start method needed)"
     return chunk_metrics(_WORKER_JOB, start, stop)
-
-
-def chunk_metrics(job: _Job, start: int, stop: int) -> pd.DataFrame:
-    """Signals, one simulation and the metrics of combinations ``start:stop`` of a job."""
-    combos, first = job.combos[start:stop], job.first
-    candles = job.candles.iloc[first:]  # the period; earlier candles only warm up the signals
-    n, k = len(candles), len(combos)
-    # Fortran order: each combination's column is contiguous, as vectorbt walks column by column.
-    buy = np.zeros((n, k), dtype=bool, order="F")
-    sell = np.zeros((n, k), dtype=bool, order="F")
-    with indicator_cache():
-        for j, params in enumerate(combos):
-            frame = job.strategy.signals(job.candles, params)
-            buy[:, j] = frame.buy.to_numpy(dtype=bool)[first:]
-            sell[:, j] = frame.sell.to_numpy(dtype=bool)[first:]
-    if simulation_path(job.execution, job.costs) == "portfolio":
-        return _reference_metrics(job, candles, buy, sell)
-    orders = simulate_orders(candles, buy, sell, execution=job.execution, costs=job.costs)
-    del buy, sell
-    close = candles["close"].to_numpy(dtype="float64")
-    return orders_table(orders, close, job.timeframe, k, init_cash=job.execution.init_cash)
-
-
-def _reference_metrics(
-    job: _Job, candles: pd.DataFrame, buy: np.ndarray, sell: np.ndarray
-) -> pd.DataFrame:
-    # Funding is applied to the equity curve after the simulation: take the backtest's own path.
-    from research.backtest.run import funded_equity, funding_schedule, portfolio_metrics
-
-    index = pd.RangeIndex(len(candles))
-    pf = simulate(
-        candles,
-        pd.DataFrame(buy, index=index, copy=False),
-        pd.DataFrame(sell, index=index, copy=False),
-        execution=job.execution,
-        costs=job.costs,
-        timeframe=job.timeframe,
-    )
-    funding = funding_schedule(candles, job.timeframe, job.costs)
-    values, _ = funded_equity(pf, candles, job.timeframe, funding)
-    table = portfolio_metrics(pf, candles, job.timeframe, equity=values)
-    # vectorbt's objects hold their candles x columns arrays in reference cycles, which the
-    # allocation-count-driven gc frees late: collect now, or RSS doubles over a long sweep.
-    del pf
-    gc.collect()
-    return table
-
-
-def orders_table(
-    orders: np.ndarray, close: np.ndarray, timeframe: str, k: int, *, init_cash: float
-) -> pd.DataFrame:
-    """Return the metrics of `k` columns from their order records (as `portfolio_metrics`)."""
-    order = np.lexsort((orders["idx"], orders["col"]))
-    if not np.array_equal(order, np.arange(len(orders))):
-        orders = orders[order]
-    figures = equity_metrics_nb(
-        close,
-        init_cash,
-        orders["col"],
-        orders["idx"],
-        orders["size"],
-        orders["price"],
-        orders["fees"],
-        orders["side"],
-        k,
-    )
-    n = len(close)
-    total, mean, std, downside, mdd, longest, exposure, fees = figures.T
-    per_year = candles_per_year(timeframe)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        annual = np.power(np.maximum(1.0 + total, 0.0), per_year / n) - 1.0
-        table = {
-            "total_return": total,
-            "annual_return": annual,
-            "sharpe": np.where(std > 0, mean / std * np.sqrt(per_year), np.nan),
-            "sortino": np.where(downside > 0, mean / downside * np.sqrt(per_year), np.nan),
-            "calmar": np.where(np.abs(mdd) > 0, annual / np.abs(mdd), np.nan),
-            "max_drawdown": mdd,
-            "max_drawdown_days": longest * timeframe_seconds(timeframe) / 86400.0,
-            "exposure": exposure,
-            "fees_paid": fees,
-            "buy_hold_return": np.full(k, close[-1] / close[0] - 1.0),
-        }
-    col_map = col_map_nb(orders["col"], k)
-    records = get_exit_trades_nb(orders, np.broadcast_to(close[:, None], (n, k)), col_map)
-    trades = TradeArrays(
-        col=records["col"],
-        pnl=records["pnl"],
-        ret=records["return"],
-        entry_idx=records["entry_idx"],
-        exit_idx=records["exit_idx"],
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):  # columns without trades: NaN figures
-        table.update(trade_metrics(trades, k, timeframe))
-    return pd.DataFrame(table)[list(METRIC_KEYS)]
 
 
 def sweep_metadata(result: SweepResult) -> dict[str, Any]:
