@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -108,3 +110,33 @@ def test_a_trial_whose_process_died_before_its_first_beat_is_failed(monkeypatch)
     walkforward._fail_unstarted(study, running)
     states = {t.number: t.state for t in study.trials}
     assert states == {orphan.number: TrialState.FAIL, live.number: TrialState.RUNNING}
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_trial_marked_by_a_process_that_then_died_is_failed_by_the_heartbeat(
+    tmp_path: Path, kind: str
+) -> None:
+    # A process that dies after its objective marked the trial with its worker but before
+    # optuna's heartbeat thread first beat left a trial no rule failed: every other process
+    # waited for it forever. Here the objective runs without optuna's thread (as if it had not
+    # beaten yet), then the "process" is gone: the trial must turn stale and be failed.
+    from research.optimise.folds import make_folds
+    from research.optimise.walkforward import _Objective
+
+    url = f"journal:///{tmp_path}/s.log" if kind == "journal" else f"sqlite:///{tmp_path}/s.db"
+    storage = open_storage(url, heartbeat=1)
+    with quiet():
+        study = optuna.create_study(storage=storage, study_name="f0", direction="maximize")
+    candles = random_walk(3000, seed=5, freq="5min")
+    fold = make_folds(len(candles), folds=1)[0]
+    objective = _Objective(candles, get_strategy("ema_cross"), fold, "5m",
+                           WalkForwardConfig(folds=1, trials=1))  # fmt: skip
+    with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize"
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()
+    objective(trial)  # marked with its worker; never told: its process "died" here
+    assert study.trials[0].user_attrs["worker"]
+    time.sleep(3.5)  # the grace period: 3 heartbeats
+    with quiet():
+        optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state.name == "FAIL"

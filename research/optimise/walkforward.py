@@ -35,6 +35,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from research.backtest.execution import ExecutionModel
@@ -130,6 +131,11 @@ class _Objective:
         self.timeframe, self.config = timeframe, config
 
     def __call__(self, trial: optuna.Trial) -> float:
+        storage = trial.study._storage
+        if is_heartbeat_enabled(storage):
+            # beat once before the worker mark: optuna's heartbeat thread may not have beaten
+            # yet, and a trial marked but never beaten would be failed by neither rule
+            storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", WORKER)  # which process ran it, when several share a run
         try:
             params = make_params(self.strategy.Params, suggest(self.strategy.Params, trial))
