@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= reports/demo
+# test files run in this many processes (a file's tests stay together: they share fixtures)
+TEST_JOBS ?= 2
 
 .PHONY: help venv demo test lint format bench clean lab reoptimise chromium postgresql system-deps
 
@@ -52,7 +54,7 @@ test: $(STAMP) system-deps  ## lint and type-check, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)  ## ruff check + format check + mypy (signals/, live/, paper/; see pyproject.toml)
 	$(BIN)/ruff check .
