@@ -48,6 +48,21 @@ def use_strategy_paths(paths: Iterable[Path | str] | None) -> tuple[Path, ...]:
     return resolved
 
 
+def apply_strategy_paths(
+    given: Iterable[Path | str] | None, config: Path | str | None = None
+) -> tuple[Path, ...]:
+    """Record ``--strategy-path`` folders plus the config's ``strategy_paths`` for this process."""
+    from signals.config import load_settings
+
+    folders = [*(given or ()), *load_settings(config).strategy_paths]
+    for folder in folders:
+        if not Path(folder).expanduser().is_dir():
+            raise StrategyFolderError(f"{folder}: strategy folder not found")
+    if folders:
+        use_strategy_paths([*strategy_paths(), *folders])
+    return strategy_paths()
+
+
 def strategy_paths() -> tuple[Path, ...]:
     """Return the strategy folders recorded for this process."""
     raw = os.environ.get(ENV, "")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from signals.cli.options import CONFIG
+from signals.cli.options import CONFIG, STRATEGY_PATH
 
 
 def live_command(
@@ -76,6 +76,7 @@ def live_command(
         help="Refuse connections beyond this many, with a too_many_clients error line "
         "(default: live.max_clients, 256).",
     ),
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Stream BUY/SELL signals of a frozen parameter set as closed candles arrive (JSON lines).
 
@@ -83,6 +84,9 @@ def live_command(
     `{"type":"resume","since_seq":N}` and `{"type":"status"}`. SIGHUP reloads the frozen file;
     SIGTERM drains and exits.
     """
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
     from live.start import run_from_options
 
     code = run_from_options(
