@@ -119,8 +119,9 @@ def test_a_name_defined_twice_names_both_files(tmp_path: Path) -> None:
     (shadow / "swing2.py").write_text(text)
     with pytest.raises(StrategyFolderError, match=r"strategies/swing\.py.*swing2\.py"):
         find_strategies([shadow])
-    run = cli("scan", "--strategy-path", str(first.parent), "--strategy-path", str(second.parent),
-              "-s", "my_cross", "-t", "1m", "--db", str(tmp_path / "x.db"), cwd=tmp_path)  # fmt: skip
+    both = ["--strategy-path", str(first.parent), "--strategy-path", str(second.parent)]
+    run = cli("scan", *both, "-s", "my_cross", "-t", "1m", "--db", str(tmp_path / "x.db"),
+              cwd=tmp_path)  # fmt: skip
     assert run.returncode != 0 and "defined twice" in run.stderr
 
 

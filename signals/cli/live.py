@@ -84,16 +84,13 @@ def live_command(
     `{"type":"resume","since_seq":N}` and `{"type":"status"}`. SIGHUP reloads the frozen file;
     SIGTERM drains and exits.
     """
-    from signals.strategy_paths import apply_strategy_paths
-
-    apply_strategy_paths(strategy_path, config)
     from live.start import run_from_options
 
     code = run_from_options(
         params=params, db=db, analysis_db=analysis_db, socket=socket, tcp=tcp, token=token,
         journal=journal, heartbeat=heartbeat, stale_after=stale_after, settle=settle,
         stall_after=stall_after, config=config, allow_hash_mismatch=allow_hash_mismatch,
-        metrics_port=metrics_port, max_clients=max_clients,
+        metrics_port=metrics_port, max_clients=max_clients, strategy_path=strategy_path,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
