@@ -40,7 +40,7 @@ from signals.data.store import CandleStore, frame_from_arrays
 from signals.data.validate import check_arrays, epoch_seconds
 from signals.frozen import FrozenParams, typed_params
 from signals.scan import signal_records
-from strategies import get_strategy
+from signals.strategy_paths import get_strategy
 
 log = logging.getLogger(__name__)
 WINDOW_MARGIN = 64

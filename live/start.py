@@ -16,6 +16,7 @@ from live.logs import setup_logging
 from live.runner import Runner, RunnerConfig
 from signals.config import Settings, load_settings
 from signals.errors import ConfigError
+from signals.strategy_paths import apply_strategy_paths
 
 
 def _pick(option: Any, setting: Any) -> Any:
@@ -59,6 +60,7 @@ def build_config(settings: Settings, **options: Any) -> RunnerConfig:
 def run_from_options(**options: Any) -> int:
     """Load settings, build the runner (start-time errors raise `SignalsError`), run it."""
     setup_logging(logging.INFO)
+    apply_strategy_paths(options.pop("strategy_path", None), options.get("config"))
     settings = load_settings(options.pop("config", None))
     config = build_config(settings, **options)
     if config.heartbeat_s <= 0:

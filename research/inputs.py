@@ -14,8 +14,9 @@ from signals.costs import CostModel, costs_from_settings, load_costs
 from signals.data.load import load_candles
 from signals.data.timeparse import parse_when
 from signals.errors import ConfigError, ParamsError, SignalsError
+from signals.strategy_paths import get_strategy
 from signals.timeframes import timeframe_seconds
-from strategies import Strategy, get_strategy
+from strategies import Strategy
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def resolve_db(db: Path | None, settings: Settings) -> Path:
 
 def prepare_run(
     *,
-    strategy_name: str,
+    strategy_name: str | Strategy,
     db: Path | None,
     timeframe: str,
     symbol: str | None = None,

@@ -147,6 +147,9 @@ class Settings(_Strict):
     costs: CostSettings = CostSettings()
     live: LiveSettings = LiveSettings()
     gate: GateSettings = GateSettings()
+    strategy_paths: list[Path] = Field(
+        default_factory=list, description="folders of the user's strategy modules"
+    )
 
 
 def load_settings(path: Path | str | None = None, *, cwd: Path | None = None) -> Settings:

@@ -23,7 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from signals import __version__
 from signals.config import validation_messages
 from signals.errors import ParamsError, SignalsError
-from strategies import get_strategy, params_id, strategy_hash
+from signals.identity import check as check_identity
+from signals.identity import identity, params_id, require_saved, strategy_hash
+from signals.strategy_paths import get_strategy
+from strategies import Strategy
 from strategies.params import as_dict
 
 SCHEMA_VERSION = 1
@@ -66,6 +69,14 @@ class Promotion(_Strict):
     promoted_at: str | None = None
 
 
+class StrategyIdentity(_Strict):
+    """The strategy's identity (`signals.identity`): its module's source and its behaviour."""
+
+    version: int
+    module_sha256: str
+    behaviour_sha256: str
+
+
 class FrozenParams(_Strict):
     """The frozen parameter file's content (ARCHITECTURE.md, "Frozen parameter file")."""
 
@@ -84,6 +95,7 @@ class FrozenParams(_Strict):
     promotion: Promotion | None = None
     created_at: str
     code_version: str
+    identity: StrategyIdentity | None = None  # absent in files frozen before identity version 2
 
 
 def code_version() -> str:
@@ -101,7 +113,7 @@ def code_version() -> str:
 
 def freeze(
     *,
-    strategy: str,
+    strategy: str | Strategy,
     timeframe: str,
     params: Any,
     symbol: str = "BTCUSDT",
@@ -114,9 +126,10 @@ def freeze(
 ) -> FrozenParams:
     """Build a frozen parameter set for `strategy` with validated `params` (a Params or dict)."""
     impl = get_strategy(strategy)
+    require_saved(impl)
     if timeframe not in impl.timeframes:
         raise ParamsError(
-            f"{strategy} declares timeframes {', '.join(impl.timeframes)}, not {timeframe}"
+            f"{impl.name} declares timeframes {', '.join(impl.timeframes)}, not {timeframe}"
         )
     typed = impl.params(params if isinstance(params, dict) else as_dict(params))
     return FrozenParams(
@@ -134,12 +147,15 @@ def freeze(
         metrics=metrics,
         created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds"),
         code_version=code_version(),
+        identity=StrategyIdentity(**identity(impl, timeframe, typed)),
     )
 
 
 def dumps(frozen: FrozenParams) -> str:
     """Return the canonical JSON text of a frozen file (sorted keys, 2-space indent)."""
     payload = frozen.model_dump(mode="json")
+    if payload.get("identity") is None:  # a file frozen before identity: its format unchanged
+        payload.pop("identity", None)
     return json.dumps(payload, sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
@@ -201,6 +217,8 @@ def verify(frozen: FrozenParams, *, origin: str, allow_hash_mismatch: bool = Fal
         typed = impl.params(frozen.params)
     except SignalsError as exc:
         raise FrozenFileError(f"{origin}: {exc}") from None
+    if frozen.identity is not None:
+        return _verify_identity(frozen, impl, typed, origin, allow_hash_mismatch)
     current = strategy_hash(impl)
     if frozen.strategy_hash != current and not allow_hash_mismatch:
         raise FrozenFileError(
@@ -213,6 +231,25 @@ def verify(frozen: FrozenParams, *, origin: str, allow_hash_mismatch: bool = Fal
         raise FrozenFileError(
             f"{origin}: params_id {frozen.params_id} does not match its content ({expected}); "
             "the file was edited by hand"
+        )
+    return frozen
+
+
+def _verify_identity(
+    frozen: FrozenParams, impl: Strategy, typed: Any, origin: str, allow_mismatch: bool
+) -> FrozenParams:
+    # The params_id was derived with the strategy_hash of its day: recompute it with that one.
+    expected = params_id(impl, frozen.timeframe, typed, hash_=frozen.strategy_hash)
+    if frozen.params_id != expected:
+        raise FrozenFileError(
+            f"{origin}: params_id {frozen.params_id} does not match its content ({expected}); "
+            "the file was edited by hand"
+        )
+    assert frozen.identity is not None
+    problem = check_identity(frozen.identity.model_dump(), impl, frozen.timeframe, typed)
+    if problem and not allow_mismatch:
+        raise FrozenFileError(
+            f"{origin}: {problem}. Re-freeze it, or pass --allow-hash-mismatch to run it anyway."
         )
     return frozen
 

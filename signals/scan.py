@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from signals.data.validate import epoch_seconds, future_candles, iso
-from strategies import Strategy, params_id
+from signals.identity import params_id
+from strategies import Strategy
 
 
 def signal_records(

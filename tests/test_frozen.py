@@ -77,7 +77,9 @@ def test_wrong_schema_version_and_corrupt_json(tmp_path: Path) -> None:
 
 
 def test_strategy_hash_mismatch_is_refused_unless_allowed(tmp_path: Path) -> None:
-    path = edit(frozen_file(tmp_path), lambda d: d.update(strategy_hash="0" * 64))
+    # a file frozen before the identity record (test_strategy_identity.py covers the new rule)
+    old = edit(frozen_file(tmp_path), lambda d: d.pop("identity"))
+    path = edit(old, lambda d: d.update(strategy_hash="0" * 64))
     with pytest.raises(FrozenFileError, match="strategy changed since this file was frozen"):
         load_frozen(path)
     assert load_frozen(path, allow_hash_mismatch=True).strategy == "scalping"

@@ -110,7 +110,7 @@ def compare_with_backtest(
     from signals.config import DataSettings, Settings
     from signals.data.load import load_candles
     from signals.frozen import load_frozen, typed_params
-    from strategies import get_strategy
+    from signals.strategy_paths import get_strategy
 
     frozen = load_frozen(frozen_path)
     strategy, params = get_strategy(frozen.strategy), typed_params(frozen)

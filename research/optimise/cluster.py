@@ -248,7 +248,7 @@ def _worker_address() -> str:
 
 def code_fingerprint(strategy: Any) -> str:
     """Return a hash of the strategy's source, the sweep's modules and the package versions."""
-    from strategies.registry import strategy_hash
+    from signals.identity import strategy_hash
 
     return hashlib.sha256((_base_fingerprint() + strategy_hash(strategy)).encode()).hexdigest()
 

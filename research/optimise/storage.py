@@ -39,7 +39,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from signals.errors import SignalsError
-from strategies import Strategy, strategy_hash
+from signals.identity import strategy_hash
+from strategies import Strategy
 
 if TYPE_CHECKING:
     from research.optimise.walkforward import WalkForwardConfig

@@ -19,7 +19,7 @@ from research.promote.gate import gate_failures, promote
 from signals.config import GateSettings, load_settings
 from signals.frozen import FrozenParams, load_frozen, typed_params
 from signals.scan import signal_records
-from strategies import get_strategy
+from signals.strategy_paths import get_strategy
 
 METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
            "profit_factor", "dsr", "pbo", "walkforward_efficiency")  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 from research.backtest.run import BacktestResult
 from research.inputs import RunInputs
-from strategies import params_id
+from signals.identity import params_id
 from strategies.params import as_dict
 
 _PERCENT = {

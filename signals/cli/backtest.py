@@ -19,6 +19,7 @@ from signals.cli.options import (
     SET,
     SLIPPAGE_BPS,
     STRATEGY,
+    STRATEGY_PATH,
     SYMBOL,
     TIMEFRAME,
     TO,
@@ -40,6 +41,7 @@ def bias_command(
         0, help="Seed for choosing cuts and starts (recorded in the verdict)."
     ),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Check a strategy for lookahead and insufficient warm-up on your own candles.
 
@@ -47,6 +49,9 @@ def bias_command(
     and on history starting later (must agree once the declared lookback has passed). Exits 1
     and names the first candle and column that differ when a check fails.
     """
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
     from research.backtest.bias import check_bias
     from research.inputs import prepare_run
 
@@ -94,12 +99,16 @@ def backtest_command(
     ),
     quality_plot: Path = typer.Option(None, help="Write the signal-quality plot (HTML) here."),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Backtest a strategy on stored candles under fees and slippage, and print its metrics.
 
     Signals come from the strategy's own signal function (the one the live runner calls); fills
     follow the execution model in the README (next open by default, long only, all-in).
     """
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
     from research.backtest.execution import ExecutionModel
     from research.backtest.run import run_backtest
     from research.inputs import prepare_run, resolve_costs
@@ -169,12 +178,16 @@ def freeze_command(
     symbol: str = typer.Option("BTCUSDT", "--symbol", help="Symbol the parameters are for."),
     set_: list[str] = SET,
     direction: str = DIRECTION,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Freeze a strategy's defaults (or --set values) into a frozen file, without optimisation.
 
     The live runner can then run before any walk-forward; the walk-forward writes the same format
     with its provenance and out-of-sample metrics.
     """
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path)
     from research.inputs import parse_assignments
     from signals.frozen import freeze, write_frozen
 
@@ -191,7 +204,7 @@ def freeze_command(
 
 def get_params(strategy: str, values: dict[str, str]) -> object:
     """Return validated parameters of `strategy` from string overrides."""
-    from strategies import get_strategy
+    from signals.strategy_paths import get_strategy
 
     return get_strategy(strategy).params(values)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from signals.cli.options import CONFIG
+from signals.cli.options import CONFIG, STRATEGY_PATH
 
 
 def live_command(
@@ -76,6 +76,7 @@ def live_command(
         help="Refuse connections beyond this many, with a too_many_clients error line "
         "(default: live.max_clients, 256).",
     ),
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Stream BUY/SELL signals of a frozen parameter set as closed candles arrive (JSON lines).
 
@@ -89,7 +90,7 @@ def live_command(
         params=params, db=db, analysis_db=analysis_db, socket=socket, tcp=tcp, token=token,
         journal=journal, heartbeat=heartbeat, stale_after=stale_after, settle=settle,
         stall_after=stall_after, config=config, allow_hash_mismatch=allow_hash_mismatch,
-        metrics_port=metrics_port, max_clients=max_clients,
+        metrics_port=metrics_port, max_clients=max_clients, strategy_path=strategy_path,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

@@ -19,6 +19,11 @@ SET = typer.Option(None, "--set", help="Override one parameter: name=value (repe
 FROM = typer.Option(None, "--from", help="First candle (ISO UTC date/time or epoch s).")
 TO = typer.Option(None, "--to", help="Last candle (ISO UTC date/time or epoch s).")
 CONFIG = typer.Option(None, "--config", help="YAML config (default: ./signals.yaml if present).")
+STRATEGY_PATH = typer.Option(
+    None,
+    "--strategy-path",
+    help="Folder of your strategy modules (repeatable; adds to strategy_paths in the config).",
+)
 
 # -- execution and costs: backtest, sweep, freeze, paper
 

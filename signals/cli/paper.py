@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from signals.cli.options import CONFIG, COSTS, DIRECTION, FEE_BPS, SLIPPAGE_BPS
+from signals.cli.options import CONFIG, COSTS, DIRECTION, FEE_BPS, SLIPPAGE_BPS, STRATEGY_PATH
 
 
 def paper_command(
@@ -85,11 +85,15 @@ def paper_report_command(
         None, "--tolerance", help="P&L tolerance per trade, fraction of initial cash (1e-9)."
     ),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Print the paper bot's P&L; with --params compare it trade by trade with a backtest.
 
     Exits 1 when the trades (entry/exit candle, side) or the P&L (within the tolerance) differ.
     """
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
     from paper.ledger import paper_summary
     from research.backtest.versus_paper import PNL_TOLERANCE, compare_with_backtest
     from signals.config import load_settings

@@ -7,15 +7,31 @@ from pathlib import Path
 
 import typer
 
-from signals.cli.options import CONFIG, DB, FROM, PARAMS, SET, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import (
+    CONFIG,
+    DB,
+    FROM,
+    PARAMS,
+    SET,
+    STRATEGY,
+    STRATEGY_PATH,
+    SYMBOL,
+    TIMEFRAME,
+    TO,
+)
 
 
-def strategies_command() -> None:
+def strategies_command(
+    strategy_path: list[Path] = STRATEGY_PATH,
+) -> None:
     """List the registered strategies with their timeframes and parameters."""
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path)
     from rich.table import Table
 
     from signals.console import console
-    from strategies import get_strategy, strategy_names
+    from signals.strategy_paths import get_strategy, strategy_names
     from strategies.params import ranges
 
     table = Table("strategy", "timeframes", "parameters (default [low..high])", "about")
@@ -43,6 +59,7 @@ def scan_command(
         "table", "--format", "-f", help="table (readable) or jsonl (wire-protocol signal objects)."
     ),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """List every signal the strategy gives over the stored history (the live runner's reference).
 
@@ -50,6 +67,9 @@ def scan_command(
     A closed candle from the future (closing after now + data.future_tolerance_s) is refused
     with a warning on stderr, as the live runner refuses it.
     """
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
     import time
 
     from research.inputs import prepare_run

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.options import CONFIG, DB, DIRECTION, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import (
+    CONFIG,
+    DB,
+    DIRECTION,
+    FROM,
+    STRATEGY,
+    STRATEGY_PATH,
+    SYMBOL,
+    TIMEFRAME,
+    TO,
+)
 
 if TYPE_CHECKING:
     from research.backtest.execution import ExecutionModel
@@ -74,12 +84,16 @@ def sweep_command(
     ),
     progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Backtest every combination of a parameter grid, chunk by chunk, on every core.
 
     Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
     top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
     """
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
     from research.optimise.sweep import run_sweep
 
     axes = _checked_options(metric, grid, heatmap)
@@ -141,7 +155,7 @@ def _prepare(
     from research.backtest.execution import ExecutionModel
     from research.inputs import prepare_run, resolve_costs
     from research.optimise.grid import expand_grid
-    from strategies import get_strategy
+    from signals.strategy_paths import get_strategy
 
     chosen = get_strategy(strategy)
     expanded = expand_grid(chosen, grid)
