@@ -261,6 +261,7 @@ def test_missing_database_is_a_clear_error(tmp_path: Path) -> None:
 def test_strategy_hash_mismatch_is_refused_unless_allowed(tmp_path: Path) -> None:
     frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
     raw = json.loads(frozen.read_text())
+    raw.pop("identity")  # a file frozen before identity v2: the strategy_hash rule applies
     raw["strategy_hash"] = "0" * 64
     frozen.write_text(json.dumps(raw))
     db, sock = tmp_path / "c.db", tmp_path / "s.sock"
