@@ -5,16 +5,15 @@ The rule (identity version 2, written by ``signals freeze`` under ``identity``):
 - ``module_sha256``: sha256 of the source of the module that defines the strategy's class;
 - ``behaviour_sha256``: sha256 of the strategy's decisions, scores (rounded to 1e-9) and rule
   firings with the frozen parameters on a fixed, seeded synthetic market (`MARKET_CANDLES`
-  candles of the frozen timeframe, aggregated from `signals.data.synth`'s 1m regimes).
+  candles of the frozen timeframe: see `synthetic_market`).
 
 A frozen file stays valid when its behaviour is unchanged: an edit of a comment, of a shared
 helper the strategy does not use, or a refactoring that gives the same decisions. An edit that
 changes a decision or a score on the synthetic market is refused, naming the strategy and what
 changed. The limit: behaviour is compared on that market only, so an edit that changes decisions
 solely in conditions the market never produces goes unnoticed; the module hash alone still shows
-that the module changed (logged as a note). Fingerprints are cached by everything that decides
-them (the strategy's and the shared modules' source, timeframe, parameters, library versions) in
-``~/.cache/signals/fingerprints.json`` (``SIGNALS_CACHE_DIR`` overrides the folder).
+that the module changed (logged as a note). The market is rebuilt in milliseconds, bit-identical
+on every machine; the fingerprint takes about 0.01-0.1 s a strategy (no cache).
 """
 
 from __future__ import annotations
@@ -25,9 +24,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +36,6 @@ from strategies.registry import strategy_hash as _shipped_strategy_hash
 IDENTITY_VERSION = 2
 MARKET_CANDLES = 20_000
 MARKET_SEED = 20_240_101
-MARKET_VERSION = 1  # raise when synthetic_market changes: cached fingerprints are then stale
 ROUND_DECIMALS = 9
 log = logging.getLogger(__name__)
 
@@ -111,44 +106,43 @@ def module_sha256(strategy: Strategy) -> str:
 def synthetic_market(timeframe: str) -> pd.DataFrame:
     """Return the fixed, seeded synthetic market of `MARKET_CANDLES` candles of `timeframe`.
 
-    Up to 1h the candles are aggregated from the generator's 1m candles; longer timeframes take
-    the 1h market with log moves scaled by the square root of the length ratio (the generator
-    would need decades of 1m candles).
+    Regimes of 300 to 2,500 candles: trends up and down, ranges, quiet and wild stretches, and
+    dead flat ones (the float-noise case). Built from uniform draws with additions,
+    multiplications and a cumulative product only, with no numba and no transcendental
+    function, so it is bit-identical on every machine, fast (milliseconds), and the live runner
+    can rebuild it under ``MemoryDenyWriteExecute`` (no JIT).
     """
-    from signals.data.aggregate import aggregate
-    from signals.data.synth import synth_market
     from signals.timeframes import timeframe_seconds
 
-    minutes = timeframe_seconds(timeframe) // 60
-    if minutes > 60:
-        return _stretched(synthetic_market("1h"), minutes // 60, timeframe)
-    days = -(-MARKET_CANDLES * minutes // 1440) + 1
-    frame = synth_market(days=days, seed=MARKET_SEED)
-    if minutes > 1:
-        frame = aggregate(frame, base="1m", target=timeframe)
-        frame = frame[frame.pop("complete").astype(bool)]
-    return frame.iloc[:MARKET_CANDLES]
-
-
-def _stretched(hourly: pd.DataFrame, ratio: int, timeframe: str) -> pd.DataFrame:
-    out = hourly.copy()
-    anchor = float(out["open"].iloc[0])
-    for column in ("open", "high", "low", "close"):
-        out[column] = anchor * np.exp(np.sqrt(ratio) * np.log(out[column] / anchor))
-    for column in ("volume", "buy_volume", "trades"):
-        if column in out:
-            out[column] = out[column] * ratio
-    out.index = pd.date_range(out.index[0], periods=len(out), freq=f"{ratio}h", name="time")
-    del timeframe
-    return out
+    rng = np.random.default_rng(MARKET_SEED)
+    n = MARKET_CANDLES
+    drift, vol = np.empty(n), np.empty(n)
+    start = 0
+    while start < n:
+        stop = min(n, start + int(rng.integers(300, 2501)))
+        kind = int(rng.integers(0, 6))  # 0 up, 1 down, 2 range, 3 quiet, 4 wild, 5 flat
+        drift[start:stop] = (0.0006, -0.0006, 0.0, 0.0, 0.0, 0.0)[kind]
+        vol[start:stop] = (0.004, 0.004, 0.003, 0.001, 0.012, 0.0)[kind]
+        start = stop
+    # a uniform draw on [-0.5, 0.5) times 2*sqrt(3) has unit variance
+    step = drift + vol * (rng.random(n) - 0.5) * 3.4641016151377544
+    close = np.round(30_000.0 * np.cumprod(1.0 + step), 2)
+    open_ = np.concatenate(([30_000.0], close[:-1]))
+    high = np.round(np.maximum(open_, close) * (1.0 + vol * rng.random(n)), 2)
+    low = np.round(np.minimum(open_, close) * (1.0 - vol * rng.random(n)), 2)
+    volume = np.round((20.0 + 180.0 * rng.random(n)) * (1.0 + 100.0 * vol), 4)
+    buy_volume = np.round(volume * (0.3 + 0.4 * rng.random(n)), 4)
+    seconds = timeframe_seconds(timeframe)
+    index = pd.date_range("2024-01-01", periods=n, freq=f"{seconds}s", tz="UTC", name="time")
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume,
+         "buy_volume": buy_volume, "trades": np.floor(volume * 20.0)},
+        index=index.as_unit("us"),
+    )  # fmt: skip
 
 
 def behaviour_sha256(strategy: Strategy, timeframe: str, params: Any) -> str:
-    """Return the fingerprint of `strategy`'s decisions on the synthetic market (cached)."""
-    key = _cache_key(strategy, timeframe, params)
-    cached = _read_cache().get(key) if key else None
-    if cached:
-        return str(cached)
+    """Return the fingerprint of `strategy`'s decisions on the synthetic market."""
     frame = strategy.signals(synthetic_market(timeframe), params)
     digest = hashlib.sha256()
     for side, arrays in frame.sides.items():
@@ -158,10 +152,7 @@ def behaviour_sha256(strategy: Strategy, timeframe: str, params: Any) -> str:
         digest.update(np.asarray(arrays.signal, dtype=bool).tobytes())
         digest.update(np.asarray(arrays.fired, dtype=bool).tobytes())
         digest.update(json.dumps(arrays.names).encode())
-    result = digest.hexdigest()
-    if key:
-        _write_cache(key, result)
-    return result
+    return digest.hexdigest()
 
 
 def identity(strategy: Strategy, timeframe: str, params: Any) -> dict[str, Any]:
@@ -197,44 +188,3 @@ def check(recorded: dict[str, Any], strategy: Strategy, timeframe: str, params: 
         f"strategy {strategy.name!r} changed since this file was frozen: {what} "
         "(different decisions or scores on the synthetic market)"
     )
-
-
-def _cache_key(strategy: Strategy, timeframe: str, params: Any) -> str | None:
-    if not is_saved(strategy):
-        return None
-    payload = {
-        "sources": strategy_hash(strategy),
-        "module": module_sha256(strategy),
-        "timeframe": timeframe,
-        "params": repr(params),
-        "market": [MARKET_VERSION, MARKET_CANDLES, MARKET_SEED, ROUND_DECIMALS],
-        "versions": [np.__version__, pd.__version__],
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def _cache_path() -> Path:
-    root = os.environ.get("SIGNALS_CACHE_DIR") or Path.home() / ".cache" / "signals"
-    return Path(root) / "fingerprints.json"
-
-
-def _read_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(_cache_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_cache(key: str, value: str) -> None:
-    path = _cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache()
-        data[key] = value
-        fd, tmp = tempfile.mkstemp(prefix=".fingerprints.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    except OSError:  # a read-only home: the fingerprint is recomputed next time
-        pass

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("signals", "research", "live", "paper", "strategies")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
-HEAVY = ("vectorbt", "optuna", "jupyter", "ipykernel", "papermill", "plotly", "matplotlib")
+HEAVY = ("vectorbt", "optuna", "jupyter", "ipykernel", "papermill", "plotly", "matplotlib", "numba")
 NUMBA_DECORATORS = {"njit", "jit"}
 
 # Today's offenders, split in parallel by other parts of issue 11. The lead empties these at
