@@ -50,6 +50,7 @@ from research.optimise.storage import (
 )
 from signals.costs import CostModel
 from signals.errors import ParamsError, SignalsError
+from signals.warmup import start_position
 from strategies import Strategy
 from strategies.params import as_dict, make_params, ranges, suggest
 
@@ -291,7 +292,7 @@ def run_walkforward(
                             labels=labels)  # fmt: skip
     join_run(store, run, settings)
     warmup = min(strategy.lookback(strategy.params()), len(candles) // 10)
-    first = 0 if since is None else int(candles.index.searchsorted(since, side="left"))
+    first = start_position(candles.index, since)
     folds = make_folds(
         len(candles), folds=config.folds, scheme=config.scheme, train=config.train,
         test=config.test, gap=config.gap, min_start=max(first, warmup),
