@@ -3,7 +3,8 @@
 The candles before the start only warm the strategy's indicators up. Its signals are computed
 on them too and then cut away, so the first decision at the start is the one the strategy makes
 with that history behind it. The backtest, the walk-forward windows, the sweep, ``signals scan``
-and the notebooks all start a period this way.
+and the notebooks all start a period this way. (The paper-versus-backtest comparison masks the
+signals before `since` instead: its ATR slippage reads the candles before it.)
 
 >>> period, frame = warmed_signals(candles, strategy, params, start=start_position(
 ...     candles.index, since))  # doctest: +SKIP
