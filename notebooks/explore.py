@@ -46,15 +46,16 @@ from research.backtest.run import run_backtest
 from research.inputs import prepare_run, resolve_costs
 from research.optimise.grid import expand_grid
 from research.optimise.sweep import run_sweep, sweep_heatmap
-from research.promote.reoptimise import select_period
 from research.render.charts import equity_chart, indicator_lines, signal_chart
+from signals.warmup import from_since, start_position, warmed_signals
 
 pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offline in HTML exports
 
 # %% [markdown]
 # ## Candles and signals
-# Hover a marker to read the rules that fired. The lower panel shows the BUY score and the
-# (negated) SELL score against the threshold.
+# The period starts at `period_from`; the candles loaded before it only warm the indicators up
+# (as `signals scan --from`). Hover a marker to read the rules that fired. The lower panel shows
+# the BUY score and the (negated) SELL score against the threshold.
 
 # %%
 run = prepare_run(
@@ -62,23 +63,29 @@ run = prepare_run(
     assignments=[f"{k}={v}" for k, v in params.items()], start=period_from, end=period_to,
     config=config,
 )  # fmt: skip
-candles = select_period(run.candles, run.since, None)
-frame = run.strategy.signals(run.candles, run.params)
+start = start_position(run.candles.index, run.since)
+candles, frame = warmed_signals(run.candles, run.strategy, run.params, start=start)
+lines = {name: from_since(line, run.since)
+         for name, line in indicator_lines(run.candles, run.params).items()}  # fmt: skip
 print(f"{run.strategy.name} {run.symbol} {timeframe}: {len(candles)} candles "
       f"{candles.index[0]} .. {candles.index[-1]}; params {run.params}")  # fmt: skip
 signal_chart(
-    run.candles, frame, indicator_lines(run.candles, run.params),
-    title=f"{run.strategy.name} {run.symbol} {timeframe}", threshold=run.params.threshold,
+    candles, frame, lines, title=f"{run.strategy.name} {run.symbol} {timeframe}",
+    threshold=run.params.threshold,
 ).show()  # fmt: skip
 display(frame.signal_rows().tail(10))
 
 # %% [markdown]
 # ## Backtest
-# Next-open fills, long only, all-in, with the configured costs (as `signals backtest`).
+# Next-open fills, long only, all-in, with the configured costs, trading from `period_from` (as
+# `signals backtest --from`).
 
 # %%
 cost_model = resolve_costs(config, costs=costs)
-result = run_backtest(candles, run.strategy, run.params, timeframe=timeframe, costs=cost_model)
+result = run_backtest(run.candles, run.strategy, run.params, timeframe=timeframe,
+                      costs=cost_model, since=run.since)  # fmt: skip
+print(f"backtest: {int(result.metrics['trades'])} trades, "
+      f"total return {result.metrics['total_return']:+.4%}")  # fmt: skip
 display(pd.Series(result.metrics, name="value").to_frame())
 equity_chart(result.equity, candles["close"], title="Backtest equity").show()
 display(result.trades.tail(10))
@@ -90,8 +97,8 @@ display(result.trades.tail(10))
 
 # %%
 grid = expand_grid(run.strategy, [f"{k}={v}" for k, v in sweep_grid.items()])
-sweep = run_sweep(candles, run.strategy, grid, timeframe=timeframe, execution=ExecutionModel(),
-                  costs=cost_model, progress=False)  # fmt: skip
+sweep = run_sweep(run.candles, run.strategy, grid, timeframe=timeframe, execution=ExecutionModel(),
+                  costs=cost_model, progress=False, since=run.since)  # fmt: skip
 print(f"{len(grid.combos)} combinations ({grid.skipped} invalid skipped)")
 display(sweep.ranked(metric, top=5))
 sweep_heatmap(sweep, heatmap[0], heatmap[1], metric).show()

@@ -51,34 +51,16 @@ output_dir = "../reports/reoptimise-lab"
 # %%
 from pathlib import Path
 
-import pandas as pd
 import plotly.io as pio
 from IPython.display import display
 
 from research.inputs import prepare_run, resolve_costs
-from research.optimise.outputs import frozen_from_run, overfitting, write_outputs
-from research.optimise.walkforward import (
-    WalkForwardConfig,
-    default_storage,
-    fold_table,
-    run_walkforward,
-)
-from research.promote.compare import (
-    decide,
-    gate_settings,
-    head_to_head,
-    load_current,
-    metrics_side_by_side,
-    params_side_by_side,
-    recent_signals,
-)
-from research.promote.reoptimise import select_period, write_outcome
-from research.render.walkforward_report import (
-    equity_figure,
-    optuna_figures,
-    stability_figure,
-    write_report,
-)
+from research.optimise.pipeline import run_pipeline
+from research.optimise.walkforward import WalkForwardConfig, default_storage, fold_table
+from research.promote.compare import gate_settings
+from research.promote.decision import compare_with_promoted, decide_promotion
+from research.promote.reoptimise import select_period
+from research.render.walkforward_report import equity_figure, optuna_figures, stability_figure
 
 pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offline in HTML exports
 
@@ -96,33 +78,30 @@ print(f"{run.symbol} {timeframe} from {run.db}: {len(period)} candles "
 
 # %% [markdown]
 # ## Walk-forward
-# One optuna study per fold, tuned on its train window and judged once on its test window.
-# The studies are stored in `optuna.db` in the output folder: re-running resumes them.
+# One optuna study per fold, tuned on its train window and judged once on its test window, then
+# the overfitting statistics, the frozen file, the tables and the report: the pipeline of
+# `signals walkforward`. The studies are stored in `optuna.db` in the output folder: re-running
+# resumes them.
 
 # %%
-storage = default_storage(out)
 wf = WalkForwardConfig(
     folds=folds, trials=trials, min_trades=train_min_trades, seed=seed,
     costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
 )  # fmt: skip
-result = run_walkforward(run.candles, run.strategy, timeframe=timeframe, config=wf,
-                         storage=storage, run=out.name, progress=False,
-                         since=period_start)  # fmt: skip
-stats = overfitting(result)
-frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
-paths = write_outputs(result, stats, frozen, out)
-report = write_report(result, stats, frozen, out / "report.html", storage=storage, study=out.name)
-print(stats.verdict)
-print(f"frozen: {paths['frozen']} (params_id {frozen.params_id}); report: {report}")
-display(fold_table(result))
+result = run_pipeline(run, config=wf, out=out, storage=default_storage(out), run=out.name,
+                      since=period_start, progress=False)  # fmt: skip
+print(result.stats.verdict)
+print(f"frozen: {result.paths['frozen']} (params_id {result.frozen.params_id}); "
+      f"report: {result.paths['report']}")  # fmt: skip
+display(fold_table(result.run))
 
 # %% [markdown]
 # ## The report's figures
 
 # %%
-equity_figure(result).show()
-stability_figure(result).show()
-for figure in optuna_figures(result, storage, out.name):
+equity_figure(result.run).show()
+stability_figure(result.run).show()
+for figure in optuna_figures(result.run, result.storage, result.study):
     figure.show()
 
 # %% [markdown]
@@ -131,26 +110,23 @@ for figure in optuna_figures(result, storage, out.name):
 # on the most recent test window (unseen by both); and the signals both give recently.
 
 # %%
-promoted_now = load_current(current)
-print(f"currently promoted: {current} ({promoted_now.params_id if promoted_now else 'none'})")
-display(params_side_by_side(frozen, promoted_now))
-display(metrics_side_by_side(frozen, promoted_now))
-display(head_to_head(result, frozen, promoted_now))
-since = run.candles.index[-1] - pd.Timedelta(days=recent_days)
-display(recent_signals(run.candles, frozen, promoted_now, since=since))
+comparison = compare_with_promoted(result, current, recent_days=recent_days)
+print(comparison.headline())
+display(comparison.params)
+display(comparison.metrics)
+display(comparison.head_to_head)
+display(comparison.recent_signals)
 
 # %% [markdown]
 # ## Gate and promotion
 # The new file is promoted (atomically, with the gate's verdict recorded in it) only if it
-# passes every check; otherwise the live file is left untouched.
+# passes every check; otherwise the live file is left untouched. `outcome.json` records the
+# decision for `signals reoptimise`.
 
 # %%
 gate = gate_settings(config, min_sharpe=gate_min_sharpe, min_dsr=gate_min_dsr,
                      max_pbo=gate_max_pbo, min_trades=gate_min_trades,
                      max_drawdown=gate_max_drawdown)  # fmt: skip
-promoted, failures = decide(paths["frozen"], promote_to, gate)
-outcome = write_outcome(out / "outcome.json", new=frozen, current=promoted_now, promoted=promoted,
-                        failures=failures, gate=gate.model_dump(), frozen=str(paths["frozen"]),
-                        report=str(report), promote_to=promote_to)  # fmt: skip
-print("PROMOTED" if promoted else "NOT PROMOTED", "->", promote_to)
-print("\n".join(f"gate: {line}" for line in failures) or "gate: every check passed")
+decision = decide_promotion(result, comparison, gate=gate, promote_to=promote_to,
+                            outcome=out / "outcome.json")  # fmt: skip
+print(decision.summary())

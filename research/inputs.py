@@ -16,6 +16,7 @@ from signals.data.timeparse import parse_when
 from signals.errors import ConfigError, ParamsError, SignalsError
 from signals.strategy_paths import get_strategy
 from signals.timeframes import timeframe_seconds
+from signals.warmup import from_since
 from strategies import Strategy
 
 
@@ -34,9 +35,7 @@ class RunInputs:
     @property
     def period(self) -> pd.DataFrame:
         """The candles from ``--from`` on (all of them without it), the warm-up left out."""
-        if self.since is None:
-            return self.candles
-        return self.candles[self.candles.index >= self.since]
+        return from_since(self.candles, self.since)
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, str]:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from signals.data.validate import epoch_seconds, future_candles, iso
 from signals.identity import params_id
+from signals.warmup import start_position, warmed_signals
 from strategies import Strategy
 
 
@@ -25,13 +26,15 @@ def signal_records(
 
     `since` keeps only signals on candles at or after it (the candles before still warm up).
     """
-    listed = strategy.signals(candles, params).signal_list(since)
+    start = start_position(candles.index, since)
+    period, frame = warmed_signals(candles, strategy, params, start=start)
+    listed = frame.signal_list()
     if not listed:
         return []
     pid = params_id(strategy, timeframe, params)
     at = [row[0] for row in listed]
-    times = epoch_seconds(candles.index[at])
-    closes = candles["close"].to_numpy(dtype="float64")[at]
+    times = epoch_seconds(period.index[at])
+    closes = period["close"].to_numpy(dtype="float64")[at]
     return [
         {
             "type": "signal",

@@ -8,6 +8,7 @@ promotes, and a stand-in live runner gets SIGHUP through its pidfile), then with
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -137,7 +138,7 @@ def test_explore_notebook_draws_signals_backtest_and_sweep(synth: Path, tmp_path
     strategy = get_strategy("ema_cross")
     candles = load_candles(synth, symbol="BTCUSDT", timeframe="15m")
     frame = strategy.signals(candles, strategy.params({"fast": 8}))
-    # the chart's history starts a warm-up before --from: its signals are full history's from it
+    # the chart starts at --from (the candles before only warm up): full history's signals
     buy, sell = (side[side.index >= "2024-03-01"] for side in (frame.buy, frame.sell))
     traces = {t.get("name"): t for t in chart["data"]}
     assert chart["data"][0]["type"] == "candlestick" and {"EMA8", "EMA26"} <= set(traces)
@@ -155,6 +156,33 @@ def test_explore_notebook_draws_signals_backtest_and_sweep(synth: Path, tmp_path
 def _signals(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "signals", *args], capture_output=True,
                           text=True, timeout=600)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_explore_notebook_with_a_period_equals_signals_backtest(
+    synth: Path, tmp_path: Path
+) -> None:
+    import papermill as pm
+
+    # the candles before --from warm the indicators up in both: the same trades, the same return
+    period = ("2024-03-05", "2024-03-20T12:00")
+    executed = tmp_path / "explore.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOKS / "explore.ipynb"), str(executed), kernel_name="python3", cwd=str(tmp_path),
+        progress_bar=False, parameters={
+            "database": str(synth), "strategy": "ema_cross", "timeframe": "15m",
+            "period_from": period[0], "period_to": period[1],
+            "sweep_grid": {"fast": "6,12", "slow": "26"}, "heatmap": ["fast", "slow"],
+        },
+    )  # fmt: skip
+    shown = re.search(r"backtest: (\d+) trades, total return ([+-][\d.]+)%",
+                      _text(nbformat.read(executed, as_version=4)))  # fmt: skip
+    done = _signals("backtest", "-s", "ema_cross", "--db", str(synth), "-t", "15m",
+                    "--from", period[0], "--to", period[1], "--json")  # fmt: skip
+    assert shown is not None and done.returncode == 0, done.stderr[-3000:]
+    cli = json.loads(done.stdout)
+    assert cli["trades"] > 0 and int(shown[1]) == cli["trades"]
+    assert float(shown[2]) / 100 == pytest.approx(cli["total_return"], abs=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from research.backtest.execution import ExecutionModel, simulate, simulate_order
 from research.backtest.metrics import TradeArrays, metrics_table
 from signals.costs import CostModel, apply_funding
 from signals.timeframes import timeframe_seconds
+from signals.warmup import start_position, warmed_signals
 from strategies import SignalFrame, Strategy
 
 BREAK_EVEN_MAX_BPS = 1000.0
@@ -89,6 +90,51 @@ def trade_list(pf: vbt.Portfolio, index: pd.DatetimeIndex) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Metrics, per-candle equity (after funding) and trades of one simulated signal series."""
+
+    metrics: dict[str, float]
+    equity: pd.Series
+    trades: pd.DataFrame
+
+
+def funded_portfolio(
+    candles: pd.DataFrame,
+    buy: pd.Series | pd.DataFrame,
+    sell: pd.Series | pd.DataFrame,
+    *,
+    timeframe: str,
+    execution: ExecutionModel,
+    costs: CostModel,
+) -> tuple[vbt.Portfolio, np.ndarray, np.ndarray | None]:
+    """Simulate signals (one column or many): portfolio, equity after funding, funding paid."""
+    pf = simulate(candles, buy, sell, execution=execution, costs=costs, timeframe=timeframe)
+    funding = funding_schedule(candles, timeframe, costs)
+    values, paid = funded_equity(pf, candles, timeframe, funding)
+    return pf, values, paid
+
+
+def score_signals(
+    candles: pd.DataFrame,
+    buy: pd.Series,
+    sell: pd.Series,
+    *,
+    timeframe: str,
+    execution: ExecutionModel,
+    costs: CostModel,
+) -> Scored:
+    """Simulate one series of BUY/SELL decisions on `candles`, costs and funding included."""
+    pf, values, paid = funded_portfolio(
+        candles, buy, sell, timeframe=timeframe, execution=execution, costs=costs
+    )
+    metrics = portfolio_metrics(pf, candles, timeframe, equity=values).iloc[0].to_dict()
+    if paid is not None:
+        metrics["funding_paid"] = float(paid.sum())
+    equity = pd.Series(np.asarray(values).ravel(), index=candles.index, name="equity")
+    return Scored(metrics=metrics, equity=equity, trades=trade_list(pf, candles.index))
+
+
 def run_backtest(
     candles: pd.DataFrame,
     strategy: Strategy,
@@ -107,26 +153,19 @@ def run_backtest(
     params = params if params is not None else strategy.params()
     execution = execution or ExecutionModel()
     costs = costs or CostModel()
-    frame = strategy.signals(candles, params)
-    if since is not None:
-        first = int(candles.index.searchsorted(since, side="left"))
-        candles, frame = candles.iloc[first:], frame.from_position(first)
-    pf = simulate(
-        candles, frame.buy, frame.sell, execution=execution, costs=costs, timeframe=timeframe
+    start = start_position(candles.index, since)
+    candles, frame = warmed_signals(candles, strategy, params, start=start)
+    scored = score_signals(
+        candles, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs
     )
-    funding = funding_schedule(candles, timeframe, costs)
-    values, paid = funded_equity(pf, candles, timeframe, funding)
-    metrics = portfolio_metrics(pf, candles, timeframe, equity=values).iloc[0].to_dict()
-    if paid is not None:
-        metrics["funding_paid"] = float(paid.sum())
+    metrics = scored.metrics
     metrics["cost_break_even_bps"] = cost_break_even_bps(
         candles, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs
     )
-    equity = pd.Series(np.asarray(values).ravel(), index=candles.index)
     return BacktestResult(
         metrics=metrics,
-        trades=trade_list(pf, candles.index),
-        equity=equity.rename("equity"),
+        trades=scored.trades,
+        equity=scored.equity,
         signals=frame,
         execution=execution,
         costs=costs,

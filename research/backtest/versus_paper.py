@@ -76,7 +76,11 @@ class Comparison:
 
 
 class _SignalsFrom:
-    """A strategy whose signals before `since` are masked (the backtest starts trading there)."""
+    """A strategy whose signals before `since` are masked (the backtest starts trading there).
+
+    Not ``run_backtest(since=...)`` (`signals.warmup`): that starts the simulation at `since`
+    too, while the bot's ATR slippage reads the candles before it (tests/test_paper.py).
+    """
 
     def __init__(self, strategy: Any, since: pd.Timestamp) -> None:
         self.strategy, self.since = strategy, since

@@ -1,41 +1,36 @@
 """Evaluate parameters on one window of candles, warming indicators up on the candles before it.
 
-Signals are computed on ``[start - lookback, end)`` and only the part in ``[start, end)`` is
-simulated, so indicators are warm at the window's first candle while no candle at or after
-``end`` is ever read. A decision on the window's last candle has no next open inside the window
-and is not filled; a position still open at ``end`` is valued at the window's last close.
+Signals are computed on ``[start - lookback, end)`` (`signals.warmup.warmed_signals`) and only
+the part in ``[start, end)`` is simulated and scored, as a backtest is
+(`research.backtest.run.score_signals`), so indicators are warm at the window's first candle
+while no candle at or after ``end`` is ever read. A decision on the window's last candle has no
+next open inside the window and is not filled; a position still open at ``end`` is valued at
+the window's last close.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from research.backtest.execution import ExecutionModel, simulate
-from research.backtest.run import funded_equity, funding_schedule, portfolio_metrics, trade_list
+from research.backtest.execution import ExecutionModel
+from research.backtest.run import Scored, score_signals
 from signals.costs import CostModel
+from signals.warmup import warmed_signals
 from strategies import Strategy
 
-
-@dataclass(frozen=True)
-class WindowResult:
-    """Metrics and per-candle equity of one parameter set on one window."""
-
-    metrics: dict[str, float]
-    equity: pd.Series
-    trades: pd.DataFrame
+WindowResult = Scored  # one parameter set on one window: metrics, per-candle equity, trades
 
 
 def window_signals(
     candles: pd.DataFrame, strategy: Strategy, params: Any, start: int, end: int
 ) -> tuple[pd.Series, pd.Series]:
     """Return BUY/SELL decisions for candles ``[start, end)``, warmed up on earlier candles."""
-    low = max(0, start - strategy.lookback(params))
-    frame = strategy.signals(candles.iloc[low:end], params)
-    return frame.buy.iloc[start - low :], frame.sell.iloc[start - low :]
+    _, frame = warmed_signals(
+        candles, strategy, params, start=start, end=end, warmup=strategy.lookback(params)
+    )
+    return frame.buy, frame.sell
 
 
 def evaluate_window(
@@ -50,15 +45,12 @@ def evaluate_window(
     costs: CostModel,
 ) -> WindowResult:
     """Backtest `params` on candles ``[start, end)`` only, costs included."""
-    buy, sell = window_signals(candles, strategy, params, start, end)
-    window = candles.iloc[start:end]
-    pf = simulate(window, buy, sell, execution=execution, costs=costs, timeframe=timeframe)
-    values, paid = funded_equity(pf, window, timeframe, funding_schedule(window, timeframe, costs))
-    metrics = portfolio_metrics(pf, window, timeframe, equity=values).iloc[0].to_dict()
-    if paid is not None:
-        metrics["funding_paid"] = float(paid.sum())
-    equity = pd.Series(np.asarray(values).ravel(), index=window.index, name="equity")
-    return WindowResult(metrics=metrics, equity=equity, trades=trade_list(pf, window.index))
+    window, frame = warmed_signals(
+        candles, strategy, params, start=start, end=end, warmup=strategy.lookback(params)
+    )
+    return score_signals(
+        window, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs
+    )
 
 
 def daily_returns(equity: pd.Series | pd.DataFrame, init_cash: float) -> pd.Series | pd.DataFrame:

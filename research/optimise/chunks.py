@@ -32,11 +32,12 @@ import pandas as pd
 from vectorbt.portfolio.nb import get_exit_trades_nb
 from vectorbt.records.nb import col_map_nb
 
-from research.backtest.execution import ExecutionModel, simulate, simulate_orders
+from research.backtest.execution import ExecutionModel, simulate_orders
 from research.backtest.kernel import equity_metrics_nb
 from research.backtest.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_metrics
 from signals.costs import CostModel
 from signals.timeframes import timeframe_seconds
+from signals.warmup import warmed_signals
 from strategies import Strategy
 from strategies.indicators import indicator_cache
 
@@ -73,9 +74,9 @@ def chunk_metrics(job: SweepJob, start: int, stop: int) -> pd.DataFrame:
     sell = np.zeros((n, k), dtype=bool, order="F")
     with indicator_cache():
         for j, params in enumerate(combos):
-            frame = job.strategy.signals(job.candles, params)
-            buy[:, j] = frame.buy.to_numpy(dtype=bool)[first:]
-            sell[:, j] = frame.sell.to_numpy(dtype=bool)[first:]
+            _, frame = warmed_signals(job.candles, job.strategy, params, start=first)
+            buy[:, j] = frame.buy.to_numpy(dtype=bool)
+            sell[:, j] = frame.sell.to_numpy(dtype=bool)
     if simulation_path(job.execution, job.costs) == "portfolio":
         return _reference_metrics(job, candles, buy, sell)
     orders = simulate_orders(candles, buy, sell, execution=job.execution, costs=job.costs)
@@ -88,10 +89,10 @@ def _reference_metrics(
     job: SweepJob, candles: pd.DataFrame, buy: np.ndarray, sell: np.ndarray
 ) -> pd.DataFrame:
     # Funding is applied to the equity curve after the simulation: take the backtest's own path.
-    from research.backtest.run import funded_equity, funding_schedule, portfolio_metrics
+    from research.backtest.run import funded_portfolio, portfolio_metrics
 
     index = pd.RangeIndex(len(candles))
-    pf = simulate(
+    pf, values, _ = funded_portfolio(
         candles,
         pd.DataFrame(buy, index=index, copy=False),
         pd.DataFrame(sell, index=index, copy=False),
@@ -99,8 +100,6 @@ def _reference_metrics(
         costs=job.costs,
         timeframe=job.timeframe,
     )
-    funding = funding_schedule(candles, job.timeframe, job.costs)
-    values, _ = funded_equity(pf, candles, job.timeframe, funding)
     table = portfolio_metrics(pf, candles, job.timeframe, equity=values)
     # vectorbt's objects hold their candles x columns arrays in reference cycles, which the
     # allocation-count-driven gc frees late: collect now, or RSS doubles over a long sweep.

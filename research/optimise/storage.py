@@ -10,7 +10,8 @@
 - None: in memory (tests, one process).
 
 A run in a storage is a settings study ``<run>:settings`` (what decides its results,
-`run_settings`, compared with every process that joins: `join_run`), one study per fold
+`research.optimise.walkforward.run_settings`, compared with every process that joins:
+`join_run`), one study per fold
 ``<run>-fold<i>`` and, once a fold is complete, ``<run>-fold<i>:closed@<trials>`` holding the
 trial numbers the fold's result is made of (`publish_once`: whoever creates the study writes
 the value, everyone else reads it).
@@ -19,31 +20,22 @@ the value, everyone else reads it).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
-import pandas as pd
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from signals.errors import SignalsError
-from signals.identity import strategy_hash
-from strategies import Strategy
-
-if TYPE_CHECKING:
-    from research.optimise.walkforward import WalkForwardConfig
 
 log = logging.getLogger(__name__)
 
@@ -311,28 +303,3 @@ def join_run(storage: BaseStorage, run: str, settings: dict[str, Any]) -> None:
         with quiet():
             study_id = storage.get_study_id_from_name(settings_study(run))
             storage.set_study_user_attr(study_id, "value", settings)
-
-
-def run_settings(candles: pd.DataFrame, strategy: Strategy, *, timeframe: str,
-                 config: WalkForwardConfig, since: pd.Timestamp | None = None,
-                 labels: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Return what decides a run's results, as recorded with it in the storage.
-
-    `labels` adds what the candles do not say (the symbol). The number of parallel jobs is
-    left out: it is each process's own business.
-    """
-    execution = dataclasses.asdict(config.execution)
-    data_hash = hashlib.sha256(pd.util.hash_pandas_object(candles).to_numpy().tobytes())
-    return {
-        "strategy": strategy.name, "strategy_hash": strategy_hash(strategy),
-        "strategy_params": repr(strategy.params()), "timeframe": timeframe,
-        "data_first": candles.index[0].isoformat(), "data_last": candles.index[-1].isoformat(),
-        "data_rows": len(candles), "data_hash": data_hash.hexdigest()[:16],
-        "since": since.isoformat() if since is not None else None,
-        "scheme": config.scheme, "folds": config.folds, "train": config.train,
-        "test": config.test, "gap": config.gap, "trials": config.trials,
-        "objective": config.objective, "min_trades": config.min_trades, "seed": config.seed,
-        "execution": json.dumps(execution, sort_keys=True), "costs": config.costs.describe(),
-        "costs_full": config.costs.model_dump_json(),
-        **(labels or {}),
-    }  # fmt: skip

@@ -38,6 +38,7 @@ from research.backtest.metrics import METRIC_KEYS
 from research.optimise.chunks import SweepJob, chunk_metrics, simulation_path
 from research.optimise.grid import Grid
 from signals.costs import CostModel
+from signals.warmup import start_position
 from strategies import Strategy
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def run_sweep(
     started = time.perf_counter()
     grid = combos if isinstance(combos, Grid) else None
     combo_list = list(grid.combos if grid else combos)
-    first = 0 if since is None else int(candles.index.searchsorted(since, side="left"))
+    first = start_position(candles.index, since)
     period = candles.iloc[first:]
     if len(period) < 2:
         raise ValueError("a sweep needs at least 2 candles")

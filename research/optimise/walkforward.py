@@ -20,6 +20,8 @@ frozen file, whatever the storage.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -41,16 +43,11 @@ from optuna.trial import FrozenTrial, TrialState
 from research.backtest.execution import ExecutionModel
 from research.backtest.windows import WindowResult, daily_returns, evaluate_window, stitch_equity
 from research.optimise.folds import Fold, Scheme, make_folds
-from research.optimise.storage import (
-    HEARTBEAT,
-    join_run,
-    open_storage,
-    publish_once,
-    quiet,
-    run_settings,
-)
+from research.optimise.storage import HEARTBEAT, join_run, open_storage, publish_once, quiet
 from signals.costs import CostModel
 from signals.errors import ParamsError, SignalsError
+from signals.identity import strategy_hash
+from signals.warmup import start_position
 from strategies import Strategy
 from strategies.params import as_dict, make_params, ranges, suggest
 
@@ -91,6 +88,31 @@ class WalkForwardConfig:
             )
         if self.trials < 1:
             raise SignalsError("--trials must be at least 1")
+
+
+def run_settings(candles: pd.DataFrame, strategy: Strategy, *, timeframe: str,
+                 config: WalkForwardConfig, since: pd.Timestamp | None = None,
+                 labels: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Return what decides a run's results, as recorded with it in the storage.
+
+    `labels` adds what the candles do not say (the symbol). The number of parallel jobs is
+    left out: it is each process's own business.
+    """
+    execution = dataclasses.asdict(config.execution)
+    data_hash = hashlib.sha256(pd.util.hash_pandas_object(candles).to_numpy().tobytes())
+    return {
+        "strategy": strategy.name, "strategy_hash": strategy_hash(strategy),
+        "strategy_params": repr(strategy.params()), "timeframe": timeframe,
+        "data_first": candles.index[0].isoformat(), "data_last": candles.index[-1].isoformat(),
+        "data_rows": len(candles), "data_hash": data_hash.hexdigest()[:16],
+        "since": since.isoformat() if since is not None else None,
+        "scheme": config.scheme, "folds": config.folds, "train": config.train,
+        "test": config.test, "gap": config.gap, "trials": config.trials,
+        "objective": config.objective, "min_trades": config.min_trades, "seed": config.seed,
+        "execution": json.dumps(execution, sort_keys=True), "costs": config.costs.describe(),
+        "costs_full": config.costs.model_dump_json(),
+        **(labels or {}),
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -297,7 +319,7 @@ def run_walkforward(
                             labels=labels)  # fmt: skip
     join_run(store, run, settings)
     warmup = min(strategy.lookback(strategy.params()), len(candles) // 10)
-    first = 0 if since is None else int(candles.index.searchsorted(since, side="left"))
+    first = start_position(candles.index, since)
     folds = make_folds(
         len(candles), folds=config.folds, scheme=config.scheme, train=config.train,
         test=config.test, gap=config.gap, min_start=max(first, warmup),

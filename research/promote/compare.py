@@ -1,9 +1,10 @@
 """Compare a newly frozen parameter set with the one currently promoted (re-optimisation).
 
-Used by ``notebooks/reoptimise.ipynb``: parameters side by side, the out-of-sample metrics each
-file records, both sets backtested on the new run's most recent test window (unseen by both:
-the new set was tuned on the train window before it, the current one earlier still), and the
-signals both give over the most recent candles (`signals.scan.signal_records`).
+Used by `research.promote.decision` (what ``notebooks/reoptimise.ipynb`` displays): parameters
+side by side, the out-of-sample metrics each file records, both sets backtested on the new run's
+most recent test window (unseen by both: the new set was tuned on the train window before it,
+the current one earlier still), and the signals both give over the most recent candles
+(`signals.scan.signal_records`).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import pandas as pd
 
 from signals.errors import SignalsError
 from signals.frozen import FrozenParams, load_frozen
+from signals.warmup import from_since
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "reoptimise.ipynb"
 KERNEL = "python3"
@@ -129,7 +130,7 @@ def select_period(
     candles: pd.DataFrame, since: pd.Timestamp | None, last_days: int | None
 ) -> pd.DataFrame:
     """Return the candles from `since` on, then only the last `last_days` days of them."""
-    chosen = candles if since is None else candles[candles.index >= since]
+    chosen = from_since(candles, since)
     if last_days and len(chosen):
         chosen = chosen[chosen.index > chosen.index[-1] - pd.Timedelta(days=last_days)]
     return chosen

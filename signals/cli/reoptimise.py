@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.research import CONFIG, DB, FROM, SYMBOL
+from signals.cli.options import CONFIG, DB, FROM, SYMBOL
 
 if TYPE_CHECKING:
     from research.promote.reoptimise import ReoptimiseJob

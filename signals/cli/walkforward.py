@@ -3,12 +3,58 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.research import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+
+if TYPE_CHECKING:
+    from research.optimise.pipeline import PipelineResult
+
+# -- walkforward's own options (declared here so the command reads as its steps)
+
+SCHEME = typer.Option("rolling", help="rolling (fixed train length) or anchored.")
+FOLDS = typer.Option(6, help="Number of folds (test windows tile the end of the data).")
+TRAIN = typer.Option(None, help="Train window: 90d, 12h, 2w or candles (default 3x test).")
+TEST = typer.Option(None, help="Test window (default: what fits the folds).")
+GAP = typer.Option(0, help="Purge gap in candles between train and test.")
+TRIALS = typer.Option(100, help="Optuna trials per fold.")
+OBJECTIVE = typer.Option(
+    "sharpe", help="sharpe, sortino, calmar, return, expectancy or sqn (on train windows)."
+)
+MIN_TRADES = typer.Option(5, help="Trials with fewer train trades get a fixed bad score.")
+SEED = typer.Option(42, help="Seed of the TPE samplers (fold i uses seed + i).")
+JOBS = typer.Option(1, help="Parallel trials per study (1 = reproducible).")
+STORAGE = typer.Option(
+    None,
+    help="Optuna storage: an RDB URL (postgresql://user:pw@host/db, mysql://, sqlite:///) or "
+    "journal:///path/run.log (several processes on one host). Default: SQLite in the run "
+    "folder, resumable.",
+)
+RUN = typer.Option(
+    None, "--run", help="Name of the run inside the storage (default: the --out folder's)."
+)
+WORKERS = typer.Option(
+    1, help="Processes working on the run: this one plus N-1 started here (same storage)."
+)
+FRESH = typer.Option(
+    False, "--fresh/--no-fresh", help="Delete the run's studies from the storage first."
+)
+HEARTBEAT = typer.Option(
+    10, help="Seconds between a trial's heartbeats; a trial silent for 3 is failed."
+)
+TUNE_ONLY = typer.Option(False, "--tune-only", hidden=True)
+OUT = typer.Option(None, help="Run folder (default reports/<strategy>-<tf>-<time>).")
+DIRECTION = typer.Option("long", help="long, short or both.")
+COSTS = typer.Option(None, help="Cost preset or costs file (default: config).")
+FEE_BPS = typer.Option(None, help="Taker fee per side in bps.")
+SLIPPAGE_BPS = typer.Option(None, help="Fixed slippage per fill in bps.")
+REPORT = typer.Option(True, help="Write the HTML report.")
 
 
 def walkforward_command(
@@ -18,45 +64,28 @@ def walkforward_command(
     symbol: str = SYMBOL,
     from_: str = FROM,
     to: str = TO,
-    scheme: str = typer.Option("rolling", help="rolling (fixed train length) or anchored."),
-    folds: int = typer.Option(6, help="Number of folds (test windows tile the end of the data)."),
-    train: str = typer.Option(
-        None, help="Train window: 90d, 12h, 2w or candles (default 3x test)."
-    ),
-    test: str = typer.Option(None, help="Test window (default: what fits the folds)."),
-    gap: int = typer.Option(0, help="Purge gap in candles between train and test."),
-    trials: int = typer.Option(100, help="Optuna trials per fold."),
-    objective: str = typer.Option(
-        "sharpe", help="sharpe, sortino, calmar, return, expectancy or sqn (on train windows)."
-    ),
-    min_trades: int = typer.Option(5, help="Trials with fewer train trades get a fixed bad score."),
-    seed: int = typer.Option(42, help="Seed of the TPE samplers (fold i uses seed + i)."),
-    jobs: int = typer.Option(1, help="Parallel trials per study (1 = reproducible)."),
-    storage: str = typer.Option(
-        None,
-        help="Optuna storage: an RDB URL (postgresql://user:pw@host/db, mysql://, sqlite:///) or "
-        "journal:///path/run.log (several processes on one host). Default: SQLite in the run "
-        "folder, resumable.",
-    ),
-    run_name: str = typer.Option(
-        None, "--run", help="Name of the run inside the storage (default: the --out folder's)."
-    ),
-    workers: int = typer.Option(
-        1, help="Processes working on the run: this one plus N-1 started here (same storage)."
-    ),
-    fresh: bool = typer.Option(
-        False, "--fresh/--no-fresh", help="Delete the run's studies from the storage first."
-    ),
-    heartbeat: int = typer.Option(
-        10, help="Seconds between a trial's heartbeats; a trial silent for 3 is failed."
-    ),
-    tune_only: bool = typer.Option(False, "--tune-only", hidden=True),
-    out: Path = typer.Option(None, help="Run folder (default reports/<strategy>-<tf>-<time>)."),
-    direction: str = typer.Option("long", help="long, short or both."),
-    costs: str = typer.Option(None, help="Cost preset or costs file (default: config)."),
-    fee_bps: float = typer.Option(None, help="Taker fee per side in bps."),
-    slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps."),
-    report: bool = typer.Option(True, help="Write the HTML report."),
+    scheme: str = SCHEME,
+    folds: int = FOLDS,
+    train: str = TRAIN,
+    test: str = TEST,
+    gap: int = GAP,
+    trials: int = TRIALS,
+    objective: str = OBJECTIVE,
+    min_trades: int = MIN_TRADES,
+    seed: int = SEED,
+    jobs: int = JOBS,
+    storage: str = STORAGE,
+    run_name: str = RUN,
+    workers: int = WORKERS,
+    fresh: bool = FRESH,
+    heartbeat: int = HEARTBEAT,
+    tune_only: bool = TUNE_ONLY,
+    out: Path = OUT,
+    direction: str = DIRECTION,
+    costs: str = COSTS,
+    fee_bps: float = FEE_BPS,
+    slippage_bps: float = SLIPPAGE_BPS,
+    report: bool = REPORT,
     config: Path = CONFIG,
 ) -> None:
     """Walk-forward optimisation: optuna tunes each fold's train window, judged only on its test.
@@ -71,9 +100,9 @@ def walkforward_command(
     from research.backtest.execution import ExecutionModel
     from research.inputs import prepare_run, resolve_costs
     from research.optimise.folds import duration_candles
-    from research.optimise.outputs import frozen_from_run, overfitting, write_outputs
-    from research.optimise.storage import forget_run, join_run, open_storage, run_settings
-    from research.optimise.walkforward import WalkForwardConfig, default_storage, run_walkforward
+    from research.optimise.pipeline import run_pipeline
+    from research.optimise.storage import forget_run, open_storage
+    from research.optimise.walkforward import WalkForwardConfig, default_storage
 
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
@@ -91,36 +120,21 @@ def walkforward_command(
     name = run_name or re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)
     storage = storage or default_storage(out)
     store = open_storage(storage, heartbeat=heartbeat)
-    labels = {"symbol": run.symbol}
     if fresh:
         typer.echo(f"--fresh: deleted {forget_run(store, name)} studies of run {name!r}", err=True)
-    join_run(store, name, run_settings(run.candles, run.strategy, timeframe=timeframe, config=wf,
-                                       since=run.since, labels=labels))  # fmt: skip
-    helpers = _start_workers(workers - 1, storage, out)
-    try:
-        result = run_walkforward(
-            run.candles, run.strategy, timeframe=timeframe, config=wf, storage=store, run=name,
-            since=run.since,  # the candles before --from only warm the indicators up
-            labels=labels, heartbeat=heartbeat, progress=not tune_only,
-        )  # fmt: skip
-    finally:
-        _wait(helpers)
-    if tune_only:
-        return
-    stats = overfitting(result)
-    frozen = frozen_from_run(result, stats, symbol=run.symbol, source=str(run.db))
-    paths = write_outputs(result, stats, frozen, out)
-    if report:
-        from research.render.walkforward_report import write_report
-
-        paths["report"] = write_report(
-            result, stats, frozen, out / "report.html", storage=store, study=name
-        )
-    _print_summary(result, stats, frozen, paths)
+    done = run_pipeline(
+        run, config=wf, out=out, storage=store, run=name,
+        since=run.since,  # the candles before --from only warm the indicators up
+        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=not tune_only,
+        report=report, tune_only=tune_only, while_tuning=_helpers(workers - 1, storage, out),
+    )  # fmt: skip
+    if done is not None:
+        _print_summary(done)
 
 
-def _start_workers(count: int, storage: str, out: Path) -> list:
-    """Start `count` more processes of this very command on the same storage and run.
+@contextmanager
+def _helpers(count: int, storage: str, out: Path) -> Iterator[None]:
+    """Run `count` more processes of this very command on the same storage and run meanwhile.
 
     They tune only (``--tune-only``): this process writes the outputs. The arguments given
     last win, so a helper never deletes the run (--no-fresh) nor starts helpers of its own.
@@ -128,26 +142,25 @@ def _start_workers(count: int, storage: str, out: Path) -> list:
     import subprocess
     import sys
 
-    if count <= 0:
-        return []
     extra = ["--workers", "1", "--no-fresh", "--tune-only", "--storage", storage, "--out", str(out)]
     command = [sys.executable, "-m", "signals", *sys.argv[1:], *extra]
-    return [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
+    started = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in started:
+            code = process.wait()
+            if code != 0:
+                typer.echo(f"walk-forward helper {process.pid} ended with code {code}", err=True)
 
 
-def _wait(helpers: list) -> None:
-    for process in helpers:
-        code = process.wait()
-        if code != 0:
-            typer.echo(f"walk-forward helper {process.pid} ended with code {code}", err=True)
-
-
-def _print_summary(result, stats, frozen, paths) -> None:
+def _print_summary(done: PipelineResult) -> None:
     from rich.table import Table
 
     from research.optimise.walkforward import fold_table
     from signals.console import console
 
+    result, stats, frozen, paths = done.run, done.stats, done.frozen, done.paths
     title = f"walk-forward {result.strategy.name} {result.timeframe}"
     columns = ["fold", "test from", "test to", "train sharpe", "test sharpe", "test return"]
     table = Table(*columns, "test trades", title=title)
