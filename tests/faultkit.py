@@ -61,9 +61,13 @@ def _patch_publish() -> None:
 
 
 if __name__ == "__main__":
-    register()
+    # register the class of the importable module, not this __main__ copy: a frozen file's
+    # identity reads the source of the module that defines the strategy
+    from tests import faultkit
+
+    faultkit.register()
     if os.environ.get("FAULT_PUBLISH_RAISE"):
-        _patch_publish()
+        faultkit._patch_publish()
     from signals.cli import main
 
     sys.argv = ["signals", *sys.argv[1:]]
