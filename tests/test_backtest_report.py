@@ -124,6 +124,10 @@ def test_long_history_is_resampled_and_says_so() -> None:
     assert s["markers"] == {"BUY": 0, "SELL": 0, "entries": 0, "exits": 0}
     assert s["signals"]["BUY"] > 10 and "Not marked: the " in report.body
     assert "resampled to" in report.body and "--from/--to" in report.body
+    # the legend's totals are the backtest's, not the resampled curves' first and last values
+    names = {trace.name for trace in report.figures[0].data}
+    for label, key in (("strategy", "total_return"), ("buy and hold", "buy_hold_return")):
+        assert f"{label} ({fmt.percent(result.metrics[key], signed=True)})" in names
 
 
 def test_trade_statistics_and_monthly_returns_agree_with_the_backtest() -> None:

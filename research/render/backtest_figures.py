@@ -53,6 +53,7 @@ class Overview:
     lines: dict[str, pd.Series]
     signals: int  # signals emitted over the period
     fills: int  # entries and exits
+    initial: float  # the cash both equity curves start from
     max_markers: int = MAX_MARKERS
 
     @property
@@ -114,6 +115,7 @@ def build_overview(
     marks = {
         "signals": int(frame.buy.sum() + frame.sell.sum()),
         "fills": len(trades) + int((trades["status"] == "closed").sum()),
+        "initial": result.execution.init_cash,
         "max_markers": max_markers,
     }
     drawn = overview_timeframe(timeframe, len(candles), max_candles)
@@ -209,6 +211,8 @@ def _panel_traces(view: Overview) -> list[tuple[int, go.BaseTraceType]]:
     c = view.candles
     peak = f", peak per {view.timeframe}" if view.resampled else ""
     score = {"legend": "legend2", "fill": "tozeroy", "line": {"width": 0.6}}
+    made, held = (fmt.percent(float(curve.iloc[-1]) / view.initial - 1, 2, signed=True)
+                  for curve in (view.equity, view.hold))  # fmt: skip
     return [
         (2, go.Scatter(x=epoch_ms(c.index), y=c["volume"], name="volume", showlegend=False,
                        mode="lines", line={"color": "#8c8c8c", "width": 0.5, "shape": "hv"},
@@ -218,9 +222,9 @@ def _panel_traces(view: Overview) -> list[tuple[int, go.BaseTraceType]]:
         (3, go.Scatter(x=epoch_ms(view.sell_score.index), y=-view.sell_score,
                        name=f"SELL score (below 0{peak})", line_color=LOSS,
                        fillcolor="rgba(215,48,39,0.35)", **score)),
-        (4, go.Scatter(x=epoch_ms(view.equity.index), y=view.equity, name="strategy",
+        (4, go.Scatter(x=epoch_ms(view.equity.index), y=view.equity, name=f"strategy ({made})",
                        line={"color": ENTRY, "width": 1.6}, legend="legend3")),
-        (4, go.Scatter(x=epoch_ms(view.hold.index), y=view.hold, name="buy and hold",
+        (4, go.Scatter(x=epoch_ms(view.hold.index), y=view.hold, name=f"buy and hold ({held})",
                        line={"color": "#888", "width": 1.2}, legend="legend3")),
         (5, go.Scatter(x=epoch_ms(view.drawdown.index), y=view.drawdown, name="drawdown",
                        fill="tozeroy", line={"color": LOSS, "width": 1}, showlegend=False)),

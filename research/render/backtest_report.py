@@ -124,7 +124,9 @@ def build_report(
         "<h2>Chart</h2>", _chart_note(view, summary), blocks[0],
         autoscale_script(CHART_ID, ["yaxis", "yaxis2", "yaxis4", "yaxis5"]),
         "<h2>Trades</h2><div class='cards'>", _stats_card(stats, unit), "</div>",
-        "<h2>Monthly returns</h2>", blocks[1],
+        "<h2>Monthly returns</h2><p class='note'>Each month's return on the equity at the "
+        "end of the month before (the months compound to the total return); each year's "
+        "total in brackets.</p>", blocks[1],
         _trade_list(result.trades, unit),
         json_block("backtest-summary", summary),
     ])  # fmt: skip
