@@ -31,7 +31,8 @@ demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forwa
 	$(BIN)/signals demo --db $(DEMO_DB) --out $(DEMO_DIR)
 	@echo "== 3. a backtest under Bybit perpetual costs, with signal quality"
 	$(BIN)/signals backtest -s scalping --db $(DEMO_DB) -t 5m --costs bybit-perp --quality \
-		--trades-out $(DEMO_DIR)/trades.csv --quality-plot $(DEMO_DIR)/quality.html
+		--trades-out $(DEMO_DIR)/trades.csv --quality-plot $(DEMO_DIR)/quality.html \
+		--report $(DEMO_DIR)/backtest.html
 	@echo "== 4. a parameter sweep (parameters as columns; vectorbt's simulation kernel per column)"
 	$(BIN)/signals sweep -s ema_cross --db $(DEMO_DB) -t 15m --grid fast=5:30:5 \
 		--grid slow=40:200:20 --top 5 --heatmap fast,slow --out $(DEMO_DIR)/sweep
@@ -42,7 +43,7 @@ demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forwa
 	-$(BIN)/signals promote $(DEMO_DIR)/walkforward/frozen.json --to $(DEMO_DIR)/promoted.json
 	@echo "== 7. a day replayed through signals live into signals paper, compared with the backtest"
 	$(BIN)/signals demo-live --db $(DEMO_DB) --out $(DEMO_DIR)/live --hours 24
-	@echo "== done: reports in $(DEMO_DIR)/ (walkforward/report.html, sweep/heatmap_fast_slow.html)"
+	@echo "== done: reports in $(DEMO_DIR)/ (backtest.html, walkforward/report.html, sweep/heatmap_fast_slow.html)"
 
 # system packages some tests need (headless Chromium, a PostgreSQL server): installed when
 # missing; where that cannot be done here, the tests that need them skip and say why
@@ -65,13 +66,14 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## sweeps vs vectorbt/backtesting.py, live latency, walk-forward, checks, Dask sweep -> benchmarks/RESULTS.md
+bench: $(STAMP)  ## sweeps vs vectorbt/backtesting.py, live latency, walk-forward, checks, Dask sweep, backtest report -> benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/live_latency.py --write-results
 	$(BIN)/python benchmarks/walkforward_bench.py --write-results
 	$(BIN)/python benchmarks/walkforward_shared_bench.py --write-results
 	$(BIN)/python benchmarks/checks_bench.py --write-results
 	$(BIN)/python benchmarks/dask_sweep_bench.py --write-results
+	$(BIN)/python benchmarks/backtest_report_bench.py --write-results
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ with the project's kernel and a sample db (LAB_ARGS=...)
 	$(BIN)/python -m ipykernel install --sys-prefix --name signals --display-name "Python (signals)"

@@ -7,18 +7,9 @@ from typing import Any
 
 from research.backtest.run import BacktestResult
 from research.inputs import RunInputs
+from research.render.format import metric, quote_currency
 from signals.identity import params_id
 from strategies.params import as_dict
-
-_PERCENT = {
-    "total_return",
-    "annual_return",
-    "max_drawdown",
-    "win_rate",
-    "expectancy",
-    "exposure",
-    "buy_hold_return",
-}
 
 
 def _finite(value: Any) -> Any:
@@ -49,17 +40,9 @@ def metrics_json(result: BacktestResult, run: RunInputs) -> dict[str, Any]:
     return out
 
 
-def format_metric(key: str, value: float) -> str:
-    """Format one metric for people: percentages, ratios, counts."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if key in _PERCENT:
-        return f"{value:+.2%}" if key != "win_rate" and key != "exposure" else f"{value:.1%}"
-    if key == "trades":
-        return f"{int(value)}"
-    if key == "cost_break_even_bps":
-        return f"{value:.1f} bps"
-    return f"{value:.3f}" if math.isfinite(value) else "inf"
+def format_metric(key: str, value: float, unit: str = "") -> str:
+    """Format one metric for people: percentages, money, durations, counts, ratios."""
+    return metric(key, value, unit)
 
 
 def print_metrics(result: BacktestResult, run: RunInputs) -> None:
@@ -77,7 +60,7 @@ def print_metrics(result: BacktestResult, run: RunInputs) -> None:
     )
     table = Table("metric", "value")
     for key, value in result.metrics.items():
-        table.add_row(key, format_metric(key, float(value)))
+        table.add_row(key, format_metric(key, float(value), quote_currency(run.symbol)))
     out = console()
     out.print(title, highlight=False)
     out.print(table)

@@ -20,15 +20,9 @@ from research.optimise.walkforward import (
     parameter_stability,
     study_name,
 )
+from research.render.page import figure_blocks, write_page
+from research.render.page import table as _table
 from signals.frozen import FrozenParams, dumps
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0;display:block;overflow-x:auto}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}.verdict{padding:1em;background:#fff7e0;border-left:4px solid #e0a000}
-pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
-"""
 
 
 def equity_figure(run: WalkForwardRun) -> go.Figure:
@@ -81,10 +75,6 @@ def optuna_figures(
     return figures
 
 
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-
-
 def _break_even(run: WalkForwardRun) -> float:
     from research.backtest.windows import window_signals
 
@@ -106,18 +96,10 @@ def write_report(
 ) -> Path:
     """Write the self-contained HTML report of a walk-forward run and return its path."""
     figures = [equity_figure(run), stability_figure(run), *optuna_figures(run, storage, study)]
-    blocks = [
-        fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_width="100%")
-        for i, fig in enumerate(figures)
-    ]
+    blocks = figure_blocks(figures)
     trades = pd.concat([f.test.trades.assign(fold=f.fold.index) for f in run.folds])
     body = _body(run, stats, frozen, blocks, trades)
-    text = (f"<!doctype html><html><head><meta charset='utf-8'><title>walk-forward "
-            f"{html.escape(run.strategy.name)}</title><style>{_STYLE}</style></head>"
-            f"<body>{body}</body></html>")  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_page(path, f"walk-forward {run.strategy.name}", body)
 
 
 def _body(run: WalkForwardRun, stats: Overfitting, frozen: FrozenParams, blocks: list[str],

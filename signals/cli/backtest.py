@@ -25,6 +25,13 @@ from signals.cli.options import (
     TO,
 )
 
+REPORT = typer.Option(
+    None,
+    "--report",
+    help="Write an interactive HTML report here: candles, signals, fills, equity, drawdown, "
+    "trade statistics, monthly returns (one file, opens offline).",
+)
+
 
 def bias_command(
     strategy: str = STRATEGY,
@@ -98,6 +105,7 @@ def backtest_command(
         False, "--quality", help="Also report signal quality: forward returns per confidence."
     ),
     quality_plot: Path = typer.Option(None, help="Write the signal-quality plot (HTML) here."),
+    report: Path = REPORT,
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
@@ -139,16 +147,30 @@ def backtest_command(
     )
     if trades_out is not None:
         result.trades.to_csv(trades_out, index=False)
-    report = _quality(candles, result, quality or quality_plot is not None, quality_plot)
+    signal_report = _quality(candles, result, quality or quality_plot is not None, quality_plot)
+    wrote = _report(result, run, report) if report is not None else None
     if as_json:
         payload = metrics_json(result, run)
-        if report is not None:
-            payload["quality"] = report.to_records()
+        if signal_report is not None:
+            payload["quality"] = signal_report.to_records()
         typer.echo(json.dumps(payload, sort_keys=False))
         return
     print_metrics(result, run)
-    if report is not None:
-        print_quality(report)
+    if signal_report is not None:
+        print_quality(signal_report)
+    if wrote is not None:
+        typer.echo(wrote)
+
+
+def _report(result, run, path: Path) -> str:
+    from research.render.backtest_report import write_backtest_report
+
+    done = write_backtest_report(
+        result, run.candles, path, strategy=run.strategy, symbol=run.symbol, timeframe=run.timeframe
+    )
+    drawn = done.summary
+    note = f", drawn as {drawn['drawn_timeframe']} candles" if drawn["resampled"] else ""
+    return f"report: {path} ({path.stat().st_size / 2**20:.1f} MiB{note})"
 
 
 def _quality(candles, result, wanted: bool, plot: Path | None):
