@@ -50,7 +50,8 @@ from research.render.page import (
     write_page,
 )
 from research.render.page import table as html_table
-from strategies import BUY, SELL, Strategy, params_id
+from signals.identity import params_id
+from strategies import BUY, SELL, Strategy
 from strategies.params import as_dict
 
 CHART_ID = "backtest-chart"
