@@ -112,6 +112,7 @@ def kill_mid_trial(
 def frozen_without_stamp(path: Path) -> dict:
     data = json.loads(path.read_text())
     data.pop("created_at")
+    data.pop("checksum")  # it covers created_at
     return data
 
 
