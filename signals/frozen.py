@@ -3,14 +3,23 @@
 Written by ``signals freeze`` and the walk-forward; read by ``signals live`` and ``promote``.
 JSON, UTF-8, keys sorted, two-space indent, written atomically. Loading checks the schema
 version, unknown keys (with "did you mean"), the strategy name, its parameters, that
-``params_id`` matches its content, and that ``strategy_hash`` matches the code that would run
-(unless explicitly allowed). The file is the single source of truth for parameters: no setting
-elsewhere overrides it.
+``params_id`` matches its content, that ``strategy_hash`` matches the code that would run
+(unless explicitly allowed), and that ``checksum`` matches the whole content. The file is the
+single source of truth for parameters: no setting elsewhere overrides it.
+
+Sealing: every write sets ``checksum`` to the sha256 of the canonical JSON (sorted keys, no
+spaces, UTF-8) of every other field, so a hand edit anywhere in the file (a metric the promotion
+gate reads, the promotion block, the provenance) is refused on load, naming the file. A file
+written before sealing existed has no ``checksum``: it still loads, with a one-line warning that
+says how to re-seal it (``signals promote FILE --to FILE`` writes it sealed). The checksum catches
+edits, not forgeries: anyone can recompute a sha256, and deleting the field makes a file look old.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -31,6 +40,8 @@ from strategies.params import as_dict
 
 SCHEMA_VERSION = 1
 FILE_MODE = 0o644
+
+log = logging.getLogger(__name__)
 
 
 class FrozenFileError(SignalsError):
@@ -96,6 +107,7 @@ class FrozenParams(_Strict):
     created_at: str
     code_version: str
     identity: StrategyIdentity | None = None  # absent in files frozen before identity version 2
+    checksum: str | None = None  # sha256 of everything else; None in files written before it
 
 
 def code_version() -> str:
@@ -132,7 +144,7 @@ def freeze(
             f"{impl.name} declares timeframes {', '.join(impl.timeframes)}, not {timeframe}"
         )
     typed = impl.params(params if isinstance(params, dict) else as_dict(params))
-    return FrozenParams(
+    frozen = FrozenParams(
         schema_version=SCHEMA_VERSION,
         params_id=params_id(impl, timeframe, typed),
         strategy=impl.name,
@@ -149,13 +161,34 @@ def freeze(
         code_version=code_version(),
         identity=StrategyIdentity(**identity(impl, timeframe, typed)),
     )
+    return seal(frozen)
 
 
-def dumps(frozen: FrozenParams) -> str:
-    """Return the canonical JSON text of a frozen file (sorted keys, 2-space indent)."""
+def _payload(frozen: FrozenParams) -> dict[str, Any]:
     payload = frozen.model_dump(mode="json")
     if payload.get("identity") is None:  # a file frozen before identity: its format unchanged
         payload.pop("identity", None)
+    return payload
+
+
+def content_checksum(frozen: FrozenParams) -> str:
+    """Return the sha256 (hex) of the canonical JSON of every field the file holds but itself."""
+    payload = _payload(frozen)
+    payload.pop("checksum", None)
+    text = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seal(frozen: FrozenParams) -> FrozenParams:
+    """Return `frozen` with ``checksum`` set to its content's (what every write stores)."""
+    return frozen.model_copy(update={"checksum": content_checksum(frozen)})
+
+
+def dumps(frozen: FrozenParams) -> str:
+    """Return the canonical JSON text of a frozen file, sealed (sorted keys, 2-space indent)."""
+    payload = _payload(seal(frozen))
     return json.dumps(payload, sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
@@ -207,7 +240,8 @@ def load_frozen(path: Path | str, *, allow_hash_mismatch: bool = False) -> Froze
     except ValidationError as exc:
         lines = validation_messages(exc, FrozenParams)
         raise FrozenFileError(f"{path}: invalid frozen file\n  " + "\n  ".join(lines)) from None
-    return verify(frozen, origin=str(path), allow_hash_mismatch=allow_hash_mismatch)
+    verify(frozen, origin=str(path), allow_hash_mismatch=allow_hash_mismatch)
+    return check_seal(frozen, origin=str(path))
 
 
 def verify(frozen: FrozenParams, *, origin: str, allow_hash_mismatch: bool = False) -> FrozenParams:
@@ -250,6 +284,24 @@ def _verify_identity(
     if problem and not allow_mismatch:
         raise FrozenFileError(
             f"{origin}: {problem}. Re-freeze it, or pass --allow-hash-mismatch to run it anyway."
+        )
+    return frozen
+
+
+def check_seal(frozen: FrozenParams, *, origin: str) -> FrozenParams:
+    """Refuse a frozen set whose checksum does not match its content; warn when it has none."""
+    if frozen.checksum is None:
+        log.warning(
+            "%s: no checksum (written before frozen files were sealed), so a hand edit cannot be "
+            "detected; re-seal it with `signals promote %s --to %s` (--force if it fails the "
+            "gate) or write it again",
+            origin, origin, origin,
+        )  # fmt: skip
+    elif frozen.checksum != content_checksum(frozen):
+        raise FrozenFileError(
+            f"{origin}: the content does not match its checksum: the file was edited by hand "
+            "after it was written; write it again (signals freeze, walkforward, promote) "
+            "instead of editing it"
         )
     return frozen
 

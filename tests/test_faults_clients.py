@@ -28,6 +28,7 @@ import pytest
 from live.journal import Journal, SeriesKey
 from live.start import build_config
 from signals.config import parse_settings
+from signals.frozen import FrozenParams, dumps
 from signals.protocol import MAX_LINE_BYTES
 from tests.candles import random_walk
 from tests.livekit import (
@@ -440,6 +441,7 @@ def test_sighup_with_an_unusable_frozen_file_keeps_the_old_parameters(tmp_path: 
             .read_text()
         )  # fmt: skip
         mismatch["strategy_hash"] = "0" * 64  # otherwise valid, with other parameters
+        mismatch = json.loads(dumps(FrozenParams.model_validate(mismatch)))  # sealed: not an edit
 
         def garbage() -> None:
             runner.frozen.write_text('{"schema_version": 1, "strat')

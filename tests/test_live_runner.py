@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from signals.frozen import FrozenParams, write_frozen
 from tests.candles import random_walk
 from tests.livekit import (
     ROOT,
@@ -262,8 +263,8 @@ def test_strategy_hash_mismatch_is_refused_unless_allowed(tmp_path: Path) -> Non
     frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
     raw = json.loads(frozen.read_text())
     raw.pop("identity")  # a file frozen before identity v2: the strategy_hash rule applies
-    raw["strategy_hash"] = "0" * 64
-    frozen.write_text(json.dumps(raw))
+    raw["strategy_hash"] = "0" * 64  # as if the code changed since: written sealed, not edited
+    write_frozen(FrozenParams.model_validate(raw), frozen)
     db, sock = tmp_path / "c.db", tmp_path / "s.sock"
     seed_db(db, random_walk(50), "1m", 50)
     done = run_live("--params", str(frozen), "--db", str(db), "--socket", str(sock))

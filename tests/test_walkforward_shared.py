@@ -51,12 +51,15 @@ def candles_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def command(db: Path, out: Path, storage: str, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "signals", "walkforward", "-s", "ema_cross", "--db", str(db),
-        "-t", "15m", "--folds", str(FOLDS), "--trials", str(TRIALS), "--min-trades", "2",
-        "--seed", "9", "--out", str(out), "--storage", storage, "--run", "shared",
-        "--heartbeat", "1", "--no-report", *extra,
-    ]  # fmt: skip
+    """The walk-forward command line; `extra` (option, value pairs) replaces those defaults."""
+    options = {
+        "-s": "ema_cross", "--db": str(db), "-t": "15m", "--folds": str(FOLDS),
+        "--trials": str(TRIALS), "--min-trades": "2", "--seed": "9", "--out": str(out),
+        "--storage": storage, "--run": "shared", "--heartbeat": "1",
+    }  # fmt: skip
+    options.update(zip(extra[::2], extra[1::2], strict=True))  # an option is given once
+    pairs = [item for pair in options.items() for item in pair]
+    return [sys.executable, "-m", "signals", "walkforward", *pairs, "--no-report"]
 
 
 def trial_states(storage: optuna.storages.BaseStorage) -> dict[str, list[str]]:
@@ -112,6 +115,7 @@ def kill_mid_trial(
 def frozen_without_stamp(path: Path) -> dict:
     data = json.loads(path.read_text())
     data.pop("created_at")
+    data.pop("checksum")  # it covers created_at
     return data
 
 
@@ -160,7 +164,7 @@ def test_two_processes_share_each_fold_and_end_with_the_same_frozen_file(shared_
 def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
     pg: PgServer, candles_db: Path, tmp_path: Path
 ) -> None:
-    url, more = pg.url("killed"), ("--trials", str(KILLED_TRIALS))  # the last --trials wins
+    url, more = pg.url("killed"), ("--trials", str(KILLED_TRIALS))
     victim = subprocess.Popen(command(candles_db, tmp_path / "v", url, *more),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     survivor = subprocess.Popen(command(candles_db, tmp_path / "s", url, *more), text=True,

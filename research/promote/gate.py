@@ -4,7 +4,9 @@ Checks (thresholds from the config's ``gate`` section or the command line): out-
 Sharpe at least ``min_sharpe``; deflated Sharpe ratio at least ``min_dsr``; probability of
 backtest overfitting at most ``max_pbo``; at least ``min_trades`` out-of-sample trades; maximum
 drawdown no deeper than ``max_drawdown``. A missing figure fails its check. ``force`` promotes
-anyway and records that it did, with the failures, in the promoted file.
+anyway and records that it did, with the failures, in the promoted file. The source must be
+intact (its checksum matches: a hand-raised metric is refused before the gate); the promoted file
+is sealed again, with its promotion block, so promoting a file written before checksums re-seals it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from signals.config import GateSettings
-from signals.frozen import FrozenParams, Promotion, load_frozen, write_frozen
+from signals.frozen import FrozenParams, Promotion, load_frozen, seal, write_frozen
 
 
 def gate_failures(frozen: FrozenParams, gate: GateSettings) -> list[str]:
@@ -59,6 +61,6 @@ def promote(
     stamp = now or datetime.now(UTC).isoformat(timespec="seconds")
     promotion = Promotion(passed=not failures, forced=bool(failures), failures=failures,
                           promoted_at=stamp)  # fmt: skip
-    promoted = frozen.model_copy(update={"promotion": promotion})
+    promoted = seal(frozen.model_copy(update={"promotion": promotion}))
     write_frozen(promoted, target)
     return promoted, failures

@@ -24,10 +24,12 @@ from signals.cli import (
     sweep,
     walkforward,
 )
+from signals.cli.options import OneValueGroup
 from signals.errors import SignalsError
 
 app = typer.Typer(
     name="signals",
+    cls=OneValueGroup,  # a one-value option given twice is a usage error in every command
     help="Turn closed candles into BUY/SELL signals: research them honestly, stream them live.",
     no_args_is_help=True,
     add_completion=False,

@@ -2,11 +2,18 @@
 
 A command takes one as the default of its parameter, e.g. ``db: Path = DB``; the parameter's
 name gives the Python name, the option gives the flags, the default and the help text.
+
+`OneValueGroup`, the root command's class, makes a one-value option given twice a usage error
+(exit 2) in every command: click would keep the last value and drop the others silently.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 # -- a strategy on stored candles: scan, bias, backtest, freeze, sweep, walkforward, reoptimise
 
@@ -43,3 +50,52 @@ DATA_CONFIG = typer.Option(
     None, "--config", help="YAML config (table/column mapping); default ./signals.yaml."
 )
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+
+
+# -- a one-value option given twice is a usage error, in every command
+
+
+class OneValueGroup(TyperGroup):
+    """The root group: refuses a command line that gives a one-value option more than once."""
+
+    # ctx is click's Context: typer vendors click in recent versions, so it is not named here
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Check the whole line for repeated one-value options, then parse as click does."""
+        if not ctx.resilient_parsing:  # shell completion parses partial lines
+            refuse_repeated_options(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+def refuse_repeated_options(command: Any, ctx: Any, args: list[str]) -> None:
+    """Fail (a usage error naming the option) if `args` repeat a one-value option of any command.
+
+    Walks from `command` (its context `ctx`) down the sub-commands the line names, parsing each
+    level's options as click will; a line click cannot parse is left to click to report.
+    """
+    while True:
+        try:
+            _, rest, order = command.make_parser(ctx).parse_args(args=list(args))
+        except Exception:  # a malformed line: the real parse says what is wrong with it
+            return
+        counts = Counter(param for param in order if _takes_one_value(param))
+        for param, times in counts.items():
+            if times > 1:
+                names = " / ".join([*param.opts, *param.secondary_opts])
+                ctx.fail(
+                    f"Option '{names}' is given {times} times, but it takes one value (only "
+                    "the last would count): give it once."
+                )
+        sub = command.get_command(ctx, rest[0]) if rest and hasattr(command, "commands") else None
+        if sub is None:
+            return
+        ctx = sub.context_class(sub, info_name=rest[0], parent=ctx)
+        command, args = sub, rest[1:]
+
+
+def _takes_one_value(param: Any) -> bool:
+    return (
+        param.param_type_name == "option"
+        and param.expose_value  # --help carries no value
+        and not param.multiple
+        and not param.count
+    )
