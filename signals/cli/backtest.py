@@ -122,29 +122,15 @@ def backtest_command(
     from research.inputs import prepare_run, resolve_costs
     from research.render.tables import metrics_json, print_metrics, print_quality
 
-    run = prepare_run(
-        strategy_name=strategy,
-        db=db,
-        timeframe=timeframe,
-        symbol=symbol,
-        params_file=params,
-        assignments=set_,
-        start=from_,
-        end=to,
-        config=config,
-    )
+    run = prepare_run(strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol,
+                      params_file=params, assignments=set_, start=from_, end=to,
+                      config=config)  # fmt: skip
     execution = _execution(ExecutionModel, fill, direction, size, stop_loss, take_profit)
     cost_model = resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps)
     candles = run.period
-    result = run_backtest(
-        run.candles,  # the candles before --from warm the indicators up
-        run.strategy,
-        run.params,
-        timeframe=run.timeframe,
-        execution=execution,
-        costs=cost_model,
-        since=run.since,
-    )
+    # the candles before --from warm the indicators up
+    result = run_backtest(run.candles, run.strategy, run.params, timeframe=run.timeframe,
+                          execution=execution, costs=cost_model, since=run.since)  # fmt: skip
     if trades_out is not None:
         result.trades.to_csv(trades_out, index=False)
     signal_report = _quality(candles, result, quality or quality_plot is not None, quality_plot)
