@@ -136,14 +136,17 @@ def walkforward_command(
 def _helpers(count: int, storage: str, out: Path) -> Iterator[None]:
     """Run `count` more processes of this very command on the same storage and run meanwhile.
 
-    They tune only (``--tune-only``): this process writes the outputs. The arguments given
-    last win, so a helper never deletes the run (--no-fresh) nor starts helpers of its own.
+    They tune only (``--tune-only``): this process writes the outputs. Their own options replace
+    this command's (an option may be given once), so a helper never deletes the run
+    (--no-fresh) nor starts helpers of its own.
     """
     import subprocess
     import sys
 
     extra = ["--workers", "1", "--no-fresh", "--tune-only", "--storage", storage, "--out", str(out)]
-    command = [sys.executable, "-m", "signals", *sys.argv[1:], *extra]
+    kept = _without(sys.argv[1:], valued={"--workers", "--storage", "--out"},
+                    flags={"--fresh", "--no-fresh", "--tune-only"})  # fmt: skip
+    command = [sys.executable, "-m", "signals", *kept, *extra]
     started = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
     try:
         yield
@@ -152,6 +155,23 @@ def _helpers(count: int, storage: str, out: Path) -> Iterator[None]:
             code = process.wait()
             if code != 0:
                 typer.echo(f"walk-forward helper {process.pid} ended with code {code}", err=True)
+
+
+def _without(args: list[str], *, valued: set[str], flags: set[str]) -> list[str]:
+    """Return `args` without the `valued` options (and their values) and the `flags`."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif name in flags or (name in valued and "=" in arg):
+            continue
+        elif name in valued:
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
 
 
 def _print_summary(done: PipelineResult) -> None:
