@@ -23,6 +23,7 @@ from signals.cli.options import (
     SYMBOL,
     TIMEFRAME,
     TO,
+    strategy_run,
 )
 
 REPORT = typer.Option(
@@ -56,22 +57,10 @@ def bias_command(
     and on history starting later (must agree once the declared lookback has passed). Exits 1
     and names the first candle and column that differ when a check fails.
     """
-    from signals.strategy_paths import apply_strategy_paths
-
-    apply_strategy_paths(strategy_path, config)
     from research.backtest.bias import check_bias
-    from research.inputs import prepare_run
 
-    run = prepare_run(
-        strategy_name=strategy,
-        db=db,
-        timeframe=timeframe,
-        symbol=symbol,
-        params_file=params,
-        assignments=set_,
-        start=from_,
-        end=to,
-        config=config,
+    run = strategy_run(
+        strategy, db, timeframe, symbol, params, set_, from_, to, config, strategy_path
     )
     report = check_bias(run.strategy, run.candles, run.params, cuts=cuts, starts=starts, seed=seed)
     typer.echo(report.verdict())
@@ -114,17 +103,14 @@ def backtest_command(
     Signals come from the strategy's own signal function (the one the live runner calls); fills
     follow the execution model in the README (next open by default, long only, all-in).
     """
-    from signals.strategy_paths import apply_strategy_paths
-
-    apply_strategy_paths(strategy_path, config)
     from research.backtest.execution import ExecutionModel
     from research.backtest.run import run_backtest
-    from research.inputs import prepare_run, resolve_costs
+    from research.inputs import resolve_costs
     from research.render.tables import metrics_json, print_metrics, print_quality
 
-    run = prepare_run(strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol,
-                      params_file=params, assignments=set_, start=from_, end=to,
-                      config=config)  # fmt: skip
+    run = strategy_run(
+        strategy, db, timeframe, symbol, params, set_, from_, to, config, strategy_path
+    )
     execution = _execution(ExecutionModel, fill, direction, size, stop_loss, take_profit)
     cost_model = resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps)
     candles = run.period

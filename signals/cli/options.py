@@ -10,10 +10,14 @@ name gives the Python name, the option gives the flags, the default and the help
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from research.inputs import RunInputs
 
 # -- a strategy on stored candles: scan, bias, backtest, freeze, sweep, walkforward, reoptimise
 
@@ -99,3 +103,25 @@ def _takes_one_value(param: Any) -> bool:
         and not param.multiple
         and not param.count
     )
+
+
+def strategy_run(
+    strategy: str,
+    db: Path | None,
+    timeframe: str,
+    symbol: str | None,
+    params: Path | None,
+    assignments: list[str] | None,
+    start: str | None,
+    end: str | None,
+    config: Path | None,
+    strategy_path: list[Path] | None,
+) -> RunInputs:
+    """Resolve a strategy-on-candles command's options (STRATEGY .. STRATEGY_PATH) into its run."""
+    from research.inputs import prepare_run
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
+    return prepare_run(strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol,
+                       params_file=params, assignments=assignments, start=start, end=end,
+                       config=config)  # fmt: skip

@@ -18,6 +18,7 @@ from signals.cli.options import (
     SYMBOL,
     TIMEFRAME,
     TO,
+    strategy_run,
 )
 
 
@@ -67,27 +68,15 @@ def scan_command(
     A closed candle from the future (closing after now + data.future_tolerance_s) is refused
     with a warning on stderr, as the live runner refuses it.
     """
-    from signals.strategy_paths import apply_strategy_paths
-
-    apply_strategy_paths(strategy_path, config)
     import time
 
-    from research.inputs import prepare_run
     from signals.config import load_settings
     from signals.scan import drop_future, future_warning, signal_records
 
     if format_ not in {"table", "jsonl"}:
         raise typer.BadParameter("use table or jsonl", param_hint="--format")
-    run = prepare_run(
-        strategy_name=strategy,
-        db=db,
-        timeframe=timeframe,
-        symbol=symbol,
-        params_file=params,
-        assignments=set_,
-        start=from_,
-        end=to,
-        config=config,
+    run = strategy_run(
+        strategy, db, timeframe, symbol, params, set_, from_, to, config, strategy_path
     )
     tolerance = load_settings(config).data.future_tolerance_s
     candles, refused = drop_future(
