@@ -17,7 +17,7 @@ import pytest
 
 from signals.data.load import load_candles
 from signals.scan import signal_records
-from strategies import get_strategy
+from strategies import get_strategy, strategy_names
 from tests.candles import random_walk
 from tests.conftest import SHARED_DATA
 from tests.livekit import (
@@ -34,7 +34,17 @@ from tests.livekit import (
 )
 
 # personality: timeframe, candles written before the runner's first start, candles replayed
-CASES = {"scalping": ("1m", 760, 2 * 1440), "swing": ("15m", 760, 3 * 96)}
+CASES = {
+    "scalping": ("1m", 760, 2 * 1440),
+    "swing": ("15m", 760, 3 * 96),
+    "ema_cross": ("5m", 760, 2 * 288),
+}
+
+
+def test_every_shipped_strategy_has_a_parity_case() -> None:
+    assert set(CASES) == set(strategy_names())
+
+
 REAL_1M = SHARED_DATA / "BTCUSDT-1m-2023-04.csv.gz"
 
 
