@@ -19,6 +19,7 @@ out: it needs a bisection of ~17 simulations per combination (run a backtest for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -42,6 +43,8 @@ from signals.warmup import start_position
 from strategies import Strategy
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from research.optimise.cluster import ClusterSpec
 
 # Memory one chunk may use, and what a (candle, combination) cell costs at the peak of a chunk.
@@ -114,6 +117,8 @@ def run_sweep(
     progress: bool = True,
     since: pd.Timestamp | None = None,
     cluster: ClusterSpec | None = None,
+    bar: Any | None = None,
+    client: Client | None = None,
 ) -> SweepResult:
     """Backtest every parameter set in `combos` on `candles`; return one row per combination.
 
@@ -122,6 +127,8 @@ def run_sweep(
     processes.
     With `since`, the candles before it only warm up the signals (as in `run_backtest`).
     With `cluster`, the chunks run on that Dask cluster (`jobs` is then its worker threads).
+    `bar` is an open progress bar to count on instead of a new one, and `client` a connected
+    Dask client of `cluster` to use instead of connecting (several sweeps, one bar and cluster).
     """
     from tqdm import tqdm
 
@@ -136,15 +143,20 @@ def run_sweep(
     bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
     job = SweepJob(candles, strategy, combo_list, timeframe, execution, costs, first)
     bar_options = {"total": len(combo_list), "unit": "combo", "disable": not progress}
-    if cluster is not None:
-        from research.optimise.cluster import cluster_chunks, connect, worker_threads
+    with contextlib.ExitStack() as stack:
+        if cluster is not None and client is None:
+            from research.optimise.cluster import connect
 
-        with connect(cluster) as client, tqdm(smoothing=0.1, **bar_options) as bar:
+            client = stack.enter_context(connect(cluster))
+        if bar is None:
+            bar = stack.enter_context(tqdm(smoothing=0.1, **bar_options))
+        if client is not None:
+            from research.optimise.cluster import cluster_chunks, worker_threads
+
             jobs = worker_threads(client)
             parts = cluster_chunks(client, job, bounds, bar)
-    else:
-        jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
-        with tqdm(smoothing=0.1, **bar_options) as bar:
+        else:
+            jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
             parts = _run_chunks(job, bounds, jobs, bar)
     names = tuple(f.name for f in dataclasses.fields(strategy.Params))
     params = pd.DataFrame([dataclasses.asdict(p) for p in combo_list], columns=list(names))

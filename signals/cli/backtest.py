@@ -4,6 +4,8 @@ parameter set of a strategy (no optimisation)."""
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -21,9 +23,11 @@ from signals.cli.options import (
     STRATEGY,
     STRATEGY_PATH,
     SYMBOL,
+    SYMBOLS,
     TIMEFRAME,
     TO,
     strategy_run,
+    strategy_runs,
 )
 
 REPORT = typer.Option(
@@ -72,7 +76,7 @@ def backtest_command(
     strategy: str = STRATEGY,
     db: Path = DB,
     timeframe: str = TIMEFRAME,
-    symbol: str = SYMBOL,
+    symbol: list[str] = SYMBOLS,
     params: Path = PARAMS,
     set_: list[str] = SET,
     from_: str = FROM,
@@ -102,25 +106,25 @@ def backtest_command(
 
     Signals come from the strategy's own signal function (the one the live runner calls); fills
     follow the execution model in the README (next open by default, long only, all-in).
+    With several --symbol, one backtest per symbol: a table compares them (--json: one object
+    per symbol, keyed by it), and --report, --trades-out and --quality-plot write one file per
+    symbol, its name suffixed with -SYMBOL (backtest.html -> backtest-ETHUSDT.html).
     """
     from research.backtest.execution import ExecutionModel
-    from research.backtest.run import run_backtest
     from research.inputs import resolve_costs
     from research.render.tables import metrics_json, print_metrics, print_quality
 
-    run = strategy_run(
+    runs = strategy_runs(
         strategy, db, timeframe, symbol, params, set_, from_, to, config, strategy_path
     )
     execution = _execution(ExecutionModel, fill, direction, size, stop_loss, take_profit)
     cost_model = resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps)
-    candles = run.period
-    # the candles before --from warm the indicators up
-    result = run_backtest(run.candles, run.strategy, run.params, timeframe=run.timeframe,
-                          execution=execution, costs=cost_model, since=run.since)  # fmt: skip
-    if trades_out is not None:
-        result.trades.to_csv(trades_out, index=False)
-    signal_report = _quality(candles, result, quality or quality_plot is not None, quality_plot)
-    wrote = _report(result, run, report) if report is not None else None
+    outputs = _Outputs(trades_out, quality or quality_plot is not None, quality_plot, report)
+    if len(runs) > 1:
+        _several_symbols(runs, execution, cost_model, outputs, as_json=as_json)
+        return
+    run = next(iter(runs.values()))
+    result, signal_report, wrote = _backtest_one(run, execution, cost_model, outputs)
     if as_json:
         payload = metrics_json(result, run)
         if signal_report is not None:
@@ -132,6 +136,63 @@ def backtest_command(
         print_quality(signal_report)
     if wrote is not None:
         typer.echo(wrote)
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """What a backtest writes besides its metrics (paths of one symbol's files)."""
+
+    trades: Path | None
+    quality: bool
+    quality_plot: Path | None
+    report: Path | None
+
+    def of(self, symbol: str) -> _Outputs:
+        """Return the outputs of `symbol` in a several-symbol run: names suffixed -SYMBOL."""
+
+        def each(path: Path | None) -> Path | None:
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", symbol)
+            return None if path is None else path.with_name(f"{path.stem}-{safe}{path.suffix}")
+
+        return _Outputs(each(self.trades), self.quality, each(self.quality_plot), each(self.report))
+
+
+def _backtest_one(run, execution, costs, outputs: _Outputs):
+    """Backtest one symbol's run; write its trades, quality plot and report if asked."""
+    from research.backtest.run import run_backtest
+
+    # the candles before --from warm the indicators up
+    result = run_backtest(run.candles, run.strategy, run.params, timeframe=run.timeframe,
+                          execution=execution, costs=costs, since=run.since)  # fmt: skip
+    if outputs.trades is not None:
+        result.trades.to_csv(outputs.trades, index=False)
+    signal_report = _quality(run.period, result, outputs.quality, outputs.quality_plot)
+    wrote = _report(result, run, outputs.report) if outputs.report is not None else None
+    return result, signal_report, wrote
+
+
+def _several_symbols(runs, execution, costs, outputs: _Outputs, *, as_json: bool) -> None:
+    """Backtest each symbol as on its own; print a table comparing them (or one JSON object)."""
+    from research.render.symbols import print_backtests
+    from research.render.tables import metrics_json, print_quality
+    from signals.console import console
+
+    done = {s: _backtest_one(run, execution, costs, outputs.of(s)) for s, run in runs.items()}
+    if as_json:
+        payload = {}
+        for symbol, (result, signal_report, _) in done.items():
+            payload[symbol] = metrics_json(result, runs[symbol])
+            if signal_report is not None:
+                payload[symbol]["quality"] = signal_report.to_records()
+        typer.echo(json.dumps(payload, sort_keys=False))
+        return
+    print_backtests({s: (result, runs[s]) for s, (result, _, _) in done.items()})
+    for symbol, (_, signal_report, wrote) in done.items():
+        if signal_report is not None:
+            console().print(symbol, highlight=False)
+            print_quality(signal_report)
+        if wrote is not None:
+            typer.echo(wrote)
 
 
 def _report(result, run, path: Path) -> str:

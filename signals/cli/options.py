@@ -25,6 +25,11 @@ STRATEGY = typer.Option(..., "--strategy", "-s", help="Strategy name (see `signa
 DB = typer.Option(None, "--db", help="Candle database (default: data.candles_db in the config).")
 TIMEFRAME = typer.Option(..., "--timeframe", "-t", help="Candle timeframe: 1m 5m 15m 1h 4h 1d.")
 SYMBOL = typer.Option(None, "--symbol", help="Symbol (default: data.symbol, BTCUSDT).")
+SYMBOLS = typer.Option(
+    None,
+    "--symbol",
+    help="Symbol (repeatable: one run per symbol, compared; default: data.symbol, BTCUSDT).",
+)
 PARAMS = typer.Option(None, "--params", help="Frozen parameter file (JSON) to take params from.")
 SET = typer.Option(None, "--set", help="Override one parameter: name=value (repeatable).")
 FROM = typer.Option(None, "--from", help="First candle (ISO UTC date/time or epoch s).")
@@ -125,3 +130,25 @@ def strategy_run(
     return prepare_run(strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol,
                        params_file=params, assignments=assignments, start=start, end=end,
                        config=config)  # fmt: skip
+
+
+def strategy_runs(
+    strategy: str,
+    db: Path | None,
+    timeframe: str,
+    symbols: list[str] | None,
+    params: Path | None,
+    assignments: list[str] | None,
+    start: str | None,
+    end: str | None,
+    config: Path | None,
+    strategy_path: list[Path] | None,
+) -> dict[str, RunInputs]:
+    """Resolve the options as `strategy_run` does, once per symbol (SYMBOLS), in their order."""
+    from research.optimise.symbols import prepare_runs
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
+    return prepare_runs(symbols, strategy_name=strategy, db=db, timeframe=timeframe,
+                        params_file=params, assignments=assignments, start=start, end=end,
+                        config=config)  # fmt: skip

@@ -21,7 +21,7 @@ from signals.cli.options import (
     FROM,
     STRATEGY,
     STRATEGY_PATH,
-    SYMBOL,
+    SYMBOLS,
     TIMEFRAME,
     TO,
 )
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from research.optimise.cluster import ClusterSpec
     from research.optimise.grid import Grid
     from research.optimise.sweep import SweepResult
+    from research.optimise.symbols import SymbolSweeps
     from signals.costs import CostModel
 
 
@@ -39,7 +40,7 @@ def sweep_command(
     strategy: str = STRATEGY,
     db: Path = DB,
     timeframe: str = TIMEFRAME,
-    symbol: str = SYMBOL,
+    symbol: list[str] = SYMBOLS,
     grid: list[str] = typer.Option(
         None,
         "--grid",
@@ -90,22 +91,28 @@ def sweep_command(
 
     Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
     top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
+    With several --symbol, each symbol is swept as on its own and the table gets a leading
+    symbol column (the top rows are each symbol's; one heatmap per symbol).
     """
     from signals.strategy_paths import apply_strategy_paths
 
     apply_strategy_paths(strategy_path, config)
     from research.optimise.sweep import run_sweep
+    from research.optimise.symbols import run_symbol_sweeps
 
     axes = _checked_options(metric, grid, heatmap)
     spec = _cluster_spec(cluster, cluster_timeout)
-    run, expanded, execution, costs = _prepare(
+    runs, expanded, execution, costs = _prepare(
         strategy, grid, axes, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         direction=direction, fee_bps=fee_bps, slippage_bps=slippage_bps, config=config,
     )  # fmt: skip
     if spec is not None:
         _dask_logs_at_warning()
-    result = run_sweep(
-        run.candles,  # the candles before --from warm the indicators up
+    run = next(iter(runs.values()))
+    sweep = run_sweep if len(runs) == 1 else run_symbol_sweeps
+    result = sweep(
+        # the candles before --from warm the indicators up
+        run.candles if len(runs) == 1 else {s: r.candles for s, r in runs.items()},  # type: ignore[arg-type]  # one frame for run_sweep, a mapping for run_symbol_sweeps
         run.strategy, expanded, since=run.since, timeframe=run.timeframe, execution=execution,
         costs=costs, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
         progress=progress, cluster=spec,
@@ -143,27 +150,28 @@ def _prepare(
     *,
     db: Path | None,
     timeframe: str,
-    symbol: str | None,
+    symbol: list[str] | None,
     start: str | None,
     end: str | None,
     direction: str,
     fee_bps: float | None,
     slippage_bps: float | None,
     config: Path | None,
-) -> tuple[RunInputs, Grid, ExecutionModel, CostModel]:
-    """Expand the grid, load the candles with the warm-up the grid needs, and say what runs."""
+) -> tuple[dict[str, RunInputs], Grid, ExecutionModel, CostModel]:
+    """Expand the grid, load each symbol's candles with the grid's warm-up, say what runs."""
     from research.backtest.execution import ExecutionModel
-    from research.inputs import prepare_run, resolve_costs
+    from research.inputs import resolve_costs
     from research.optimise.grid import expand_grid
+    from research.optimise.symbols import prepare_runs
     from signals.strategy_paths import get_strategy
 
     chosen = get_strategy(strategy)
     expanded = expand_grid(chosen, grid)
-    run = prepare_run(
+    runs = prepare_runs(
+        symbol,
         strategy_name=strategy,
         db=db,
         timeframe=timeframe,
-        symbol=symbol,
         start=start,
         end=end,
         config=config,
@@ -178,22 +186,29 @@ def _prepare(
     for name in axes:
         if name not in expanded.names:
             raise typer.BadParameter(f"{name!r} is not swept by --grid", param_hint="--heatmap")
-    typer.echo(
-        f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} combinations "
-        f"({expanded.skipped} invalid skipped) over {len(run.period)} candles",
-        err=True,
-    )
-    return run, expanded, execution, costs
+    for run in runs.values():
+        typer.echo(
+            f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} "
+            f"combinations ({expanded.skipped} invalid skipped) over {len(run.period)} candles",
+            err=True,
+        )
+    return runs, expanded, execution, costs
 
 
-def _write(result: SweepResult, out: Path, axes: tuple[str, ...], metric: str) -> None:
+def _write(
+    result: SweepResult | SymbolSweeps, out: Path, axes: tuple[str, ...], metric: str
+) -> None:
     """Write the table, its provenance and the heatmap of --metric (if asked) into `out`."""
-    from research.optimise.sweep import write_heatmap, write_sweep
+    from research.optimise.sweep import SweepResult, write_heatmap, write_sweep
+    from research.optimise.symbols import write_symbol_heatmaps, write_symbol_sweeps
 
-    paths = write_sweep(result, out)
-    written = [paths["parquet"], paths["csv"], paths["json"]]
-    if axes:
-        written.append(write_heatmap(result, axes[0], axes[1], metric, out))
+    if isinstance(result, SweepResult):
+        paths = write_sweep(result, out)
+        maps = [write_heatmap(result, axes[0], axes[1], metric, out)] if axes else []
+    else:  # several symbols: one table with a symbol column, one heatmap per symbol
+        paths = write_symbol_sweeps(result, out)
+        maps = write_symbol_heatmaps(result, axes[0], axes[1], metric, out) if axes else []
+    written = [paths["parquet"], paths["csv"], paths["json"], *maps]
     typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
 
 
@@ -225,11 +240,13 @@ def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:
         best = result.ranked(metric, top)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--metric") from None
-    shown = [*swept, metric] + [
+    symbols = ["symbol"] if "symbol" in best.columns else []  # several symbols: each one's top
+    shown = [*symbols, *swept, metric] + [
         m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric
     ]
+    each = f"top {top} per symbol" if symbols else f"top {len(best)}"
     table = Table(
-        title=f"{result.strategy} {result.timeframe}: top {len(best)} of {len(result.table)} "
+        title=f"{result.strategy} {result.timeframe}: {each} of {len(result.table)} "
         f"by {metric} ({result.elapsed:.1f} s)"
     )
     for name in shown:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOLS, TIMEFRAME, TO
 
 if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+    from research.inputs import RunInputs
     from research.optimise.pipeline import PipelineResult
+    from research.optimise.symbols import SymbolPipelines
+    from research.optimise.walkforward import WalkForwardConfig
 
 # -- walkforward's own options (declared here so the command reads as its steps)
 
@@ -61,7 +66,7 @@ def walkforward_command(
     strategy: str = STRATEGY,
     db: Path = DB,
     timeframe: str = TIMEFRAME,
-    symbol: str = SYMBOL,
+    symbol: list[str] = SYMBOLS,
     from_: str = FROM,
     to: str = TO,
     scheme: str = SCHEME,
@@ -95,17 +100,19 @@ def walkforward_command(
     Re-running with the same --out resumes an interrupted run; one started with other settings
     or data is refused (exit 2) unless --fresh. The same command started several times (here,
     or on several machines with one --storage and --run) shares the work: see README "Scaling
-    out".
+    out". With several --symbol, each symbol runs as on its own in <out>/<SYMBOL> as run
+    <run>-<SYMBOL> of one storage, and symbols.md / symbols.html compare them.
     """
     from research.backtest.execution import ExecutionModel
-    from research.inputs import prepare_run, resolve_costs
+    from research.inputs import resolve_costs
     from research.optimise.folds import duration_candles
     from research.optimise.pipeline import run_pipeline
     from research.optimise.storage import forget_run, open_storage
+    from research.optimise.symbols import prepare_runs
     from research.optimise.walkforward import WalkForwardConfig, default_storage
 
-    run = prepare_run(
-        strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
+    runs = prepare_runs(
+        symbol, strategy_name=strategy, db=db, timeframe=timeframe, start=from_, end=to,
         config=config,
     )  # fmt: skip
     wf = WalkForwardConfig(
@@ -120,6 +127,12 @@ def walkforward_command(
     name = run_name or re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)
     storage = storage or default_storage(out)
     store = open_storage(storage, heartbeat=heartbeat)
+    if len(runs) > 1:
+        _several_symbols(runs, wf, out=out, storage=storage, store=store, name=name, fresh=fresh,
+                         heartbeat=heartbeat, tune_only=tune_only, report=report,
+                         workers=workers, config=config)  # fmt: skip
+        return
+    run = next(iter(runs.values()))
     if fresh:
         typer.echo(f"--fresh: deleted {forget_run(store, name)} studies of run {name!r}", err=True)
     done = run_pipeline(
@@ -132,20 +145,77 @@ def walkforward_command(
         _print_summary(done)
 
 
+def _several_symbols(
+    runs: dict[str, RunInputs],
+    wf: WalkForwardConfig,
+    *,
+    out: Path,
+    storage: str,
+    store: BaseStorage,
+    name: str,
+    fresh: bool,
+    heartbeat: int,
+    tune_only: bool,
+    report: bool,
+    workers: int,
+    config: Path | None,
+) -> None:
+    """Walk each symbol forward in <out>/<SYMBOL> as run <name>-<SYMBOL>, then compare them."""
+    from research.optimise.storage import forget_run
+    from research.optimise.symbols import run_symbol_pipelines, symbol_folder, symbol_run_name
+    from signals.config import load_settings
+
+    for each in [symbol_run_name(name, s) for s in runs] if fresh else []:
+        typer.echo(f"--fresh: deleted {forget_run(store, each)} studies of run {each!r}", err=True)
+
+    def helpers(symbol: str) -> AbstractContextManager[None]:
+        # each symbol's helpers run the single-symbol command this symbol's run equals
+        single = ["--symbol", symbol, "--run", symbol_run_name(name, symbol)]
+        return _helpers(workers - 1, storage, symbol_folder(out, symbol), single)
+
+    done = run_symbol_pipelines(
+        runs, config=wf, out=out, storage=store, run=name,
+        gate=load_settings(config).gate, heartbeat=heartbeat, progress=not tune_only,
+        report=report, tune_only=tune_only, while_tuning=helpers,
+    )  # fmt: skip
+    if done is not None:
+        for result in done.results.values():
+            _print_summary(result)
+        _print_comparison(done)
+
+
+def _print_comparison(done: SymbolPipelines) -> None:
+    from rich.table import Table
+
+    from research.render.symbols import HEADINGS, comparison_cells
+    from signals.console import console
+
+    table = Table(*(HEADINGS[c] for c in done.comparison.columns), title="walk-forward by symbol")
+    for row in comparison_cells(done.comparison):
+        table.add_row(*row)
+    out = console()
+    out.print(table)
+    out.print(f"comparison: {done.paths['markdown']}, {done.paths['html']}", highlight=False)
+
+
 @contextmanager
-def _helpers(count: int, storage: str, out: Path) -> Iterator[None]:
+def _helpers(
+    count: int, storage: str, out: Path, single: list[str] | None = None
+) -> Iterator[None]:
     """Run `count` more processes of this very command on the same storage and run meanwhile.
 
     They tune only (``--tune-only``): this process writes the outputs. Their own options replace
     this command's (an option may be given once), so a helper never deletes the run
-    (--no-fresh) nor starts helpers of its own.
+    (--no-fresh) nor starts helpers of its own. `single` (``--symbol S --run R``) makes them
+    tune one symbol of a several-symbol run.
     """
     import subprocess
     import sys
 
     extra = ["--workers", "1", "--no-fresh", "--tune-only", "--storage", storage, "--out", str(out)]
-    kept = _without(sys.argv[1:], valued={"--workers", "--storage", "--out"},
-                    flags={"--fresh", "--no-fresh", "--tune-only"})  # fmt: skip
+    valued = {"--workers", "--storage", "--out", *(("--symbol", "--run") if single else ())}
+    kept = _without(sys.argv[1:], valued=valued, flags={"--fresh", "--no-fresh", "--tune-only"})
+    extra += single or []
     command = [sys.executable, "-m", "signals", *kept, *extra]
     started = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
     try:
@@ -181,7 +251,7 @@ def _print_summary(done: PipelineResult) -> None:
     from signals.console import console
 
     result, stats, frozen, paths = done.run, done.stats, done.frozen, done.paths
-    title = f"walk-forward {result.strategy.name} {result.timeframe}"
+    title = f"walk-forward {result.strategy.name} {frozen.symbol} {result.timeframe}"
     columns = ["fold", "test from", "test to", "train sharpe", "test sharpe", "test return"]
     table = Table(*columns, "test trades", title=title)
     for row in fold_table(result).itertuples(index=False):
