@@ -76,7 +76,7 @@ def test_repeatable_options_and_single_ones_pass() -> None:
 @pytest.mark.parametrize(
     ("args", "option"),
     [
-        (["sweep", "-s", "ema_cross", "-t", "1m", "--symbol", "BTCUSDT", "--symbol", "ETHUSDT"],
+        (["scan", "-s", "ema_cross", "-t", "1m", "--symbol", "BTCUSDT", "--symbol", "ETHUSDT"],
          "--symbol"),
         (["live", "--params", "a.json", "--params", "b.json"], "--params"),
     ],
@@ -87,3 +87,25 @@ def test_a_repeated_option_is_a_usage_error_in_a_process(args: list[str], option
     assert done.returncode == 2
     assert f"Error: Option '{option}' is given 2 times" in done.stderr
     assert f"signals {args[0]} [OPTIONS]" in done.stderr and "Traceback" not in done.stderr
+
+
+# the commands that run once per symbol (research) or take a set of symbols (analysis)
+SEVERAL_SYMBOLS = {"sweep", "walkforward", "backtest", "data analysis"}
+
+
+def test_symbol_is_repeatable_only_where_each_symbol_runs() -> None:
+    takes = {
+        " ".join(path): param.multiple
+        for path, command in commands(ROOT_COMMAND)
+        for param in command.params
+        if "--symbol" in getattr(param, "opts", ())
+    }
+    assert {"scan", "bias", "freeze", "reoptimise"} <= set(takes)
+    assert {path for path, multiple in takes.items() if multiple} == SEVERAL_SYMBOLS
+    runner = CliRunner()
+    for path in sorted(SEVERAL_SYMBOLS):
+        line = [*path.split(), "--symbol", "A", "--symbol", "B", "--help"]
+        assert runner.invoke(app, line).exit_code == 0, path
+    for path in sorted(set(takes) - SEVERAL_SYMBOLS):
+        refused = runner.invoke(app, [*path.split(), "--symbol", "A", "--symbol", "B"])
+        assert refused.exit_code == 2 and "'--symbol' is given 2 times" in refused.output, path
