@@ -166,16 +166,20 @@ def test_cli_backtest_of_two_symbols_equals_each_single_backtest(
     common = ["backtest", "-s", "ema_cross", "--db", str(store), "-t", "5m", "--fee-bps", "2"]
     common += ["--symbol", "BTCUSDT", "--symbol", "ETHUSDT"]
     trades, report = tmp_path / "trades.csv", tmp_path / "bt.html"
-    both = signals_cli(*common, "--json", "--trades-out", str(trades), "--report", str(report))
+    plot = tmp_path / "quality.html"
+    both = signals_cli(*common, "--json", "--trades-out", str(trades), "--report", str(report),
+                       "--quality-plot", str(plot))  # fmt: skip
     assert both.returncode == 0, both.stderr[-3000:]
     payload = json.loads(both.stdout)
     assert list(payload) == list(SYMBOLS)
     for symbol in SYMBOLS:
+        assert payload[symbol].pop("quality")  # --quality-plot implies --quality
         assert payload[symbol] == single_backtest_json(store, symbol)
+        assert (tmp_path / f"quality-{symbol}.html").exists()
         assert payload[symbol]["symbol"] == symbol
         assert len(pd.read_csv(tmp_path / f"trades-{symbol}.csv")) == payload[symbol]["trades"]
         assert symbol in (tmp_path / f"bt-{symbol}.html").read_text()[:200_000]
-    assert not trades.exists() and not report.exists()
+    assert not trades.exists() and not report.exists() and not plot.exists()
     table = signals_cli(*common)
     assert table.returncode == 0, table.stderr[-3000:]
     assert "ema_cross 5m by symbol" in table.stdout
@@ -253,3 +257,36 @@ def test_each_symbols_walkforward_equals_its_own_single_run(
     pd.testing.assert_frame_equal(
         pd.read_csv(out / "ETHUSDT" / "folds.csv"), pd.read_csv(alone / "folds.csv")
     )
+
+
+def test_walkforward_workers_tune_each_symbol_once_in_total(store: Path, tmp_path: Path) -> None:
+    from research.optimise.storage import quiet
+
+    journal = tmp_path / "run.log"
+    done = signals_cli(
+        "walkforward", *WF_ARGS, "--db", str(store), "--symbol", "BTCUSDT", "--symbol",
+        "ETHUSDT", "--out", str(tmp_path / "out"), "--no-report", "--storage",
+        f"journal:///{journal}", "--workers", "2", "--heartbeat", "1", "--run", "multi",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "helper" not in done.stderr  # each symbol's helper process ended well too
+    storage = open_storage(f"journal:///{journal}")
+    for symbol in SYMBOLS:
+        ledger = pd.read_parquet(tmp_path / "out" / symbol / "trial_ledger.parquet")
+        for fold in (0, 1):
+            with quiet():
+                study = optuna.load_study(study_name=f"multi-{symbol}-fold{fold}", storage=storage)
+            completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+            assert 4 <= len(completed) <= 5  # met once in total, not once per process
+            assert len(ledger[ledger["fold"] == fold]) == len(completed)
+    # the helpers worked on the symbols' runs, not on a run of their own
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert names and all(re.match(r"multi-(BTCUSDT|ETHUSDT)[:-]", name) for name in names), names
+    assert (tmp_path / "out" / "symbols.md").exists()
+
+
+def test_a_symbol_given_twice_is_refused_naming_it(store: Path) -> None:
+    done = signals_cli("sweep", "-s", "ema_cross", "--db", str(store), "-t", "5m", "--grid",
+                       "fast=3", "--symbol", "ETHUSDT", "--symbol", "ETHUSDT")  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "symbol 'ETHUSDT' is given twice" in done.stderr
