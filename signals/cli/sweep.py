@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -97,9 +97,6 @@ def sweep_command(
     from signals.strategy_paths import apply_strategy_paths
 
     apply_strategy_paths(strategy_path, config)
-    from research.optimise.sweep import run_sweep
-    from research.optimise.symbols import run_symbol_sweeps
-
     axes = _checked_options(metric, grid, heatmap)
     spec = _cluster_spec(cluster, cluster_timeout)
     runs, expanded, execution, costs = _prepare(
@@ -108,18 +105,29 @@ def sweep_command(
     )  # fmt: skip
     if spec is not None:
         _dask_logs_at_warning()
-    run = next(iter(runs.values()))
-    sweep = run_sweep if len(runs) == 1 else run_symbol_sweeps
-    result = sweep(
-        # the candles before --from warm the indicators up
-        run.candles if len(runs) == 1 else {s: r.candles for s, r in runs.items()},  # type: ignore[arg-type]  # one frame for run_sweep, a mapping for run_symbol_sweeps
-        run.strategy, expanded, since=run.since, timeframe=run.timeframe, execution=execution,
-        costs=costs, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
-        progress=progress, cluster=spec,
+    result = _sweep(
+        runs, expanded, execution=execution, costs=costs, chunk_size=chunk_size,
+        jobs=jobs or (os.cpu_count() or 1), progress=progress, cluster=spec,
     )  # fmt: skip
     _print_top(result, metric, top, expanded.names)
     if out is not None:
         _write(result, out, axes, metric)
+
+
+def _sweep(
+    runs: dict[str, RunInputs], expanded: Grid, **options: Any
+) -> SweepResult | SymbolSweeps:
+    """Sweep one symbol's run (`run_sweep`) or several (`run_symbol_sweeps`, one table)."""
+    from research.optimise.sweep import run_sweep
+    from research.optimise.symbols import run_symbol_sweeps
+
+    run = next(iter(runs.values()))  # the candles before --from warm the indicators up
+    if len(runs) == 1:
+        return run_sweep(run.candles, run.strategy, expanded, since=run.since,
+                         timeframe=run.timeframe, **options)  # fmt: skip
+    candles = {symbol: each.candles for symbol, each in runs.items()}
+    return run_symbol_sweeps(candles, run.strategy, expanded, since=run.since,
+                             timeframe=run.timeframe, **options)  # fmt: skip
 
 
 def _checked_options(metric: str, grid: list[str] | None, heatmap: str | None) -> tuple[str, ...]:

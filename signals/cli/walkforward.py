@@ -100,8 +100,7 @@ def walkforward_command(
     Re-running with the same --out resumes an interrupted run; one started with other settings
     or data is refused (exit 2) unless --fresh. The same command started several times (here,
     or on several machines with one --storage and --run) shares the work: see README "Scaling
-    out". With several --symbol, each symbol runs as on its own in <out>/<SYMBOL> as run
-    <run>-<SYMBOL> of one storage, and symbols.md / symbols.html compare them.
+    out". Several --symbol: one run each in <out>/<SYMBOL>, compared in <out>/symbols.md.
     """
     from research.backtest.execution import ExecutionModel
     from research.inputs import resolve_costs
