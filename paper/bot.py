@@ -42,7 +42,6 @@ from signals.protocol import ErrorMessage, Heartbeat, Hello, Signal, decode_serv
 from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
-ATR_WINDOW_PER_PERIOD = 40  # Wilder's ATR forgets its start after ~37 x period candles
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,18 +241,12 @@ class PaperBot:
         if frame.empty:
             return None
         fill_time = frame.index[0]
-        window = self._slippage_window()
+        window = self.config.costs.slippage_warmup()
         candles = store.last_closed(symbol, timeframe, window, until=fill_time)
         slip = self.config.costs.slippage_fraction(
             candles, fill="next_open", notional=self.config.init_cash
         )
         return int(fill_time.timestamp()), float(frame["open"].iloc[0]), float(slip[-1])
-
-    def _slippage_window(self) -> int:
-        costs = self.config.costs
-        if costs.slippage_model == "atr":
-            return ATR_WINDOW_PER_PERIOD * costs.atr_period + 1
-        return 2
 
     def _fill(self, row: sqlite3.Row, fill_ts: int, open_: float, slip: float) -> None:
         legs_plan = plan(self.config.direction, row["signal"], self.position)
