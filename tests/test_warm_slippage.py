@@ -20,7 +20,7 @@ from research.backtest.execution import ExecutionModel
 from research.backtest.run import run_backtest
 from research.backtest.windows import evaluate_window
 from research.optimise.chunks import SweepJob, chunk_metrics
-from signals.costs import CostModel
+from signals.costs import CostModel, Fill
 from strategies import get_strategy
 from tests.candles import random_walk
 
@@ -52,10 +52,10 @@ class FlatBefore:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=st.sampled_from(sorted(MODELS)), start=st.integers(0, 2500),
        fill=st.sampled_from(["next_open", "close"]))  # fmt: skip
-def test_warm_slippage_equals_the_full_history_slippage(model: str, start: int, fill: str) -> None:
+def test_warm_slippage_equals_the_full_history_slippage(model: str, start: int, fill: Fill) -> None:
     costs = MODELS[model]
-    full = costs.slippage_fraction(CANDLES, fill=fill)  # type: ignore[arg-type]
-    warm = costs.warm_slippage(CANDLES, start, fill=fill)  # type: ignore[arg-type]
+    full = costs.slippage_fraction(CANDLES, fill=fill)
+    warm = costs.warm_slippage(CANDLES, start, fill=fill)
     np.testing.assert_allclose(warm, full[start:], rtol=1e-12, atol=0.0)
 
 
@@ -69,7 +69,7 @@ def test_a_backtest_from_since_fills_as_the_full_history_does(model: str) -> Non
     params = strategy.params({"fast": 5, "slow": 20})
     since = CANDLES.index[1200]
     cut = run_backtest(CANDLES, strategy, params, timeframe="5m", costs=costs, since=since)
-    whole = run_backtest(CANDLES, FlatBefore(strategy, since), params, timeframe="5m", costs=costs)  # type: ignore[arg-type]
+    whole = run_backtest(CANDLES, FlatBefore(strategy, since), params, timeframe="5m", costs=costs)
     assert len(cut.trades) > 5
     pd.testing.assert_frame_equal(trades(cut), trades(whole), rtol=1e-12)
     assert cut.equity.iloc[-1] == pytest.approx(whole.equity.iloc[-1], rel=1e-12)
@@ -82,7 +82,7 @@ def test_a_walkforward_window_fills_as_the_full_history_does() -> None:
     window = evaluate_window(CANDLES, strategy, params, start, end, timeframe="5m",
                              execution=ExecutionModel(), costs=costs)  # fmt: skip
     head = CANDLES.iloc[:end]
-    whole = run_backtest(head, FlatBefore(strategy, head.index[start]), params, timeframe="5m",  # type: ignore[arg-type]
+    whole = run_backtest(head, FlatBefore(strategy, head.index[start]), params, timeframe="5m",
                          costs=costs)  # fmt: skip
     assert len(window.trades) > 3
     pd.testing.assert_frame_equal(
