@@ -360,3 +360,12 @@ def test_trend_pullback_passes_bias_with_cuts_inside_hours(timeframe: str) -> No
     report = check_bias(strategy, candles, seed=3)
     assert report.ok, report.verdict()
     assert report.inside
+
+
+def test_trend_pullback_warms_up_its_hourly_sma_in_base_candles() -> None:
+    strategy = get_strategy("trend_pullback")
+    p = strategy.params()
+    hourly = (p.trend_period + p.trend_slope + 1) * 12  # the 5m candles of 56 whole hours
+    assert strategy.lookback(p) == strategy.warmup(p) + hourly + p.cooldown + 2 == 1195
+    assert strategy.lookback(p, "15m") == 1195  # one number for every declared timeframe
+    assert strategy.lookback(p, "1m") == strategy.warmup(p) + 56 * 60 + p.cooldown + 2
