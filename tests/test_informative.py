@@ -157,7 +157,7 @@ def test_buy_volume_of_an_hour_is_unknown_when_a_quarter_of_it_is() -> None:
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the CLI of this checkout; `cwd` holds the fingerprint cache."""
-    env = {**__import__("os").environ, "SIGNALS_CACHE_DIR": str(cwd / ".cache")}
+    env = {**__import__("os").environ, "SIGNALS_CACHE_DIR": str(cwd / ".cache"), "COLUMNS": "300"}
     return subprocess.run(
         [sys.executable, "-m", "signals", *args],
         cwd=ROOT,
@@ -196,6 +196,16 @@ def probe_folder(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "probe.py").write_text(PROBE)
     return folder
+
+
+def test_strategies_lists_the_timeframes_a_strategy_reads(
+    probe_folder: Path, tmp_path: Path
+) -> None:
+    listed = cli("strategies", "--strategy-path", str(probe_folder), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "│" in line}
+    assert "15m (reads 1h)" in rows["hour_probe"] and "15m 5m (reads 1h)" in rows["trend_pullback"]
+    assert "reads" not in rows["swing"]
 
 
 def test_scan_fires_the_probe_only_on_the_quarter_that_closes_the_hour(
