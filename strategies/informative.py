@@ -74,29 +74,9 @@ def aggregate(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
 
     The index is each higher candle's open time, aligned to the Unix epoch.
     """
-    ts = _epoch(candles.index)
-    length = timeframe_seconds(timeframe)
-    bucket = ts - ts % length  # the higher candle each base candle belongs to
-    n = len(ts)
-    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1]))) if n else ts
-    ends = np.concatenate((starts[1:], [n])).astype("int64") - 1
-    higher: dict[str, np.ndarray] = {}
-    for f in (f for f in FIELDS if f in candles.columns):
-        values = candles[f].to_numpy(dtype="float64")
-        if not n:
-            higher[f] = values
-        elif f == "open":
-            higher[f] = values[starts]
-        elif f == "close":
-            higher[f] = values[ends]
-        elif f == "high":
-            higher[f] = np.maximum.reduceat(values, starts)
-        elif f == "low":
-            higher[f] = np.minimum.reduceat(values, starts)
-        else:  # volumes: a sum, NaN when a base candle's value is unknown
-            higher[f] = np.add.reduceat(values, starts)
-    index = pd.DatetimeIndex(pd.to_datetime(bucket[starts], unit="s", utc=True), name="time")
-    return pd.DataFrame(higher, index=index)
+    fields = [f for f in FIELDS if f in candles.columns]
+    opens, values = _aggregate(_epoch(candles.index), _matrix(candles, fields), timeframe, fields)
+    return _frame(opens, values, fields)
 
 
 def with_informative(
@@ -114,37 +94,81 @@ def with_informative(
     if not timeframes:
         return candles
     base = base if base is not None else base_seconds(candles.index)
-    added: dict[str, np.ndarray] = {}
     ts = _epoch(candles.index)
+    fields = [f for f in FIELDS if f in candles.columns]
+    matrix = _matrix(candles, fields)
+    names: list[str] = []
+    blocks: list[np.ndarray] = []
     for tf in timeframes:
-        higher = aggregate(candles, tf)
-        if columns is not None:
-            for name, values in columns(tf, higher).items():
-                higher[name] = np.asarray(values, dtype="float64")
-        at = _visible_rows(ts, higher, tf, base)
-        for name in higher.columns:
-            values = higher[name].to_numpy(dtype="float64")
-            picked = values[np.maximum(at, 0)] if len(values) else np.full(len(ts), np.nan)
-            added[f"{name}_{tf}"] = np.where(at >= 0, picked, np.nan)
-    return pd.concat([candles, pd.DataFrame(added, index=candles.index)], axis=1)
+        opens, values = _aggregate(ts, matrix, tf, fields)
+        higher = _frame(opens, values, fields)
+        extra = columns(tf, higher) if columns is not None else {}
+        if extra:
+            added = [np.asarray(v, dtype="float64").reshape(-1, 1) for v in extra.values()]
+            values = np.hstack([values, *added])
+        at = _visible_rows(ts, opens, tf, base)
+        picked = values[np.maximum(at, 0)] if len(values) else np.empty((len(ts), values.shape[1]))
+        picked[at < 0] = np.nan
+        names += [f"{name}_{tf}" for name in [*fields, *extra]]
+        blocks.append(picked)
+    labels = pd.Index(names, dtype=object)  # plain labels: no Arrow strings (slow to index)
+    merged = pd.DataFrame(np.hstack(blocks), index=candles.index, columns=labels, copy=False)
+    return pd.concat([candles, merged], axis=1)
 
 
-def _visible_rows(ts: np.ndarray, higher: pd.DataFrame, tf: str, base: int | None) -> np.ndarray:
+def _matrix(candles: pd.DataFrame, fields: list[str]) -> np.ndarray:
+    # The candles' OHLCV fields as one float64 (candles x fields) array.
+    return np.column_stack([candles[f].to_numpy(dtype="float64") for f in fields])
+
+
+def _aggregate(
+    ts: np.ndarray, values: np.ndarray, timeframe: str, fields: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    # Open times (epoch s) and (higher candles x fields) values.
+    length = timeframe_seconds(timeframe)
+    bucket = ts - ts % length  # the higher candle each base candle belongs to
+    n, width = values.shape
+    if not n:
+        return bucket, np.empty((0, width))
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    ends = np.concatenate((starts[1:], [n])) - 1
+    out = np.empty((len(starts), width))
+    for j, name in enumerate(fields):  # one reduction per field (at most six)
+        column = values[:, j]
+        if name == "open":
+            out[:, j] = column[starts]
+        elif name == "close":
+            out[:, j] = column[ends]
+        elif name == "high":
+            out[:, j] = np.maximum.reduceat(column, starts)
+        elif name == "low":
+            out[:, j] = np.minimum.reduceat(column, starts)
+        else:  # volumes: a sum, NaN when a base candle's value is unknown
+            out[:, j] = np.add.reduceat(column, starts)
+    return bucket[starts], out
+
+
+def _frame(opens: np.ndarray, values: np.ndarray, fields: list[str]) -> pd.DataFrame:
+    # The higher candles as a frame on their open times (UTC).
+    index = pd.DatetimeIndex(opens.astype("datetime64[s]"), name="time").tz_localize("UTC")
+    return pd.DataFrame(values, index=index, columns=pd.Index(fields, dtype=object), copy=False)
+
+
+def _visible_rows(ts: np.ndarray, opens: np.ndarray, tf: str, base: int | None) -> np.ndarray:
     # Per base row, the position of the last higher candle visible on it (-1: none yet).
     if base is None:  # one candle: its length is unknown, nothing is visible
         return np.full(len(ts), -1, dtype="int64")
     length = _ratio(tf, base) * base
-    closes_at = _epoch(higher.index) + length
     # the last higher candle that closed by each row's close: t + b >= T + H
-    return np.searchsorted(closes_at, ts + base, side="right").astype("int64") - 1
+    return np.searchsorted(opens + length, ts + base, side="right").astype("int64") - 1
 
 
 def _ratio(higher: str, base: int) -> int:
     length = timeframe_seconds(higher)
     if length <= base or length % base:
         raise InformativeError(
-            f"informative timeframe {higher} ({length} s) is not a whole multiple of the "
-            f"base candles ({base} s) longer than them"
+            f"informative timeframe {higher} ({length} s) must be longer than the base "
+            f"candles ({base} s) and a whole multiple of them"
         )
     return length // base
 
