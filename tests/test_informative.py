@@ -88,8 +88,7 @@ PAIRS = [(b, h) for b in TIMEFRAMES for h in higher_timeframes(b)]
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[pd.DataFrame, int, str]:
-    base, higher = draw(st.sampled_from(PAIRS))
+def histories(draw: st.DrawFn, base: str, higher: str) -> tuple[pd.DataFrame, int, str]:
     b, ratio = TIMEFRAMES[base], TIMEFRAMES[higher] // TIMEFRAMES[base]
     offset = draw(st.integers(0, 2 * ratio - 1))  # where in a higher candle history starts
     n = draw(st.integers(3, min(3 * ratio + 3, 400)))
@@ -101,11 +100,13 @@ def histories(draw: st.DrawFn) -> tuple[pd.DataFrame, int, str]:
     return candles[keep], b, higher
 
 
-@settings(max_examples=150, deadline=None)
-@given(histories())
+@pytest.mark.parametrize(("base", "higher"), PAIRS)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
 def test_a_higher_candle_is_visible_from_the_base_candle_that_closes_with_or_after_it(
-    drawn: tuple[pd.DataFrame, int, str],
+    base: str, higher: str, data: st.DataObject
 ) -> None:
+    drawn = data.draw(histories(base, higher))
     candles, b, tf = drawn
     length = TIMEFRAMES[tf]
     assert base_seconds(candles.index) == b
@@ -142,6 +143,13 @@ def test_the_15m_candle_that_closes_with_the_hour_sees_it_and_the_one_before_doe
     assert merged["close_1h"].iloc[:3].isna().all()  # 10:00, 10:15, 10:30: the hour is open
     assert merged["close_1h"].iloc[3] == hour["close"] == candles["close"].iloc[3]  # 10:45
     assert merged["high_1h"].iloc[4:7].eq(hour["high"]).all()  # until 11:45 closes 11:00's hour
+
+
+def test_one_candle_sees_no_higher_candle() -> None:
+    candles = random_walk(1, freq="15min", start="2024-01-01 10:45")
+    assert with_informative(candles, ("1h",))["close_1h"].isna().all()
+    probe = DeclaredHourWarmup()
+    assert not probe.signals(candles).buy.any()
 
 
 def test_buy_volume_of_an_hour_is_unknown_when_a_quarter_of_it_is() -> None:
