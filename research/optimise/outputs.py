@@ -170,7 +170,7 @@ def frozen_from_run(
     metrics.update(
         dsr=_finite(stats.dsr.dsr) if stats.dsr else None,
         pbo=_finite(stats.pbo.pbo) if stats.pbo else None,
-        walkforward_efficiency=_finite(walkforward_efficiency(run)),
+        walkforward_efficiency=walkforward_efficiency(run).value,
         trials_run=float(stats.trials_run),
     )
     candles = run.candles
@@ -222,6 +222,16 @@ def write_outputs(
     return paths
 
 
+def _efficiency_json(run: WalkForwardRun) -> dict[str, Any]:
+    wfe = walkforward_efficiency(run)
+    return {
+        "value": wfe.value,
+        "train_daily_return": _finite(wfe.train_daily),
+        "test_daily_return": _finite(wfe.test_daily),
+        "undefined_because": wfe.why or None,
+    }
+
+
 def summary(run: WalkForwardRun, stats: Overfitting, frozen: FrozenParams) -> dict[str, Any]:
     """Return a JSON-ready summary of the run (what the report and the gate read)."""
     return {
@@ -234,6 +244,7 @@ def summary(run: WalkForwardRun, stats: Overfitting, frozen: FrozenParams) -> di
         "fold_pbo": stats.fold_pbo,
         "verdict": stats.verdict,
         "metrics": frozen.metrics,
+        "walkforward_efficiency": _efficiency_json(run),
         "config": {
             "scheme": run.config.scheme,
             "folds": run.config.folds,
