@@ -370,9 +370,9 @@ def _fold_result(candles: pd.DataFrame, strategy: Strategy, fold: Fold, trials: 
 def _progress(enabled: bool, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
+    from signals.progress import progress
 
-    return tqdm(total=total, desc="walk-forward trials", unit="trial")
+    return progress(total, desc="walk-forward trials", unit="trial")
 
 
 def default_storage(out: Path) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import LONG_PROGRESS as PROGRESS
 
 if TYPE_CHECKING:
     from research.optimise.pipeline import PipelineResult
@@ -86,6 +87,7 @@ def walkforward_command(
     fee_bps: float = FEE_BPS,
     slippage_bps: float = SLIPPAGE_BPS,
     report: bool = REPORT,
+    progress: bool = PROGRESS,
     config: Path = CONFIG,
 ) -> None:
     """Walk-forward optimisation: optuna tunes each fold's train window, judged only on its test.
@@ -125,7 +127,7 @@ def walkforward_command(
     done = run_pipeline(
         run, config=wf, out=out, storage=store, run=name,
         since=run.since,  # the candles before --from only warm the indicators up
-        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=not tune_only,
+        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=progress and not tune_only,
         report=report, tune_only=tune_only, while_tuning=_helpers(workers - 1, storage, out),
     )  # fmt: skip
     if done is not None:
