@@ -66,6 +66,24 @@ def trial_ledger(run: WalkForwardRun) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+OUTCOMES = ("valid", "below min trades", "invalid parameters", "undefined score")
+
+
+def trial_outcomes(trials: pd.DataFrame, min_trades: int) -> pd.Series:
+    """Return each trial's outcome: valid, or why it got `BAD_SCORE` (one of `OUTCOMES`)."""
+    if trials.empty:
+        return pd.Series([], dtype="object")
+    rejected = trials["rejected"].notna() if "rejected" in trials else False
+    trades = pd.to_numeric(trials["trades"], errors="coerce")
+    raw = pd.to_numeric(trials["raw_value"], errors="coerce")
+    outcome = np.select(
+        [rejected, trades.isna() | (trades < min_trades), raw.isna()],
+        ["invalid parameters", "below min trades", "undefined score"],
+        default="valid",
+    )
+    return pd.Series(outcome, index=trials.index, dtype="object")
+
+
 def distinct_trials(ledger: pd.DataFrame) -> pd.DataFrame:
     """Return one row per distinct (fold, parameters): TPE may propose the same set twice."""
     if ledger.empty:

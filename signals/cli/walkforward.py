@@ -105,6 +105,7 @@ def walkforward_command(
     from research.optimise.pipeline import run_pipeline
     from research.optimise.storage import forget_run, open_storage
     from research.optimise.walkforward import WalkForwardConfig, default_storage
+    from signals.config import load_settings
 
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
@@ -129,6 +130,7 @@ def walkforward_command(
         since=run.since,  # the candles before --from only warm the indicators up
         labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=progress and not tune_only,
         report=report, tune_only=tune_only, while_tuning=_helpers(workers - 1, storage, out),
+        gate=load_settings(config).gate,  # the report's verdict is `signals promote`'s
     )  # fmt: skip
     if done is not None:
         _print_summary(done)
