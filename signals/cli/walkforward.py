@@ -181,7 +181,7 @@ def _without(args: list[str], *, valued: set[str], flags: set[str]) -> list[str]
 def _print_summary(done: PipelineResult) -> None:
     from rich.table import Table
 
-    from research.optimise.walkforward import fold_table
+    from research.optimise.walkforward import fold_table, walkforward_efficiency
     from signals.console import console
 
     result, stats, frozen, paths = done.run, done.stats, done.frozen, done.paths
@@ -208,6 +208,8 @@ def _print_summary(done: PipelineResult) -> None:
         highlight=False,
     )
     out.print(stats.verdict, highlight=False)
+    wfe = walkforward_efficiency(result)
+    out.print(f"walk-forward efficiency {wfe.describe()}", highlight=False)
     out.print(f"frozen: {paths['frozen']} (params_id {frozen.params_id})", highlight=False)
     if "report" in paths:
         out.print(f"report: {paths['report']}", highlight=False)
