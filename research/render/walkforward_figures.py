@@ -86,6 +86,9 @@ def rolling_sharpe_figure(run: WalkForwardRun) -> go.Figure:
     fig = go.Figure(go.Scatter(x=sharpe.index, y=sharpe, name=f"{window}-day Sharpe",
                                line={"color": "#2ca02c"}, connectgaps=False))  # fmt: skip
     fig.add_hline(y=0.0, line_color="#444", line_width=1)
+    if not sharpe.notna().any():
+        fig.add_annotation(text=f"fewer than {window} days out of sample: no rolling Sharpe",
+                           x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)  # fmt: skip
     for fold in run.folds:
         fig.add_vline(x=run.candles.index[fold.fold.test_start], line_dash="dot", opacity=0.4)
     fig.update_layout(template=TEMPLATE, height=300, margin={"t": 50},
