@@ -16,9 +16,11 @@ import typer
 
 from signals.cli.options import (
     CONFIG,
+    COSTS,
     DB,
     DIRECTION,
     FROM,
+    LONG_PROGRESS,
     STRATEGY,
     STRATEGY_PATH,
     SYMBOL,
@@ -55,6 +57,7 @@ def sweep_command(
     from_: str = FROM,
     to: str = TO,
     direction: str = DIRECTION,
+    costs: str = COSTS,
     fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
     slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
     jobs: int = typer.Option(
@@ -82,7 +85,7 @@ def sweep_command(
     heatmap: str = typer.Option(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
     ),
-    progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
+    progress: bool = LONG_PROGRESS,
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
@@ -98,16 +101,17 @@ def sweep_command(
 
     axes = _checked_options(metric, grid, heatmap)
     spec = _cluster_spec(cluster, cluster_timeout)
-    run, expanded, execution, costs = _prepare(
+    run, expanded, execution, cost_model = _prepare(
         strategy, grid, axes, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         direction=direction, fee_bps=fee_bps, slippage_bps=slippage_bps, config=config,
+        cost_spec=costs,
     )  # fmt: skip
     if spec is not None:
         _dask_logs_at_warning()
     result = run_sweep(
         run.candles,  # the candles before --from warm the indicators up
         run.strategy, expanded, since=run.since, timeframe=run.timeframe, execution=execution,
-        costs=costs, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
+        costs=cost_model, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
         progress=progress, cluster=spec,
     )  # fmt: skip
     _print_top(result, metric, top, expanded.names)
@@ -150,6 +154,7 @@ def _prepare(
     fee_bps: float | None,
     slippage_bps: float | None,
     config: Path | None,
+    cost_spec: str | None = None,
 ) -> tuple[RunInputs, Grid, ExecutionModel, CostModel]:
     """Expand the grid, load the candles with the warm-up the grid needs, and say what runs."""
     from research.backtest.execution import ExecutionModel
@@ -174,13 +179,14 @@ def _prepare(
         execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]  # a str: ExecutionModel checks it
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--direction") from None
-    costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    costs = resolve_costs(config, costs=cost_spec, fee_bps=fee_bps, slippage_bps=slippage_bps)
     for name in axes:
         if name not in expanded.names:
             raise typer.BadParameter(f"{name!r} is not swept by --grid", param_hint="--heatmap")
     typer.echo(
         f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} combinations "
-        f"({expanded.skipped} invalid skipped) over {len(run.period)} candles",
+        f"({expanded.skipped} invalid skipped) over {len(run.period)} candles; costs: "
+        f"{costs.describe()}",
         err=True,
     )
     return run, expanded, execution, costs

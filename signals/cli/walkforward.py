@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import LONG_PROGRESS as PROGRESS
 
 if TYPE_CHECKING:
     from research.optimise.pipeline import PipelineResult
@@ -86,6 +87,7 @@ def walkforward_command(
     fee_bps: float = FEE_BPS,
     slippage_bps: float = SLIPPAGE_BPS,
     report: bool = REPORT,
+    progress: bool = PROGRESS,
     config: Path = CONFIG,
 ) -> None:
     """Walk-forward optimisation: optuna tunes each fold's train window, judged only on its test.
@@ -103,6 +105,7 @@ def walkforward_command(
     from research.optimise.pipeline import run_pipeline
     from research.optimise.storage import forget_run, open_storage
     from research.optimise.walkforward import WalkForwardConfig, default_storage
+    from signals.config import load_settings
 
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
@@ -125,8 +128,9 @@ def walkforward_command(
     done = run_pipeline(
         run, config=wf, out=out, storage=store, run=name,
         since=run.since,  # the candles before --from only warm the indicators up
-        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=not tune_only,
+        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=progress and not tune_only,
         report=report, tune_only=tune_only, while_tuning=_helpers(workers - 1, storage, out),
+        gate=load_settings(config).gate,  # the report's verdict is `signals promote`'s
     )  # fmt: skip
     if done is not None:
         _print_summary(done)
@@ -177,7 +181,7 @@ def _without(args: list[str], *, valued: set[str], flags: set[str]) -> list[str]
 def _print_summary(done: PipelineResult) -> None:
     from rich.table import Table
 
-    from research.optimise.walkforward import fold_table
+    from research.optimise.walkforward import fold_table, walkforward_efficiency
     from signals.console import console
 
     result, stats, frozen, paths = done.run, done.stats, done.frozen, done.paths
@@ -204,6 +208,8 @@ def _print_summary(done: PipelineResult) -> None:
         highlight=False,
     )
     out.print(stats.verdict, highlight=False)
+    wfe = walkforward_efficiency(result)
+    out.print(f"walk-forward efficiency {wfe.describe()}", highlight=False)
     out.print(f"frozen: {paths['frozen']} (params_id {frozen.params_id})", highlight=False)
     if "report" in paths:
         out.print(f"report: {paths['report']}", highlight=False)
