@@ -64,11 +64,11 @@ def write_module(folder: Path, fast: int = 3, extra: str = "") -> Path:
     return path
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the CLI of this checkout (cwd = its root); `cwd` holds the fingerprint cache."""
     return subprocess.run(
         [sys.executable, "-m", "signals", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=120, env={**__import__("os").environ, "SIGNALS_CACHE_DIR": str(cwd / ".cache")},
+        timeout=timeout, env={**__import__("os").environ, "SIGNALS_CACHE_DIR": str(cwd / ".cache")},
     )  # fmt: skip
 
 
@@ -220,3 +220,69 @@ def test_live_runs_a_folder_strategy(world: tuple[Path, Path], tmp_path: Path) -
         wait_caught_up(sock, int(candles.index[299].timestamp()))
     finally:
         assert stop_runner(proc) == 0
+
+
+LENIENT = ("--min-sharpe", "-100", "--min-dsr", "0", "--max-pbo", "1", "--min-trades", "0",
+           "--max-drawdown", "1")  # fmt: skip
+
+
+@pytest.fixture
+def long_db(tmp_path: Path) -> Path:
+    db = tmp_path / "long.db"
+    conn = connect_writable(db)
+    write_candles(conn, random_walk(4000, seed=5), symbol="BTCUSDT", timeframe="1m")
+    conn.close()
+    return db
+
+
+def test_walkforward_with_helpers_and_promote_from_a_folder(
+    world: tuple[Path, Path], long_db: Path, tmp_path: Path
+) -> None:
+    folder, _ = world
+    out = tmp_path / "wf"
+    journal = tmp_path / "run.log"
+    walk = cli("walkforward", "--strategy-path", str(folder), "-s", "my_cross", "-t", "1m",
+               "--db", str(long_db), "--folds", "2", "--trials", "4", "--min-trades", "0",
+               "--out", str(out), "--no-report", "--storage", f"journal:///{journal}",
+               "--workers", "2", "--heartbeat", "1", cwd=tmp_path)  # fmt: skip
+    assert walk.returncode == 0, walk.stderr[-2000:]
+    # the helper process (started with this command line and SIGNALS_STRATEGY_PATH) found the
+    # strategy too: a helper that fails says "walk-forward helper <pid> ended with code 2"
+    assert "helper" not in walk.stderr, walk.stderr[-2000:]
+    assert json.loads((out / "frozen.json").read_text())["strategy"] == "my_cross"
+    live = tmp_path / "live.json"  # two folds have no PBO: --force past the gate
+    refused = cli("promote", str(out / "frozen.json"), "--to", str(live), "--force", cwd=tmp_path)
+    assert refused.returncode == 2 and "unknown strategy 'my_cross'" in refused.stderr
+    done = cli("promote", str(out / "frozen.json"), "--to", str(live), "--force",
+               "--strategy-path", str(folder), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "FORCED past the gate" in done.stdout
+    assert json.loads(live.read_text())["promotion"]["forced"]
+    # the config's strategy_paths serves promote too
+    (tmp_path / "signals.yaml").write_text(f"strategy_paths: [{folder}]\n")
+    again = cli("promote", str(live), "--to", str(live), "--force",
+                "--config", str(tmp_path / "signals.yaml"), cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.slow
+def test_reoptimise_a_folder_strategy(
+    world: tuple[Path, Path], long_db: Path, tmp_path: Path
+) -> None:
+    folder, _ = world
+    current = tmp_path / "current.json"
+    made = cli("freeze", "--strategy-path", str(folder), "-s", "my_cross", "-t", "1m",
+               "-o", str(current), cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    # strategy and timeframe come from --current (read with the folder), the notebook's kernel
+    # finds the strategy through SIGNALS_STRATEGY_PATH
+    done = cli("reoptimise", "--strategy-path", str(folder), "--current", str(current),
+               "--quarter", "2024Q2", "--db", str(long_db), "--days", "2", "--folds", "2",
+               "--trials", "3", "--train-min-trades", "0", "--out-root", str(tmp_path / "r"),
+               *LENIENT, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-3000:]  # ran: the gate may pass or refuse
+    outcome = json.loads((tmp_path / "r" / "2024Q2" / "outcome.json").read_text())
+    frozen = json.loads((tmp_path / "r" / "2024Q2" / "frozen.json").read_text())
+    assert frozen["strategy"] == "my_cross" and outcome["new_params_id"] == frozen["params_id"]
+    assert outcome["old_params_id"] == json.loads(current.read_text())["params_id"]
+
