@@ -286,3 +286,124 @@ def test_reoptimise_a_folder_strategy(
     assert frozen["strategy"] == "my_cross" and outcome["new_params_id"] == frozen["params_id"]
     assert outcome["old_params_id"] == json.loads(current.read_text())["params_id"]
 
+
+HELPERS = """
+from strategies import indicators as ind
+
+
+def fast_line(close, period):
+    return ind.LINE(close, period)
+"""
+
+SIBLING = """
+from dataclasses import dataclass
+
+from strategies import indicators as ind
+from strategies.base import Rule, RuleSet, Strategy
+from strategies.params import ScoringParams, fixed, param
+
+from .helpers import fast_line
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiblingParams(ScoringParams):
+    threshold: float = fixed(1.0)
+    cooldown: int = fixed(0)
+    fast: int = param(3, low=2, high=50)
+
+
+class SiblingCross(Strategy[SiblingParams]):
+    name = "NAME"
+    timeframes = ("1m",)
+    Params = SiblingParams
+
+    def warmup(self, params):
+        return 40
+
+    def rules(self, candles, params):
+        fast, slow = fast_line(candles["close"], params.fast), ind.ema(candles["close"], 8)
+        return RuleSet(
+            buy=[Rule("up", ind.crossed_above(fast, slow))],
+            sell=[Rule("down", ind.crossed_above(slow, fast))],
+        )
+"""
+
+
+def write_sibling_folder(folder: Path, line: str = "ema", name: str = "my_cross") -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "helpers.py").write_text(HELPERS.replace("LINE", line))
+    (folder / "mine.py").write_text(SIBLING.replace("NAME", name))
+    return folder
+
+
+def test_a_folder_module_imports_its_sibling_relatively(tmp_path: Path) -> None:
+    one = write_sibling_folder(tmp_path / "one")
+    two = write_sibling_folder(tmp_path / "two", line="sma", name="other_cross")
+    found = find_strategies([one, two])
+    mine, other = found["my_cross"], found["other_cross"]
+    # each folder is a package of its own: two helpers.py, each strategy with its own
+    assert type(mine).__module__.rpartition(".")[0] != type(other).__module__.rpartition(".")[0]
+    candles = random_walk(600, seed=5)
+    close = candles["close"]
+    assert (
+        mine.rules(candles, mine.params())
+        .buy[0]
+        .fired.equals(ind.crossed_above(ind.ema(close, 3), ind.ema(close, 8)))
+    )
+    assert (
+        other.rules(candles, other.params())
+        .buy[0]
+        .fired.equals(ind.crossed_above(ind.sma(close, 3), ind.ema(close, 8)))
+    )
+    assert not (one / "__pycache__").exists()  # nothing written into the user's folder
+    # a module of the folder is found by name in a new process (SIGNALS_STRATEGY_PATH), so a
+    # pickled folder strategy (a Dask job) loads there
+    import pickle
+
+    blob = tmp_path / "mine.pkl"
+    blob.write_bytes(pickle.dumps(mine))
+    code = (
+        "import pickle, sys; import signals.strategy_paths; "
+        f"print(pickle.loads(open({str(blob)!r}, 'rb').read()).name)"
+    )
+    env = {**__import__("os").environ, "SIGNALS_STRATEGY_PATH": str(one)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=ROOT)  # fmt: skip
+    assert done.stdout.strip() == "my_cross", done.stderr
+    # and through the CLI
+    db = tmp_path / "c.db"
+    conn = connect_writable(db)
+    write_candles(conn, candles, symbol="BTCUSDT", timeframe="1m")
+    conn.close()
+    scan = cli("scan", "--strategy-path", str(one), "-s", "my_cross", "-t", "1m", "--db", str(db),
+               "-f", "jsonl", cwd=tmp_path)  # fmt: skip
+    assert scan.returncode == 0, scan.stderr
+    expected = signal_records(candles, mine, mine.params(), symbol="BTCUSDT", timeframe="1m")
+    assert [json.loads(line) for line in scan.stdout.splitlines()] == json.loads(
+        json.dumps(expected)
+    )
+
+
+def test_an_absolute_import_of_a_sibling_says_how(tmp_path: Path) -> None:
+    folder = write_sibling_folder(tmp_path / "abs")
+    text = (folder / "mine.py").read_text().replace("from .helpers", "from helpers")
+    (folder / "mine.py").write_text(text)
+    with pytest.raises(StrategyFolderError, match=r"imported relatively: from \.helpers import"):
+        find_strategies([folder])
+
+
+def test_a_sibling_edit_that_changes_decisions_refuses_the_frozen_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_sibling_folder(tmp_path / "s")
+    frozen = write_frozen(
+        freeze(strategy=get_strategy("my_cross", [folder]), timeframe="1m", params={}),
+        tmp_path / "f.json",
+    )
+    monkeypatch.setenv("SIGNALS_STRATEGY_PATH", str(folder))
+    helpers = folder / "helpers.py"
+    helpers.write_text(helpers.read_text() + "\n# a comment: cannot change a decision\n")
+    assert load_frozen(frozen).strategy == "my_cross"  # the folder reloaded, same behaviour
+    helpers.write_text(HELPERS.replace("LINE", "sma"))  # the strategy's module is unchanged
+    with pytest.raises(FrozenFileError, match=r"its behaviour \(not its module\)"):
+        load_frozen(frozen)
