@@ -194,7 +194,7 @@ _FOLDERS: dict[str, Path] = {}  # package name -> strategy folder, for the finde
 class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
     """Load a module of a strategy folder from its source, with no bytecode cache."""
 
-    def path_stats(self, path: str) -> dict:  # type: ignore[override]  # raising disables .pyc
+    def path_stats(self, path: str) -> dict:  # raising here disables the .pyc read and write
         """Refuse to stat: the loader then neither reads nor writes __pycache__."""
         raise OSError("no bytecode cache for strategy folders")
 
