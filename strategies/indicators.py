@@ -5,7 +5,7 @@ indicator is not yet defined. Warm-up needs of each are in :mod:`strategies.warm
 
 **Comparisons that do not depend on where history starts.** TA-Lib's recursive indicators
 (EMA, MACD, RSI) and its running sums (SMA, Stochastic, Bollinger) give values that differ by
-float noise (about 1e-13 relative) depending on the first candle of the history. Where two
+float noise (a few units in the last place) depending on the first candle of the history. Where two
 compared values are equal in exact arithmetic (%K equal to %D, a MACD histogram on a flat
 market, two moving averages of a flat market), a plain ``>`` is decided by that noise, and so is
 the signal. `above`, `below`, `crossed_above`, `rising` and `falling` take a ``tolerance``:

@@ -338,6 +338,7 @@ def write_sibling_folder(folder: Path, line: str = "ema", name: str = "my_cross"
 
 def test_a_folder_module_imports_its_sibling_relatively(tmp_path: Path) -> None:
     one = write_sibling_folder(tmp_path / "one")
+    (one / "strategies.py").write_text("SHADOW = True\n")  # a helper named like the package
     two = write_sibling_folder(tmp_path / "two", line="sma", name="other_cross")
     found = find_strategies([one, two])
     mine, other = found["my_cross"], found["other_cross"]
@@ -356,6 +357,12 @@ def test_a_folder_module_imports_its_sibling_relatively(tmp_path: Path) -> None:
         .fired.equals(ind.crossed_above(ind.sma(close, 3), ind.ema(close, 8)))
     )
     assert not (one / "__pycache__").exists()  # nothing written into the user's folder
+    # the folder's strategies.py is that folder's module, not the package the strategies import
+    import strategies
+
+    assert (
+        not hasattr(strategies, "SHADOW") and Path(strategies.__file__).parent.name == "strategies"
+    )
     # a module of the folder is found by name in a new process (SIGNALS_STRATEGY_PATH), so a
     # pickled folder strategy (a Dask job) loads there
     import pickle
