@@ -230,7 +230,7 @@ LENIENT = ("--min-sharpe", "-100", "--min-dsr", "0", "--max-pbo", "1", "--min-tr
 def long_db(tmp_path: Path) -> Path:
     db = tmp_path / "long.db"
     conn = connect_writable(db)
-    write_candles(conn, random_walk(4000, seed=5), symbol="BTCUSDT", timeframe="1m")
+    write_candles(conn, random_walk(3000, seed=5), symbol="BTCUSDT", timeframe="1m")
     conn.close()
     return db
 
@@ -242,9 +242,9 @@ def test_walkforward_with_helpers_and_promote_from_a_folder(
     out = tmp_path / "wf"
     journal = tmp_path / "run.log"
     walk = cli("walkforward", "--strategy-path", str(folder), "-s", "my_cross", "-t", "1m",
-               "--db", str(long_db), "--folds", "2", "--trials", "4", "--min-trades", "0",
+               "--db", str(long_db), "--folds", "2", "--trials", "3", "--min-trades", "0",
                "--out", str(out), "--no-report", "--storage", f"journal:///{journal}",
-               "--workers", "2", "--heartbeat", "1", cwd=tmp_path)  # fmt: skip
+               "--workers", "2", "--heartbeat", "1", cwd=tmp_path, timeout=600)  # fmt: skip
     assert walk.returncode == 0, walk.stderr[-2000:]
     # the helper process (started with this command line and SIGNALS_STRATEGY_PATH) found the
     # strategy too: a helper that fails says "walk-forward helper <pid> ended with code 2"
