@@ -12,7 +12,9 @@ candles) and start offsets are drawn with a seeded generator; the seed is in the
 strategy with higher-timeframe inputs (``informative``) `inside` more cuts fall inside a higher
 candle (the history ends while it is still open, so the cut holds a partial candle that must stay
 invisible), including the base candle just before each chosen higher close, and as many more
-starts begin inside one (the first higher candle is partial: the warm-up must cover it).
+starts begin inside one (the first higher candle is partial: the warm-up must cover it). A
+finding names the strategy and timeframe (in the report's head), the check, the candle, the
+column, both values, and the rules whose firing differs on that candle.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ class BiasFinding:
     full_value: float
     other_value: float
     detail: str
+    rules: tuple[str, ...] = ()  # e.g. "'MACD histogram turned up' fires in full history only"
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"{self.check}: {self.column} differs at {self.at.isoformat()} "
             f"(full history {self.full_value!r}, {self.detail} {self.other_value!r})"
         )
+        return text + "".join(f"; {rule}" for rule in self.rules)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class BiasReport:
     starts: list[pd.Timestamp]
     findings: list[BiasFinding] = field(default_factory=list)
     inside: list[pd.Timestamp] = field(default_factory=list)  # cuts inside a higher candle
+    timeframe: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,8 +74,9 @@ class BiasReport:
 
     def verdict(self) -> str:
         """Return a readable verdict naming the first candle and column that differ."""
+        name = f"{self.strategy} {self.timeframe}" if self.timeframe else self.strategy
         head = (
-            f"{self.strategy}: {self.candles} candles, lookback {self.lookback}, "
+            f"{name}: {self.candles} candles, lookback {self.lookback}, "
             f"{len(self.cuts)} truncation cuts, {len(self.starts)} later starts (seed {self.seed})"
         )
         if self.inside:
@@ -90,8 +96,9 @@ def check_bias(
     starts: int = 4,
     seed: int = 0,
     inside: int = 12,
+    timeframe: str | None = None,
 ) -> BiasReport:
-    """Run the lookahead and warm-up checks of `strategy` on `candles`."""
+    """Run the lookahead and warm-up checks of `strategy` on `candles` (of `timeframe`)."""
     params = params if params is not None else strategy.params()
     lookback = strategy.lookback(params)
     n = len(candles)
@@ -138,6 +145,7 @@ def check_bias(
         starts=[candles.index[i] for i in start_pos],
         findings=findings,
         inside=[candles.index[i] for i in inside_pos],
+        timeframe=timeframe,
     )
 
 
@@ -186,5 +194,21 @@ def _first_difference(
         bad = np.flatnonzero(~np.isclose(a, b, rtol=0.0, atol=SCORE_TOLERANCE))
         if bad.size and (best is None or index[bad[0]] < best.at):
             i = bad[0]
-            best = BiasFinding(check, index[i], column, float(a[i]), float(b[i]), detail)
+            rules = _rule_differences(full, part, index[i], detail.removesuffix(" gives"))
+            best = BiasFinding(check, index[i], column, float(a[i]), float(b[i]), detail, rules)
     return best
+
+
+def _rule_differences(
+    full: SignalFrame, part: SignalFrame, at: pd.Timestamp, other: str
+) -> tuple[str, ...]:
+    """Name the rules that fire on candle `at` in one history and not in the other."""
+    out: list[str] = []
+    i, j = int(full.index.get_loc(at)), int(part.index.get_loc(at))
+    for side in full.sides:
+        a, b = full.sides[side], part.sides[side]
+        for k, name in enumerate(a.names):
+            if a.fired[i, k] != b.fired[j, k]:
+                where = "full history" if a.fired[i, k] else other
+                out.append(f"{side} rule {name!r} fires in {where} only")
+    return tuple(out)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.options import CONFIG, DB, FROM, LONG_PROGRESS, SYMBOL
+from signals.cli.options import CONFIG, DB, FROM, LONG_PROGRESS, STRATEGY_PATH, SYMBOL
 
 if TYPE_CHECKING:
     from research.promote.reoptimise import ReoptimiseJob
@@ -68,6 +68,7 @@ def reoptimise_command(
     ),
     progress: bool = LONG_PROGRESS,
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Re-optimise on the latest candles, compare with the live parameters, promote if it passes.
 
@@ -76,7 +77,9 @@ def reoptimise_command(
     After a promotion, --reload-pidfile or --reload-unit makes the live runner reload (SIGHUP).
     """
     from research.promote.reoptimise import ReoptimiseJob
+    from signals.strategy_paths import apply_strategy_paths
 
+    apply_strategy_paths(strategy_path, config)  # the notebook's kernel inherits it (env)
     gate: dict[str, float | None] = {"min_sharpe": min_sharpe, "min_dsr": min_dsr,
             "max_pbo": max_pbo, "min_trades": min_trades, "max_drawdown": max_drawdown}  # fmt: skip
     job = ReoptimiseJob(

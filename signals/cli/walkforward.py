@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import CONFIG, DB, FROM, STRATEGY, STRATEGY_PATH, SYMBOL, TIMEFRAME, TO
 from signals.cli.options import LONG_PROGRESS as PROGRESS
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ def walkforward_command(
     report: bool = REPORT,
     progress: bool = PROGRESS,
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Walk-forward optimisation: optuna tunes each fold's train window, judged only on its test.
 
@@ -106,7 +107,9 @@ def walkforward_command(
     from research.optimise.storage import forget_run, open_storage
     from research.optimise.walkforward import WalkForwardConfig, default_storage
     from signals.config import load_settings
+    from signals.strategy_paths import apply_strategy_paths
 
+    apply_strategy_paths(strategy_path, config)  # helpers inherit it (SIGNALS_STRATEGY_PATH)
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         config=config,
@@ -227,10 +230,14 @@ def promote_command(
     min_trades: int = typer.Option(None, help="Minimum out-of-sample trades (default 20)."),
     max_drawdown: float = typer.Option(None, help="Deepest drawdown allowed, e.g. 0.35."),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Promote a frozen file to the live path if it passes the gate (atomically); exit 1 if not."""
     from research.promote.gate import promote
     from signals.config import load_settings
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
 
     overrides = {
         "min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
