@@ -15,7 +15,12 @@ from signals.cli.options import CONFIG, STRATEGY_PATH
 
 
 def live_command(
-    params: Path = typer.Option(..., "--params", help="Frozen parameter file (JSON) to run."),
+    params: list[Path] = typer.Option(
+        ...,
+        "--params",
+        help="Frozen parameter file (JSON) to run; repeatable: one runner, one socket and one "
+        "journal serve every file given (each a stream: its symbol, timeframe and strategy).",
+    ),
     db: Path = typer.Option(
         None, "--db", help="Candle database to follow (default: data.candles_db in the config)."
     ),
@@ -36,7 +41,9 @@ def live_command(
         "Prefer the SIGNALS_LIVE_TOKEN environment variable (not visible in `ps`).",
     ),
     journal: Path = typer.Option(
-        None, "--journal", help="Signal journal (SQLite; default: <params>.journal.db)."
+        None,
+        "--journal",
+        help="Signal journal (SQLite; default: <params>.journal.db beside the first --params).",
     ),
     heartbeat: float = typer.Option(
         None, "--heartbeat", help="Seconds between heartbeats (default: live.heartbeat_s, 5)."
@@ -78,11 +85,11 @@ def live_command(
     ),
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
-    """Stream BUY/SELL signals of a frozen parameter set as closed candles arrive (JSON lines).
+    """Stream BUY/SELL signals of frozen parameter sets as closed candles arrive (JSON lines).
 
-    Clients connect to the Unix socket (or TCP), receive `hello`, and may send
-    `{"type":"resume","since_seq":N}` and `{"type":"status"}`. SIGHUP reloads the frozen file;
-    SIGTERM drains and exits.
+    Clients connect to the Unix socket (or TCP), receive `hello` (listing the streams), and may
+    send `{"type":"resume","since_seq":N}` and `{"type":"status"}`. SIGHUP reloads each frozen
+    file (a bad one keeps its old set); SIGTERM drains and exits.
     """
     from live.start import run_from_options
 
