@@ -88,9 +88,9 @@ class Stream:
 def check_distinct(streams: list[Stream]) -> None:
     """Raise `ConfigError` when two streams would decide the same series with the same set."""
     seen: dict[SeriesKey, Path] = {}
-    for stream in streams:
+    for i, stream in enumerate(streams):
         other = seen.setdefault(stream.key, stream.params)
-        if other is not stream.params:
+        if len(seen) <= i:  # its key was there already
             raise ConfigError(
                 f"{stream.params} and {other} are the same stream ({stream.name}): one runner "
                 "serves a frozen set once per symbol and timeframe"
