@@ -1,5 +1,12 @@
 """The live runner: follow the candle store, decide each closed candle, journal it, stream it.
 
+Streams
+    A runner serves one or more frozen files (`RunnerConfig.params`), each a `live.streams.Stream`
+    with its own engine, processed mark, settle rule and health; they share the store, the
+    journal (one ``seq``), the sockets and the worker thread. Each step decides every stream
+    and journals their signals and marks in one transaction. Start, catch-up, reload and stalls
+    below apply to each stream on its own; a one-stream runner is a list of one.
+
 Start
     The frozen file is loaded and verified (a ``strategy_hash`` mismatch is refused unless
     ``allow_hash_mismatch``), the store opened read-only (a missing database is a clear error),
@@ -28,11 +35,12 @@ Follow
     after the last step, off the path of any signal.
 
 Reload (SIGHUP)
-    The frozen file is re-read and verified; on failure the old one stays and the failure is
-    logged. If ``params_id`` changes, the new set's mark starts at the current candle: it emits
-    from the next closed candle on and never replays history. The runner only emits signals; an
-    open position is the bot's business: the new parameters' next signal may be a BUY while the
-    bot is long (the bot ignores it) or a SELL that closes a position the old set opened.
+    Each stream's frozen file is re-read and verified; on failure its old set stays and the
+    failure is logged and kept in the stream's status (``reload_error``). If ``params_id``
+    changes, the new set's mark starts at the current candle: it emits from the next closed
+    candle on and never replays history. The runner only emits signals; an open position is the
+    bot's business: the new parameters' next signal may be a BUY while the bot is long (the bot
+    ignores it) or a SELL that closes a position the old set opened.
 
 Stop (SIGTERM/SIGINT)
     Stop accepting, flush client buffers for up to ``drain_s``, close, remove the socket, exit 0.

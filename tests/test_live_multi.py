@@ -17,7 +17,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -32,6 +34,7 @@ from tests.livekit import (
     ROOT,
     Collector,
     LineClient,
+    free_port,
     runner_log,
     start_runner,
     status,
@@ -211,7 +214,8 @@ def test_sighup_reloads_each_stream_and_a_bad_file_keeps_its_old_set(tmp_path: P
     db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
     first, second = frozen_files(tmp_path)[1:]  # ETHUSDT ema_cross 5m, ETHUSDT swing 15m
     Writer(db).history()
-    proc = start_runner(first, db, sock, "--params", str(second))
+    port = free_port()
+    proc = start_runner(first, db, sock, "--params", str(second), "--metrics-port", str(port))
     try:
         wait_listening(sock, proc)
         before = status(sock)["streams"]
@@ -232,6 +236,15 @@ def test_sighup_reloads_each_stream_and_a_bad_file_keeps_its_old_set(tmp_path: P
         assert after[0]["reload_failures"] == 1 and after[0]["reload_error"]
         assert f"event=reload_failed kept={before[0]['params_id']}" in runner_log(sock)
         assert f"file={first}" in runner_log(sock)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            metrics = reply.read().decode()
+        kept = after[0]["params_id"]
+        eth = f'symbol="ETHUSDT",timeframe="5m",strategy="ema_cross",params_id="{kept}"'
+        swing = f'symbol="ETHUSDT",timeframe="15m",strategy="swing",params_id="{tighter.params_id}"'
+        assert f"signals_stream_reload_failures{{{eth}}} 1" in metrics.splitlines()
+        assert f"signals_stream_reloads{{{swing}}} 1" in metrics.splitlines()
+        assert f"signals_stream_stalled{{{swing}}} 0" in metrics.splitlines()
+        assert metrics.count("# TYPE signals_stream_reloads counter") == 1
         with LineClient(sock) as client:
             listed = [s["params_id"] for s in client.read_type("hello")["streams"]]
         assert listed == [before[0]["params_id"], tighter.params_id]
@@ -287,5 +300,72 @@ def test_a_journal_before_symbols_is_rebuilt_and_two_symbols_share_a_params_id(
         sent = [json.loads(e.line) for e in entries]
         assert [(s["symbol"], s["stale"]) for s in sent] == [("BTCUSDT", False), ("ETHUSDT", True)]
         assert journal.last_processed(btc) == journal.last_processed(eth) == 600
+    finally:
+        journal.close()
+
+
+def ledger_signals(ledger: Path) -> list[tuple[Any, ...]]:
+    """The (seq, symbol, timeframe, candle_ts, signal) the paper bot recorded."""
+    if not ledger.exists():
+        return []
+    with (
+        contextlib.closing(sqlite3.connect(ledger)) as conn,
+        contextlib.suppress(sqlite3.OperationalError),
+    ):
+        return conn.execute(
+            "SELECT seq, symbol, timeframe, candle_ts, signal FROM signals ORDER BY seq"
+        ).fetchall()
+    return []
+
+
+def test_the_paper_bot_trades_the_stream_it_is_told_of_a_runner_of_several(
+    tmp_path: Path,
+) -> None:
+    db, sock, ledger = tmp_path / "candles.db", tmp_path / "live.sock", tmp_path / "paper.db"
+    files = frozen_files(tmp_path)
+    writer = Writer(db)
+    writer.history()
+    proc = start_runner(files[0], db, sock, "--params", str(files[2]))
+    paper = [sys.executable, "-m", "signals", "paper", "--socket", str(sock), "--db", str(db)]
+    bot: subprocess.Popen[str] | None = None
+    try:
+        wait_listening(sock, proc)
+        unchosen = subprocess.run(
+            [*paper, "--ledger", str(tmp_path / "other.db")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert unchosen.returncode == 2, unchosen.stderr
+        assert "the runner serves 2 stream(s) (BTCUSDT 5m ema_cross" in unchosen.stderr
+        assert "choose one with --symbol" in unchosen.stderr
+        bot = subprocess.Popen(
+            [*paper, "--ledger", str(ledger), "--symbol", "ETHUSDT", "--since-seq", "0"],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        writer.until(END + pd.Timedelta(hours=HOURS))
+        wait_marks(sock, [writer.newest[("BTCUSDT", "5m")], writer.newest[("ETHUSDT", "15m")]])
+        journal = [json.loads(line) for line in _journal_lines(files[0])]
+        wanted = [
+            (s["seq"], s["symbol"], s["timeframe"], s["candle_ts"], s["signal"])
+            for s in journal
+            if s["symbol"] == "ETHUSDT"
+        ]
+        assert wanted and len(wanted) < len(journal)  # both streams signalled
+        deadline = time.monotonic() + 30
+        while ledger_signals(ledger) != wanted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ledger_signals(ledger) == wanted  # its stream's signals, each once, no other
+    finally:
+        if bot is not None:
+            bot.send_signal(signal.SIGTERM)
+            _, stderr = bot.communicate(timeout=15)
+            assert bot.returncode == 0, stderr
+        assert stop_runner(proc) == 0, runner_log(sock)
+
+
+def _journal_lines(first: Path) -> list[bytes]:
+    """The lines journaled by a runner whose journal is beside its first frozen file."""
+    journal = Journal(first.with_name(first.stem + ".journal.db"))
+    try:
+        return [entry.line for entry in journal.since(0)]
     finally:
         journal.close()

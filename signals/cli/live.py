@@ -13,14 +13,21 @@ import typer
 
 from signals.cli.options import CONFIG, STRATEGY_PATH
 
+PARAMS_FILES = typer.Option(
+    ...,
+    "--params",
+    help="Frozen parameter file (JSON) to run; repeatable: one runner, one socket and one "
+    "journal serve every file given (each a stream: its symbol, timeframe and strategy).",
+)
+JOURNAL = typer.Option(
+    None,
+    "--journal",
+    help="Signal journal (SQLite; default: <params>.journal.db beside the first --params).",
+)
+
 
 def live_command(
-    params: list[Path] = typer.Option(
-        ...,
-        "--params",
-        help="Frozen parameter file (JSON) to run; repeatable: one runner, one socket and one "
-        "journal serve every file given (each a stream: its symbol, timeframe and strategy).",
-    ),
+    params: list[Path] = PARAMS_FILES,
     db: Path = typer.Option(
         None, "--db", help="Candle database to follow (default: data.candles_db in the config)."
     ),
@@ -40,11 +47,7 @@ def live_command(
         help="Shared token TCP clients send in a first `auth` line; required off loopback. "
         "Prefer the SIGNALS_LIVE_TOKEN environment variable (not visible in `ps`).",
     ),
-    journal: Path = typer.Option(
-        None,
-        "--journal",
-        help="Signal journal (SQLite; default: <params>.journal.db beside the first --params).",
-    ),
+    journal: Path = JOURNAL,
     heartbeat: float = typer.Option(
         None, "--heartbeat", help="Seconds between heartbeats (default: live.heartbeat_s, 5)."
     ),
