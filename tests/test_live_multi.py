@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from live.journal import Journal, SeriesKey
 from signals.data.load import load_candles
@@ -367,5 +369,40 @@ def _journal_lines(first: Path) -> list[bytes]:
     journal = Journal(first.with_name(first.stem + ".journal.db"))
     try:
         return [entry.line for entry in journal.since(0)]
+    finally:
+        journal.close()
+
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+STEPS = st.lists(  # steps of (symbol, candle index, BUY or SELL) records, in any order
+    st.lists(st.tuples(st.sampled_from(SYMBOLS), st.integers(1, 6), st.booleans()), max_size=4),
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=STEPS)
+def test_one_seq_across_streams_each_candle_once(tmp_path_factory: Any, steps: list) -> None:
+    # Whatever the streams decide and in whatever steps, the journal numbers every new signal
+    # 1..n across the streams and journals each (symbol, params_id, candle) once.
+    journal = Journal(tmp_path_factory.mktemp("j") / "journal.db")
+    keys = {symbol: SeriesKey(symbol, "5m", "p") for symbol in SYMBOLS}
+    seen: set[tuple[str, int]] = set()
+    sent: list[dict[str, Any]] = []
+    try:
+        for step in steps:
+            records = [
+                {"signal": "BUY" if buy else "SELL", "symbol": symbol, "timeframe": "5m",
+                 "candle_ts": 300 * i, "price": 1.0, "confidence": 0.5, "reasons": [],
+                 "strategy": "s", "params_id": "p"}
+                for symbol, i, buy in step
+            ]  # fmt: skip
+            marks = [(keys[s], 300 * 6, lambda _ts: False) for s in {s for s, _, _ in step}]
+            entries = journal.record_streams(marks, records)
+            sent += [json.loads(entry.line) for entry in entries]
+            seen |= {(symbol, 300 * i) for symbol, i, _ in step}
+        assert [s["seq"] for s in sent] == list(range(1, len(sent) + 1))
+        assert sorted((s["symbol"], s["candle_ts"]) for s in sent) == sorted(seen)
+        assert [json.loads(e.line) for e in journal.since(0)] == sent
     finally:
         journal.close()
