@@ -406,3 +406,31 @@ def test_one_seq_across_streams_each_candle_once(tmp_path_factory: Any, steps: l
         assert [json.loads(e.line) for e in journal.since(0)] == sent
     finally:
         journal.close()
+
+
+def test_a_stream_without_candles_stalls_alone(tmp_path: Path) -> None:
+    db, sock = tmp_path / "candles.db", tmp_path / "live.sock"
+    files = frozen_files(tmp_path)
+    writer = Writer(db)
+    writer.history()
+    proc = start_runner(files[0], db, sock, "--params", str(files[2]), "--stall-after", "1.5")
+    frame = writer.frames[("BTCUSDT", "5m")]
+    try:
+        wait_listening(sock, proc)
+        conn = connect_writable(db)
+        deadline = time.monotonic() + 30
+        data = status(sock)
+        for i in range(HISTORY, len(frame)):  # BTCUSDT goes on, ETHUSDT 15m stops
+            write_candles(conn, frame.iloc[i : i + 1], symbol="BTCUSDT", timeframe="5m")
+            time.sleep(0.2)
+            data = status(sock)
+            if data["streams"][1]["stalled"] or time.monotonic() > deadline:
+                break
+        conn.close()
+    finally:
+        assert stop_runner(proc) == 0, runner_log(sock)
+    assert [s["stalled"] for s in data["streams"]] == [False, True]
+    assert data["stalled"] is True  # any stream
+    stalled = [line for line in runner_log(sock).splitlines() if "event=stalled" in line]
+    assert any("stream=ETHUSDT/15m/swing/" in line for line in stalled)  # named, with its series
+    assert all(" stream=" in line for line in stalled)
