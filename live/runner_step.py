@@ -66,6 +66,14 @@ class Deciding(Monitoring):
         until = self._until(stream, now)
         if until is None:
             return None
+        if (
+            len(self.streams) > 1
+            and stream.settle is None
+            and stream.mark is not None
+            and until < stream.mark + timeframe_seconds(stream.frozen.timeframe)
+            and stream.engine.window_ends_at(stream.mark)
+        ):  # the next candle of its series cannot have closed yet: another series' commit
+            return None  # (a rewrite of its window is still seen by the idle check)
         previous = stream.mark
         started = self.perf()
         decided = stream.engine.step(self.store, previous, until=until)

@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from live.journal import Journal, SeriesKey
+from live.runner import Runner, RunnerConfig
 from signals.data.load import load_candles
 from signals.data.store import connect_writable, write_candles
 from signals.frozen import freeze, write_frozen
@@ -434,3 +435,50 @@ def test_a_stream_without_candles_stalls_alone(tmp_path: Path) -> None:
     stalled = [line for line in runner_log(sock).splitlines() if "event=stalled" in line]
     assert any("stream=ETHUSDT/15m/swing/" in line for line in stalled)  # named, with its series
     assert all(" stream=" in line for line in stalled)
+
+
+def test_a_commit_of_one_series_does_not_step_a_stream_that_has_nothing_due(
+    tmp_path: Path,
+) -> None:
+    # Real time, two 1m symbols committed one after the other: once a stream has decided the
+    # newest candle that can have closed, the other symbol's commit does not step it again.
+    db = tmp_path / "c.db"
+    frames = {
+        s: random_walk(102, seed=k, freq="1min") for k, s in enumerate(("BTCUSDT", "ETHUSDT"))
+    }
+    conn = connect_writable(db)
+    for symbol, frame in frames.items():
+        write_candles(conn, frame.iloc[:100], symbol=symbol, timeframe="1m")
+    files = [
+        write_frozen(freeze(strategy="ema_cross", timeframe="1m", params={}, symbol=s),
+                     tmp_path / f"{s}.json")
+        for s in frames
+    ]  # fmt: skip
+    close = {"t": frames["BTCUSDT"].index[99].timestamp() + 60.5}
+    config = RunnerConfig(params=tuple(files), db=db, socket=tmp_path / "s.sock")
+    runner = Runner(config, clock=lambda: close["t"])
+    steps: list[str] = []
+    for stream in runner.streams:
+        step, symbol = stream.engine.step, stream.frozen.symbol
+
+        def counted(*args: Any, _step: Any = step, _symbol: str = symbol, **kw: Any) -> Any:
+            steps.append(_symbol)
+            return _step(*args, **kw)
+
+        stream.engine.step = counted  # type: ignore[method-assign]  # the test counts steps
+    try:
+        runner._start_mark()
+        close["t"] += 60  # candle 100 of both symbols closes
+        write_candles(conn, frames["BTCUSDT"].iloc[100:101], symbol="BTCUSDT", timeframe="1m")
+        assert runner._decide() is not None
+        assert steps == ["BTCUSDT", "ETHUSDT"]  # ETHUSDT's candle 100 may come: it looks
+        write_candles(conn, frames["ETHUSDT"].iloc[100:101], symbol="ETHUSDT", timeframe="1m")
+        assert runner._decide() is not None
+        assert steps == ["BTCUSDT", "ETHUSDT", "ETHUSDT"]  # BTCUSDT has nothing due: not stepped
+        want = int(frames["BTCUSDT"].index[100].timestamp())
+        assert [s.mark for s in runner.streams] == [want, want]
+    finally:
+        runner.store.close()
+        runner.journal.close()
+        runner._executor.shutdown()
+        conn.close()
