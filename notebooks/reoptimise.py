@@ -46,6 +46,7 @@ current = None  # the frozen file the live runner reads now (None: nothing promo
 promote_to = None  # where a passing file is promoted (None: check the gate only)
 recent_days = 14  # compare the signals of both sets over this many recent days
 config = None  # YAML config; None: ./signals.yaml if present, else the defaults
+progress = False  # walk-forward progress lines on stderr (`signals reoptimise` shows them)
 output_dir = "../reports/reoptimise-lab"
 
 # %%
@@ -88,8 +89,12 @@ wf = WalkForwardConfig(
     folds=folds, trials=trials, min_trades=train_min_trades, seed=seed,
     costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
 )  # fmt: skip
+# the promotion gate: its verdict heads the report, and decides the promotion below
+gate = gate_settings(config, min_sharpe=gate_min_sharpe, min_dsr=gate_min_dsr,
+                     max_pbo=gate_max_pbo, min_trades=gate_min_trades,
+                     max_drawdown=gate_max_drawdown)  # fmt: skip
 result = run_pipeline(run, config=wf, out=out, storage=default_storage(out), run=out.name,
-                      since=period_start, progress=False)  # fmt: skip
+                      since=period_start, progress=progress, gate=gate)  # fmt: skip
 print(result.stats.verdict)
 print(f"frozen: {result.paths['frozen']} (params_id {result.frozen.params_id}); "
       f"report: {result.paths['report']}")  # fmt: skip
@@ -124,9 +129,6 @@ display(comparison.recent_signals)
 # decision for `signals reoptimise`.
 
 # %%
-gate = gate_settings(config, min_sharpe=gate_min_sharpe, min_dsr=gate_min_dsr,
-                     max_pbo=gate_max_pbo, min_trades=gate_min_trades,
-                     max_drawdown=gate_max_drawdown)  # fmt: skip
 decision = decide_promotion(result, comparison, gate=gate, promote_to=promote_to,
                             outcome=out / "outcome.json")  # fmt: skip
 print(decision.summary())

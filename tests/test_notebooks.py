@@ -232,6 +232,10 @@ def test_reoptimise_promotes_what_the_gate_passes_and_reloads(reopt: dict, hup_r
                          max_drawdown=1)  # fmt: skip
     assert gate_failures(new, gate) == outcome["failures"] == []
     assert done.returncode == 0 and outcome["promoted"], done.stderr[-3000:]
+    # the walk-forward's progress reaches this command's stderr (a pipe): plain lines, no bar
+    assert "walk-forward trials: 18/18 trials (100%)" in done.stderr and "\r" not in done.stderr
+    # the report heads with the verdict of the gate this run was given (the lenient one)
+    assert "Promotion gate: PASSES all 5 checks" in (out / "report.html").read_text()
     # the last 30 days are tuned from their first candle on; the 15 days before only warm up
     candles = load_candles(reopt["synth"], symbol="BTCUSDT", timeframe="15m")
     first_train = pd.read_csv(out / "folds.csv")["train_from"].iloc[0]
@@ -263,7 +267,8 @@ def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(
 ) -> None:
     pidfile, log = hup_recorder
     before = reopt["live"].read_bytes()
-    done = _signals(*reopt["common"], "--min-trades", "100000", "--reload-pidfile", str(pidfile))
+    done = _signals(*reopt["common"], "--min-trades", "100000", "--reload-pidfile", str(pidfile),
+                    "--no-progress")  # fmt: skip
     out = reopt["base"] / "reports" / "2024Q2"
     outcome = json.loads((out / "outcome.json").read_text())
     failures = gate_failures(
@@ -271,6 +276,9 @@ def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(
     )
     assert failures and outcome["failures"] == failures and not outcome["promoted"]
     assert any("< minimum 100000" in f for f in failures)
+    assert "walk-forward trials" not in done.stderr  # --no-progress
+    page = (out / "report.html").read_text()
+    assert "Promotion gate: FAILS" in page and "Out-of-sample trades" in page
     assert done.returncode == 1, done.stderr[-3000:]
     assert "refused" in done.stdout and "left unchanged" in done.stdout
     # the same quarter again resumed its stored studies: no trial was run twice

@@ -50,12 +50,36 @@ def candles_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "candles.db"
 
 
+SLOW_STRATEGY = """
+import time
+
+from strategies.ema_cross import EmaCross
+
+
+class SlowEmaCross(EmaCross):
+    name = "slow_ema_cross"
+
+    def rules(self, candles, params):
+        time.sleep(0.2)  # a trial long enough to be caught in, however loaded the machine
+        return super().rules(candles, params)
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a process that finds ``slow_ema_cross`` in a strategy folder."""
+    folder = tmp_path_factory.mktemp("slow_strategies")
+    (folder / "slow_ema.py").write_text(SLOW_STRATEGY)
+    return {**os.environ, "SIGNALS_STRATEGY_PATH": str(folder)}
+
+
 def command(db: Path, out: Path, storage: str, *extra: str) -> list[str]:
     """The walk-forward command line; `extra` (option, value pairs) replaces those defaults."""
+    # heartbeat 3 s (grace 9 s): on a loaded 2-core CI machine a 1 s beat was once late by 3 s
     options = {
         "-s": "ema_cross", "--db": str(db), "-t": "15m", "--folds": str(FOLDS),
         "--trials": str(TRIALS), "--min-trades": "2", "--seed": "9", "--out": str(out),
-        "--storage": storage, "--run": "shared", "--heartbeat": "1",
+        "--storage": storage, "--run": "shared", "--heartbeat": "3",
     }  # fmt: skip
     options.update(zip(extra[::2], extra[1::2], strict=True))  # an option is given once
     pairs = [item for pair in options.items() for item in pair]
@@ -162,13 +186,19 @@ def test_two_processes_share_each_fold_and_end_with_the_same_frozen_file(shared_
 
 
 def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
-    pg: PgServer, candles_db: Path, tmp_path: Path
+    pg: PgServer,
+    candles_db: Path,
+    tmp_path: Path,
+    slow_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url, more = pg.url("killed"), ("--trials", str(KILLED_TRIALS))
-    victim = subprocess.Popen(command(candles_db, tmp_path / "v", url, *more),
+    url = pg.url("killed")
+    more = ("--trials", str(KILLED_TRIALS), "-s", "slow_ema_cross")
+    victim = subprocess.Popen(command(candles_db, tmp_path / "v", url, *more), env=slow_env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     survivor = subprocess.Popen(command(candles_db, tmp_path / "s", url, *more), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                                env=slow_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # fmt: skip
     storage = open_storage(url)
     killed = kill_mid_trial(victim, storage)
     assert killed is not None, "the victim was never seen in the middle of a trial"
@@ -183,12 +213,13 @@ def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
     # restarted, the killed process rejoins where the run stands: no new trial, same file
     before = sum(s.count("COMPLETE") for s in trial_states(storage).values())
     again = subprocess.run(command(candles_db, tmp_path / "v", url, *more), capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+                           text=True, timeout=300, env=slow_env)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert sum(s.count("COMPLETE") for s in trial_states(storage).values()) == before
     assert frozen_without_stamp(tmp_path / "v" / "frozen.json") == frozen_without_stamp(
         tmp_path / "s" / "frozen.json"
     )
+    monkeypatch.setenv("SIGNALS_STRATEGY_PATH", slow_env["SIGNALS_STRATEGY_PATH"])
     assert load_frozen(tmp_path / "s" / "frozen.json").params_id
 
 

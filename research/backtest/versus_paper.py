@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from paper.accounting import NO_FUNDING, trade_pnl
@@ -75,25 +74,6 @@ class Comparison:
         return "DISAGREE: " + "; ".join([*self.problems, *self.signal_problems, *bad][:8])
 
 
-class _SignalsFrom:
-    """A strategy whose signals before `since` are masked (the backtest starts trading there).
-
-    Not ``run_backtest(since=...)`` (`signals.warmup`): that starts the simulation at `since`
-    too, while the bot's ATR slippage reads the candles before it (tests/test_paper.py).
-    """
-
-    def __init__(self, strategy: Any, since: pd.Timestamp) -> None:
-        self.strategy, self.since = strategy, since
-        self.name = strategy.name
-
-    def params(self, values: dict[str, Any] | None = None) -> Any:
-        return self.strategy.params(values)
-
-    def signals(self, candles: pd.DataFrame, params: Any = None) -> Any:
-        frame = self.strategy.signals(candles, params)
-        return frame.only_where(np.asarray(candles.index >= self.since))
-
-
 def compare_with_backtest(
     ledger: Path | str,
     db: Path | str,
@@ -105,7 +85,8 @@ def compare_with_backtest(
     """Backtest the frozen parameters over the ledger's span and compare trade by trade.
 
     The span runs from the first recorded signal's candle to the last candle in `db`; candles
-    before it only warm the strategy up (its signals there are masked, so both start flat).
+    before it only warm the strategy and the slippage model up (`run_backtest`'s `since`), so
+    both start flat with the history a live bot has.
     The backtest uses the costs, direction and initial cash recorded in the ledger; candles
     are read through `source` (``data.source`` of the config).
     """
@@ -128,19 +109,19 @@ def compare_with_backtest(
         raise PaperError(f"{ledger}: no signals recorded; nothing to compare")
     step = timeframe_seconds(frozen.timeframe)
     first = int(signals["candle_ts"].min())
-    candles = load_candles(
-        Path(db), symbol=frozen.symbol, timeframe=frozen.timeframe,
-        start=first - strategy.lookback(params) * step,
-        settings=Settings(data=DataSettings(source=source or CandleSource())),
-    )  # fmt: skip
-    since = pd.Timestamp(first, unit="s", tz="UTC")
     init_cash = float(info.get("init_cash", 10_000.0))
     costs, notes = CostModel.model_validate(info.get("costs", {})), []
     if costs.has_funding:  # the bot charges none: compare like with like, and say so
         costs = costs.model_copy(update={"funding_rate": None, "funding_file": None})
         notes.append(NO_FUNDING)
+    history = max(strategy.lookback(params), costs.slippage_warmup())
+    candles = load_candles(
+        Path(db), symbol=frozen.symbol, timeframe=frozen.timeframe, start=first - history * step,
+        settings=Settings(data=DataSettings(source=source or CandleSource())),
+    )  # fmt: skip
+    since = pd.Timestamp(first, unit="s", tz="UTC")
     result = run_backtest(
-        candles, _SignalsFrom(strategy, since), params, timeframe=frozen.timeframe,  # type: ignore[arg-type]  # a Strategy by duck typing
+        candles, strategy, params, timeframe=frozen.timeframe, since=since,
         execution=ExecutionModel(direction=info.get("direction", "long"), init_cash=init_cash),
         costs=costs,
     )  # fmt: skip

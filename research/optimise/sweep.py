@@ -127,10 +127,9 @@ def run_sweep(
     processes.
     With `since`, the candles before it only warm up the signals (as in `run_backtest`).
     With `cluster`, the chunks run on that Dask cluster (`jobs` is then its worker threads).
-    `bar` is an open progress bar to count on instead of a new one, and `client` a connected
-    Dask client of `cluster` to use instead of connecting (several sweeps, one bar and cluster).
+    `bar` (an open progress display) and `client` (connected to `cluster`) are then used as is.
     """
-    from tqdm import tqdm
+    from signals.progress import progress as progress_display
 
     started = time.perf_counter()
     grid = combos if isinstance(combos, Grid) else None
@@ -142,14 +141,14 @@ def run_sweep(
     size = chunk_size or auto_chunk_size(len(candles), path=simulation_path(execution, costs))
     bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
     job = SweepJob(candles, strategy, combo_list, timeframe, execution, costs, first)
-    bar_options = {"total": len(combo_list), "unit": "combo", "disable": not progress}
     with contextlib.ExitStack() as stack:
         if cluster is not None and client is None:
             from research.optimise.cluster import connect
 
             client = stack.enter_context(connect(cluster))
-        if bar is None:
-            bar = stack.enter_context(tqdm(smoothing=0.1, **bar_options))
+        if bar is None:  # a bar on a terminal, plain lines in a log (signals.progress)
+            shown = {"desc": "sweep", "unit": "combo", "enabled": progress, "smoothing": 0.1}
+            bar = stack.enter_context(progress_display(len(combo_list), **shown))
         if client is not None:
             from research.optimise.cluster import cluster_chunks, worker_threads
 

@@ -114,7 +114,7 @@ def run_symbol_sweeps(
     cluster: ClusterSpec | None = None,
 ) -> SymbolSweeps:
     """Sweep `combos` on each symbol's `candles` (as `run_sweep`), one progress bar for all."""
-    from tqdm import tqdm
+    from signals.progress import progress as progress_display
 
     if not candles:
         raise ValueError("no symbol to sweep")
@@ -128,10 +128,11 @@ def run_symbol_sweeps(
 
             client = stack.enter_context(connect(cluster))
         bar = stack.enter_context(
-            tqdm(total=count * len(candles), unit="combo", smoothing=0.1, disable=not progress)
+            progress_display(
+                count * len(candles), desc="sweep", unit="combo", enabled=progress, smoothing=0.1
+            )
         )
         for symbol, frame in candles.items():
-            bar.set_postfix_str(symbol)
             results[symbol] = run_sweep(
                 frame, strategy, combos, timeframe=timeframe, execution=execution, costs=costs,
                 chunk_size=chunk_size, jobs=jobs, since=since, cluster=cluster, bar=bar,
@@ -224,8 +225,9 @@ def run_symbol_pipelines(
 
     Symbol S runs in ``<out>/<S>`` as run ``<run>-<S>`` of the one `storage`, labelled with its
     symbol, its candles before its ``since`` only warming up; ``while_tuning(S)`` is entered
-    around its tuning. Writes ``symbols.md`` and ``symbols.html`` (one row per symbol) into
-    `out`. With `tune_only` nothing is written and None is returned.
+    around its tuning. `gate` heads each report and judges each symbol in the comparison,
+    ``symbols.md`` and ``symbols.html`` in `out` (one row per symbol). With `tune_only` nothing
+    is written and None is returned.
     """
     from research.optimise.pipeline import run_pipeline
     from research.optimise.storage import HEARTBEAT, open_storage
@@ -240,7 +242,7 @@ def run_symbol_pipelines(
             run_inputs, config=config, out=symbol_folder(out, symbol), storage=store,
             run=symbol_run_name(run, symbol), since=run_inputs.since, labels={"symbol": symbol},
             heartbeat=beat, progress=progress, report=report, tune_only=tune_only,
-            while_tuning=None if while_tuning is None else while_tuning(symbol),
+            while_tuning=None if while_tuning is None else while_tuning(symbol), gate=gate,
         )  # fmt: skip
         if result is not None:
             done[symbol] = result

@@ -36,13 +36,23 @@ def paper_command(
         help="When the runner's journal is a new stream (replaced, seqs restarted), record it "
         "from its seq 0 instead of stopping.",
     ),
+    symbol: str = typer.Option(
+        None, "--symbol", help="A runner of several streams: trade the stream of this symbol."
+    ),
+    timeframe: str = typer.Option(
+        None, "--timeframe", help="A runner of several streams: trade the stream of this timeframe."
+    ),
+    strategy: str = typer.Option(
+        None, "--strategy", help="A runner of several streams: trade the stream of this strategy."
+    ),
     config: Path = CONFIG,
 ) -> None:
     """Trade the runner's signals on paper, like the backtest: fill at the next candle's open.
 
     Reconnects with backoff and resumes by the last seq in its ledger (each seq once). SIGTERM
     stops it cleanly; a restart continues where the ledger stopped. A runner serving another
-    journal stream than the ledger's stops it (exit 2) unless --follow-new-stream.
+    journal stream than the ledger's stops it (exit 2) unless --follow-new-stream. A runner of
+    several streams: choose one with --symbol/--timeframe/--strategy (else exit 2, naming them).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -69,6 +79,9 @@ def paper_command(
         init_cash=init_cash,
         since_seq=since_seq,
         follow_new_stream=follow_new_stream,
+        symbol=symbol,
+        timeframe=timeframe,
+        strategy=strategy,
     )
     run_paper(bot)
 

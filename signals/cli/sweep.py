@@ -16,9 +16,11 @@ import typer
 
 from signals.cli.options import (
     CONFIG,
+    COSTS,
     DB,
     DIRECTION,
     FROM,
+    LONG_PROGRESS,
     STRATEGY,
     STRATEGY_PATH,
     SYMBOLS,
@@ -56,6 +58,7 @@ def sweep_command(
     from_: str = FROM,
     to: str = TO,
     direction: str = DIRECTION,
+    costs: str = COSTS,
     fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
     slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
     jobs: int = typer.Option(
@@ -83,7 +86,7 @@ def sweep_command(
     heatmap: str = typer.Option(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
     ),
-    progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
+    progress: bool = LONG_PROGRESS,
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
@@ -99,14 +102,15 @@ def sweep_command(
     apply_strategy_paths(strategy_path, config)
     axes = _checked_options(metric, grid, heatmap)
     spec = _cluster_spec(cluster, cluster_timeout)
-    runs, expanded, execution, costs = _prepare(
+    runs, expanded, execution, cost_model = _prepare(
         strategy, grid, axes, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         direction=direction, fee_bps=fee_bps, slippage_bps=slippage_bps, config=config,
+        cost_spec=costs,
     )  # fmt: skip
     if spec is not None:
         _dask_logs_at_warning()
     result = _sweep(
-        runs, expanded, execution=execution, costs=costs, chunk_size=chunk_size,
+        runs, expanded, execution=execution, costs=cost_model, chunk_size=chunk_size,
         jobs=jobs or (os.cpu_count() or 1), progress=progress, cluster=spec,
     )  # fmt: skip
     _print_top(result, metric, top, expanded.names)
@@ -165,6 +169,7 @@ def _prepare(
     fee_bps: float | None,
     slippage_bps: float | None,
     config: Path | None,
+    cost_spec: str | None = None,
 ) -> tuple[dict[str, RunInputs], Grid, ExecutionModel, CostModel]:
     """Expand the grid, load each symbol's candles with the grid's warm-up, say what runs."""
     from research.backtest.execution import ExecutionModel
@@ -190,14 +195,15 @@ def _prepare(
         execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]  # a str: ExecutionModel checks it
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--direction") from None
-    costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    costs = resolve_costs(config, costs=cost_spec, fee_bps=fee_bps, slippage_bps=slippage_bps)
     for name in axes:
         if name not in expanded.names:
             raise typer.BadParameter(f"{name!r} is not swept by --grid", param_hint="--heatmap")
     for run in runs.values():
         typer.echo(
             f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} "
-            f"combinations ({expanded.skipped} invalid skipped) over {len(run.period)} candles",
+            f"combinations ({expanded.skipped} invalid skipped) over {len(run.period)} candles; "
+            f"costs: {costs.describe()}",
             err=True,
         )
     return runs, expanded, execution, costs

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOLS, TIMEFRAME, TO
+from signals.cli.options import CONFIG, DB, FROM, STRATEGY, STRATEGY_PATH, SYMBOLS, TIMEFRAME, TO
+from signals.cli.options import LONG_PROGRESS as PROGRESS
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -91,7 +92,9 @@ def walkforward_command(
     fee_bps: float = FEE_BPS,
     slippage_bps: float = SLIPPAGE_BPS,
     report: bool = REPORT,
+    progress: bool = PROGRESS,
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Walk-forward optimisation: optuna tunes each fold's train window, judged only on its test.
 
@@ -105,11 +108,12 @@ def walkforward_command(
     from research.backtest.execution import ExecutionModel
     from research.inputs import resolve_costs
     from research.optimise.folds import duration_candles
-    from research.optimise.pipeline import run_pipeline
-    from research.optimise.storage import forget_run, open_storage
+    from research.optimise.storage import open_storage
     from research.optimise.symbols import prepare_runs
     from research.optimise.walkforward import WalkForwardConfig, default_storage
+    from signals.strategy_paths import apply_strategy_paths
 
+    apply_strategy_paths(strategy_path, config)  # helpers inherit it (SIGNALS_STRATEGY_PATH)
     runs = prepare_runs(
         symbol, strategy_name=strategy, db=db, timeframe=timeframe, start=from_, end=to,
         config=config,
@@ -126,19 +130,42 @@ def walkforward_command(
     name = run_name or re.sub(r"[^A-Za-z0-9_.-]", "_", out.name)
     storage = storage or default_storage(out)
     store = open_storage(storage, heartbeat=heartbeat)
-    if len(runs) > 1:
-        _several_symbols(runs, wf, out=out, storage=storage, store=store, name=name, fresh=fresh,
-                         heartbeat=heartbeat, tune_only=tune_only, report=report,
-                         workers=workers, config=config)  # fmt: skip
-        return
-    run = next(iter(runs.values()))
+    walk = _one_symbol if len(runs) == 1 else _several_symbols
+    walk(runs, wf, out=out, storage=storage, store=store, name=name, fresh=fresh,
+         heartbeat=heartbeat, tune_only=tune_only, report=report, workers=workers,
+         config=config, progress=progress)  # fmt: skip
+
+
+def _one_symbol(
+    runs: dict[str, RunInputs],
+    wf: WalkForwardConfig,
+    *,
+    out: Path,
+    storage: str,
+    store: BaseStorage,
+    name: str,
+    fresh: bool,
+    heartbeat: int,
+    tune_only: bool,
+    report: bool,
+    workers: int,
+    config: Path | None,
+    progress: bool,
+) -> None:
+    """Walk the one symbol's run forward in `out` as run `name`."""
+    from research.optimise.pipeline import run_pipeline
+    from research.optimise.storage import forget_run
+    from signals.config import load_settings
+
+    [run] = runs.values()
     if fresh:
         typer.echo(f"--fresh: deleted {forget_run(store, name)} studies of run {name!r}", err=True)
     done = run_pipeline(
         run, config=wf, out=out, storage=store, run=name,
         since=run.since,  # the candles before --from only warm the indicators up
-        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=not tune_only,
+        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=progress and not tune_only,
         report=report, tune_only=tune_only, while_tuning=_helpers(workers - 1, storage, out),
+        gate=load_settings(config).gate,  # the report's verdict is `signals promote`'s
     )  # fmt: skip
     if done is not None:
         _print_summary(done)
@@ -158,6 +185,7 @@ def _several_symbols(
     report: bool,
     workers: int,
     config: Path | None,
+    progress: bool,
 ) -> None:
     """Walk each symbol forward in <out>/<SYMBOL> as run <name>-<SYMBOL>, then compare them."""
     from research.optimise.storage import forget_run
@@ -174,7 +202,7 @@ def _several_symbols(
 
     done = run_symbol_pipelines(
         runs, config=wf, out=out, storage=store, run=name,
-        gate=load_settings(config).gate, heartbeat=heartbeat, progress=not tune_only,
+        gate=load_settings(config).gate, heartbeat=heartbeat, progress=progress and not tune_only,
         report=report, tune_only=tune_only, while_tuning=helpers,
     )  # fmt: skip
     if done is not None:
@@ -246,7 +274,7 @@ def _without(args: list[str], *, valued: set[str], flags: set[str]) -> list[str]
 def _print_summary(done: PipelineResult) -> None:
     from rich.table import Table
 
-    from research.optimise.walkforward import fold_table
+    from research.optimise.walkforward import fold_table, walkforward_efficiency
     from signals.console import console
 
     result, stats, frozen, paths = done.run, done.stats, done.frozen, done.paths
@@ -273,6 +301,8 @@ def _print_summary(done: PipelineResult) -> None:
         highlight=False,
     )
     out.print(stats.verdict, highlight=False)
+    wfe = walkforward_efficiency(result)
+    out.print(f"walk-forward efficiency {wfe.describe()}", highlight=False)
     out.print(f"frozen: {paths['frozen']} (params_id {frozen.params_id})", highlight=False)
     if "report" in paths:
         out.print(f"report: {paths['report']}", highlight=False)
@@ -290,10 +320,14 @@ def promote_command(
     min_trades: int = typer.Option(None, help="Minimum out-of-sample trades (default 20)."),
     max_drawdown: float = typer.Option(None, help="Deepest drawdown allowed, e.g. 0.35."),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Promote a frozen file to the live path if it passes the gate (atomically); exit 1 if not."""
     from research.promote.gate import promote
     from signals.config import load_settings
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
 
     overrides = {
         "min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
