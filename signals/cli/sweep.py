@@ -83,6 +83,19 @@ def sweep_command(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
+    report: Path = typer.Option(
+        None,
+        "--report",
+        help="Write an interactive HTML page: ranking, the best's neighbourhood, heatmaps of "
+        "every pair of swept parameters, each metric against each parameter (opens offline).",
+    ),
+    min_trades: int = typer.Option(
+        5,
+        "--min-trades",
+        min=0,
+        help="Rank only combinations with at least this many trades (the printed top and the "
+        "report; identical results are merged into one row).",
+    ),
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
@@ -110,9 +123,14 @@ def sweep_command(
         costs=costs, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
         progress=progress, cluster=spec,
     )  # fmt: skip
-    _print_top(result, metric, top, expanded.names)
+    _print_top(result, metric, top, expanded.names, min_trades)
     if out is not None:
         _write(result, out, axes, metric)
+    if report is not None:
+        from research.render.sweep_report import write_sweep_report
+
+        write_sweep_report(result, report, metric=metric, symbol=run.symbol, min_trades=min_trades)
+        typer.echo(f"wrote {report}", err=True)
 
 
 def _checked_options(metric: str, grid: list[str] | None, heatmap: str | None) -> tuple[str, ...]:
@@ -216,21 +234,24 @@ def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:
     return axes
 
 
-def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:
+def _print_top(result, metric: str, top: int, swept: tuple[str, ...], min_trades: int) -> None:
     from rich.table import Table
 
+    from research.optimise.ranking import SAME, rank_sweep
     from signals.console import console
 
     try:
-        best = result.ranked(metric, top)
+        best = rank_sweep(result.table, swept, metric, min_trades=min_trades, top=top)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--metric") from None
-    shown = [*swept, metric] + [
-        m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric
-    ]
+    shown = (
+        [*swept, metric]
+        + [m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric]
+        + [SAME]
+    )
     table = Table(
         title=f"{result.strategy} {result.timeframe}: top {len(best)} of {len(result.table)} "
-        f"by {metric} ({result.elapsed:.1f} s)"
+        f"by {metric} ({result.elapsed:.1f} s; {min_trades}+ trades, identical results merged)"
     )
     for name in shown:
         table.add_column(name, justify="right")
