@@ -26,6 +26,7 @@ from research.optimise.grid import expand_grid
 from research.optimise.ranking import (
     ALSO,
     SAME,
+    grid_edges,
     neighbourhood,
     plateau_verdict,
     rank_sweep,
@@ -132,6 +133,8 @@ def test_neighbourhood_and_verdict() -> None:
     assert kind == "spike" and text.startswith("2 of 8 neighbours")
     corner = neighbourhood(flat, ("a", "b"), 0)  # at the grid's edge: 3 neighbours
     assert len(corner) == 4
+    assert grid_edges(flat, ("a", "b"), 0) == ["a", "b"] and grid_edges(flat, ("a", "b"), 12) == []
+    assert grid_edges(flat, ("a", "b"), 2) == ["b"]  # a=2, b=0
 
 
 def test_page_draws_the_sweeps_figures(ema_sweep, tmp_path: Path) -> None:
@@ -148,6 +151,8 @@ def test_page_draws_the_sweeps_figures(ema_sweep, tmp_path: Path) -> None:
     assert summary["best"] == {"fast": int(best["fast"]), "slow": int(best["slow"])}
     assert summary["swept"] == ["fast", "slow"] and summary["heatmaps"] == [["fast", "slow"]]
     assert summary["fixed"] == {"threshold": 1.0, "cooldown": 0}
+    assert summary["edges"] == [n for n in ("fast", "slow")
+                                if best[n] in (table[n].min(), table[n].max())]  # fmt: skip
     # the heatmap: each cell the best Sharpe of the cell's combinations with 33+ trades
     heat = report.figures[0].data[0]
     want = eligible.pivot_table(index="slow", columns="fast", values="sharpe", aggfunc="max")

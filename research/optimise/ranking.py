@@ -144,3 +144,9 @@ def plateau_verdict(
         f"best {metric} ({best:.3g}); median neighbour {values.median():.3g}"
     )
     return kind, text
+
+
+def grid_edges(table: pd.DataFrame, swept: Sequence[str], row: object) -> list[str]:
+    """Return the swept parameters at whose smallest or largest value row `row` sits."""
+    centre = table.loc[row]
+    return [n for n in swept if centre[n] in (table[n].min(), table[n].max())]

@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 
 from research.optimise.ranking import (
     fixed_values,
+    grid_edges,
     neighbourhood,
     plateau_verdict,
     rank_sweep,
@@ -81,6 +82,7 @@ def build_sweep_report(
         "best_metric": None if best is None else _plain(best[metric]),
         "heatmaps": [list(p) for p in pairs], "verdict": verdict[0],
         "neighbours": max(0, len(near) - 1),
+        "edges": [] if best is None else grid_edges(table, swept, ranked.index[0]),
     }  # fmt: skip
     blocks = figure_blocks(figures)
     title = f"Sweep: {result.strategy} {symbol} {result.timeframe}".replace("  ", " ")
@@ -152,8 +154,17 @@ def _headline(summary: dict[str, Any], verdict: tuple[str, str], unit: str,
         f"({fmt.count(row['trades'])} trades, return "
         f"{fmt.percent(row['total_return'], signed=True)}, max drawdown "
         f"{fmt.percent(row['max_drawdown'], signed=True)}). "
-        f"Neighbourhood: {verdict[0].upper()} ({verdict[1]})."
+        f"Neighbourhood: {verdict[0].upper()} ({verdict[1]})." + _edge_note(summary)
     )
+
+
+def _edge_note(summary: dict[str, Any]) -> str:
+    edges = summary["edges"]
+    if not edges:
+        return ""
+    values = ", ".join(f"{n}={value(summary['best'][n])}" for n in edges)
+    return (f" The best sits on the edge of the grid ({values}): the optimum may lie beyond "
+            "it; widen the grid there before trusting it.")  # fmt: skip
 
 
 def _ranking_note(summary: dict[str, Any], distinct: int, top: int) -> str:
