@@ -173,15 +173,17 @@ def compare_with_backtest(
         signal_problems=_signal_problems(signals, result.signals.signal_rows(), since),
         problems=problems,
         notes=notes,
-        backtest_equity=result.equity.loc[since:],
-        closes=candles["close"].loc[since:],
-        run={
-            "strategy": frozen.strategy,
-            "symbol": frozen.symbol,
-            "timeframe": frozen.timeframe,
-            "params_id": frozen.params_id,
-        },
+        **_drawn(result.equity, candles, since, frozen),
     )
+
+
+def _drawn(
+    equity: pd.Series, candles: pd.DataFrame, since: pd.Timestamp, frozen: Any
+) -> dict[str, Any]:
+    """What the HTML report draws besides the trades: the curves over the span, the run."""
+    run = {k: str(getattr(frozen, k)) for k in ("strategy", "symbol", "timeframe", "params_id")}
+    return {"backtest_equity": equity.loc[since:], "closes": candles["close"].loc[since:],
+            "run": run}  # fmt: skip
 
 
 def _signal_problems(

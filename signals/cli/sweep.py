@@ -35,6 +35,21 @@ if TYPE_CHECKING:
     from signals.costs import CostModel
 
 
+REPORT = typer.Option(
+    None,
+    "--report",
+    help="Write an interactive HTML page: ranking, the best's neighbourhood, heatmaps of "
+    "every pair of swept parameters, each metric against each parameter (opens offline).",
+)
+MIN_TRADES = typer.Option(
+    5,
+    "--min-trades",
+    min=0,
+    help="Rank only combinations with at least this many trades (the printed top and the "
+    "report; identical results are merged into one row).",
+)
+
+
 def sweep_command(
     strategy: str = STRATEGY,
     db: Path = DB,
@@ -83,34 +98,22 @@ def sweep_command(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
     ),
     progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
-    report: Path = typer.Option(
-        None,
-        "--report",
-        help="Write an interactive HTML page: ranking, the best's neighbourhood, heatmaps of "
-        "every pair of swept parameters, each metric against each parameter (opens offline).",
-    ),
-    min_trades: int = typer.Option(
-        5,
-        "--min-trades",
-        min=0,
-        help="Rank only combinations with at least this many trades (the printed top and the "
-        "report; identical results are merged into one row).",
-    ),
+    report: Path = REPORT,
+    min_trades: int = MIN_TRADES,
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Backtest every combination of a parameter grid, chunk by chunk, on every core.
 
-    Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
-    top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
+    Invalid combinations (e.g. fast >= slow) are skipped, never simulated. Prints the top rows;
+    --out writes the whole table (Parquet, CSV) and its provenance, --report an HTML page.
     """
     from signals.strategy_paths import apply_strategy_paths
 
     apply_strategy_paths(strategy_path, config)
     from research.optimise.sweep import run_sweep
 
-    axes = _checked_options(metric, grid, heatmap)
-    spec = _cluster_spec(cluster, cluster_timeout)
+    axes, spec = _checked_options(metric, grid, heatmap), _cluster_spec(cluster, cluster_timeout)
     run, expanded, execution, costs = _prepare(
         strategy, grid, axes, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         direction=direction, fee_bps=fee_bps, slippage_bps=slippage_bps, config=config,
@@ -126,11 +129,7 @@ def sweep_command(
     _print_top(result, metric, top, expanded.names, min_trades)
     if out is not None:
         _write(result, out, axes, metric)
-    if report is not None:
-        from research.render.sweep_report import write_sweep_report
-
-        write_sweep_report(result, report, metric=metric, symbol=run.symbol, min_trades=min_trades)
-        typer.echo(f"wrote {report}", err=True)
+    _write_report(result, report, metric, run.symbol, min_trades)
 
 
 def _checked_options(metric: str, grid: list[str] | None, heatmap: str | None) -> tuple[str, ...]:
@@ -213,6 +212,18 @@ def _write(result: SweepResult, out: Path, axes: tuple[str, ...], metric: str) -
     if axes:
         written.append(write_heatmap(result, axes[0], axes[1], metric, out))
     typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+
+
+def _write_report(
+    result: SweepResult, path: Path | None, metric: str, symbol: str, min_trades: int
+) -> None:
+    """Write the sweep's HTML report when ``--report`` is given."""
+    if path is None:
+        return
+    from research.render.sweep_report import write_sweep_report
+
+    write_sweep_report(result, path, metric=metric, symbol=symbol, min_trades=min_trades)
+    typer.echo(f"wrote {path}", err=True)
 
 
 def _dask_logs_at_warning() -> None:
