@@ -24,7 +24,7 @@
 
 # %% tags=["parameters"]
 strategy = "ema_cross"
-database = "../reports/demo/candles.db"  # None: data.candles_db of the config
+database = "reports/demo/candles.db"  # None: the config's data.candles_db; relative: see below
 timeframe = "1h"
 symbol = None  # None: data.symbol of the config (BTCUSDT)
 period_from = None  # ISO UTC date or epoch s; None: from last_days
@@ -47,7 +47,7 @@ promote_to = None  # where a passing file is promoted (None: check the gate only
 recent_days = 14  # compare the signals of both sets over this many recent days
 config = None  # YAML config; None: ./signals.yaml if present, else the defaults
 progress = False  # walk-forward progress lines on stderr (`signals reoptimise` shows them)
-output_dir = "../reports/reoptimise-lab"
+output_dir = "reports/reoptimise-lab"  # relative paths: from the working dir, else the repo root
 
 # %%
 from pathlib import Path
@@ -56,6 +56,7 @@ import plotly.io as pio
 from IPython.display import display
 
 from research.inputs import prepare_run, resolve_costs
+from research.notebook import project_path
 from research.optimise.pipeline import run_pipeline
 from research.optimise.walkforward import WalkForwardConfig, default_storage, fold_table
 from research.promote.compare import gate_settings
@@ -64,6 +65,8 @@ from research.promote.reoptimise import select_period
 from research.render.walkforward_report import equity_figure, optuna_figures, stability_figure
 
 pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offline in HTML exports
+database, config, output_dir = (project_path(p) for p in (database, config, output_dir))
+current, promote_to = project_path(current), project_path(promote_to)
 
 # %% [markdown]
 # ## Candles

@@ -21,6 +21,7 @@ from strategies import indicators as ind
 from strategies import warmup
 from strategies.base import Rule, RuleSet, Strategy
 from strategies.params import ScoringParams, param, require_less
+from strategies.plots import Plot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +132,26 @@ class Scalping(Strategy[ScalpingParams]):
             ),
         ]
         return RuleSet(buy=buy, sell=sell)
+
+    def plots(self, candles: pd.DataFrame, params: ScalpingParams) -> list[Plot]:
+        """Draw the EMAs on the price panel, and Stochastic, RSI and MACD histogram panels."""
+        p, c = params, candles
+        close = c["close"]
+        k, d = ind.stochastic(c["high"], c["low"], close, p.stoch_k)
+        stoch = (p.stoch_low, 100.0 - p.stoch_low)
+        return [
+            Plot(f"EMA{p.ema_fast}", ind.ema(close, p.ema_fast)),
+            Plot(f"EMA{p.ema_slow}", ind.ema(close, p.ema_slow)),
+            Plot(f"Stoch %K{p.stoch_k}", k, "Stochastic", stoch),
+            Plot("Stoch %D", d, "Stochastic", stoch),
+            Plot(
+                f"RSI{p.rsi_period}",
+                ind.rsi(close, p.rsi_period),
+                "RSI",
+                (p.rsi_buy, 100.0 - p.rsi_buy),
+            ),
+            Plot("MACD histogram", ind.macd(close)[2], "MACD", (0.0,)),
+        ]
 
 
 STRATEGY = Scalping()

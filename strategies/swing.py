@@ -21,6 +21,7 @@ from strategies import indicators as ind
 from strategies import warmup
 from strategies.base import Rule, RuleSet, Strategy
 from strategies.params import ScoringParams, param, require_less
+from strategies.plots import Plot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +134,27 @@ class Swing(Strategy[SwingParams]):
             buy_gate_reason=f"up regime (close and SMA{p.regime_fast} above SMA{p.regime_slow})",
             sell_gate_reason=f"down regime (close and SMA{p.regime_fast} below SMA{p.regime_slow})",
         )
+
+    def plots(self, candles: pd.DataFrame, params: SwingParams) -> list[Plot]:
+        """Draw the regime SMAs and Bollinger bands on the price panel; MACD and RSI panels."""
+        p = params
+        close = candles["close"]
+        upper, _, lower = ind.bollinger(close, p.bb_period, p.bb_stddev)
+        line, signal, _ = ind.macd(close, p.macd_fast, p.macd_slow, p.macd_signal)
+        return [
+            Plot(f"SMA{p.regime_fast}", ind.sma(close, p.regime_fast)),
+            Plot(f"SMA{p.regime_slow}", ind.sma(close, p.regime_slow)),
+            Plot(f"Bollinger upper ({p.bb_period}, {p.bb_stddev:g})", upper),
+            Plot(f"Bollinger lower ({p.bb_period}, {p.bb_stddev:g})", lower),
+            Plot("MACD", line, "MACD", (0.0,)),
+            Plot("MACD signal", signal, "MACD", (0.0,)),
+            Plot(
+                f"RSI{p.rsi_period}",
+                ind.rsi(close, p.rsi_period),
+                "RSI",
+                (100.0 - p.rsi_high, 50.0, p.rsi_high),
+            ),
+        ]
 
 
 STRATEGY = Swing()

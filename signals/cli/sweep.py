@@ -38,6 +38,21 @@ if TYPE_CHECKING:
     from signals.costs import CostModel
 
 
+REPORT = typer.Option(
+    None,
+    "--report",
+    help="Write an interactive HTML page: ranking, the best's neighbourhood, heatmaps of "
+    "every pair of swept parameters, each metric against each parameter (opens offline).",
+)
+MIN_TRADES = typer.Option(
+    5,
+    "--min-trades",
+    min=0,
+    help="Rank only combinations with at least this many trades (the printed top and the "
+    "report; identical results are merged into one row).",
+)
+
+
 def sweep_command(
     strategy: str = STRATEGY,
     db: Path = DB,
@@ -87,35 +102,35 @@ def sweep_command(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
     ),
     progress: bool = LONG_PROGRESS,
+    report: Path = REPORT,
+    min_trades: int = MIN_TRADES,
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Backtest every combination of a parameter grid, chunk by chunk, on every core.
 
-    Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
-    top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
-    With several --symbol, each symbol is swept as on its own and the table gets a leading
-    symbol column (the top rows are each symbol's; one heatmap per symbol).
+    Invalid combinations (e.g. fast >= slow) are skipped, never simulated. Prints the top rows;
+    --out writes the whole table (Parquet, CSV) and its provenance, --report an HTML page.
+    Several --symbol: each swept as on its own, one table with a leading symbol column, the top
+    rows, heatmaps and reports (report-SYMBOL.html) per symbol.
     """
     from signals.strategy_paths import apply_strategy_paths
 
     apply_strategy_paths(strategy_path, config)
-    axes = _checked_options(metric, grid, heatmap)
-    spec = _cluster_spec(cluster, cluster_timeout)
+    axes, spec = _checked_options(metric, grid, heatmap), _cluster_spec(cluster, cluster_timeout)
     runs, expanded, execution, cost_model = _prepare(
         strategy, grid, axes, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         direction=direction, fee_bps=fee_bps, slippage_bps=slippage_bps, config=config,
         cost_spec=costs,
     )  # fmt: skip
-    if spec is not None:
-        _dask_logs_at_warning()
     result = _sweep(
         runs, expanded, execution=execution, costs=cost_model, chunk_size=chunk_size,
         jobs=jobs or (os.cpu_count() or 1), progress=progress, cluster=spec,
     )  # fmt: skip
-    _print_top(result, metric, top, expanded.names)
+    _print_top(result, metric, top, expanded.names, min_trades)
     if out is not None:
         _write(result, out, axes, metric)
+    _write_report(result, report, metric, min_trades, next(iter(runs)))
 
 
 def _sweep(
@@ -149,10 +164,14 @@ def _cluster_spec(cluster: str | None, timeout: float) -> ClusterSpec | None:
     """Return where the chunks run (None: local processes); refuse a malformed --cluster."""
     from research.optimise.cluster import parse_cluster
 
+    if cluster is None:
+        return None
     try:
-        return None if cluster is None else parse_cluster(cluster, timeout=timeout)
+        spec = parse_cluster(cluster, timeout=timeout)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cluster") from None
+    _dask_logs_at_warning()
+    return spec
 
 
 def _prepare(
@@ -226,6 +245,30 @@ def _write(
     typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
 
 
+def _write_report(
+    result: SweepResult | SymbolSweeps,
+    path: Path | None,
+    metric: str,
+    min_trades: int,
+    symbol: str,
+) -> None:
+    """Write the sweep's HTML report when ``--report`` is given (one per symbol: -SYMBOL)."""
+    if path is None:
+        return
+    from research.optimise.sweep import SweepResult
+    from research.optimise.symbols import symbol_path
+    from research.render.sweep_report import write_sweep_report
+
+    pages = (
+        {symbol: (result, path)}
+        if isinstance(result, SweepResult)
+        else {s: (r, symbol_path(path, s)) for s, r in result.results.items()}
+    )
+    for name, (each, page) in pages.items():
+        write_sweep_report(each, page, metric=metric, symbol=name, min_trades=min_trades)
+        typer.echo(f"wrote {page}", err=True)
+
+
 def _dask_logs_at_warning() -> None:
     # Dask configures its loggers to INFO when imported (scheduler, nanny and worker start and
     # stop lines, a traceback logged at INFO when a connection closes at shutdown); the sweep
@@ -245,23 +288,31 @@ def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:
     return axes
 
 
-def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:
+def _print_top(result, metric: str, top: int, swept: tuple[str, ...], min_trades: int) -> None:
+    import pandas as pd
     from rich.table import Table
 
+    from research.optimise.ranking import SAME, rank_sweep
     from signals.console import console
 
     try:
-        best = result.ranked(metric, top)
+        if hasattr(result, "results"):  # several symbols: each one's top rows
+            best = pd.concat([rank_sweep(r.table, swept, metric, min_trades=min_trades, top=top)
+                              .assign(symbol=s) for s, r in result.results.items()])  # fmt: skip
+        else:
+            best = rank_sweep(result.table, swept, metric, min_trades=min_trades, top=top)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--metric") from None
     symbols = ["symbol"] if "symbol" in best.columns else []  # several symbols: each one's top
-    shown = [*symbols, *swept, metric] + [
-        m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric
-    ]
+    shown = (
+        [*symbols, *swept, metric]
+        + [m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric]
+        + [SAME]
+    )
     each = f"top {top} per symbol" if symbols else f"top {len(best)}"
     table = Table(
         title=f"{result.strategy} {result.timeframe}: {each} of {len(result.table)} "
-        f"by {metric} ({result.elapsed:.1f} s)"
+        f"by {metric} ({result.elapsed:.1f} s; {min_trades}+ trades, identical results merged)"
     )
     for name in shown:
         table.add_column(name, justify="right")
