@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ class MySqlServer:
     user: list[str]
     process: subprocess.Popen | None = field(default=None, repr=False)
 
-    def _connect(self, database: str | None = None):  # type: ignore[no-untyped-def]
+    def _connect(self, database: str | None = None) -> Any:
         import pymysql
 
         return pymysql.connect(host="127.0.0.1", port=self.port, user="root", password="",

@@ -9,7 +9,6 @@ daily returns over many years fit in optuna's attribute column.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -23,12 +22,10 @@ from tests.sharedrun import run_two as start_two
 
 
 @pytest.fixture(scope="module")
-def mysql() -> Iterator[MySqlServer]:
+def mysql(request: pytest.FixtureRequest) -> MySqlServer:
     server = start_server()
-    try:
-        yield server
-    finally:
-        server.stop()
+    request.addfinalizer(server.stop)
+    return server
 
 
 @pytest.fixture(scope="module")
