@@ -23,17 +23,22 @@ import pandas as pd
 from research.optimise.outputs import frozen_from_run, overfitting
 from research.optimise.storage import open_storage, quiet
 from research.optimise.walkforward import WalkForwardConfig, run_walkforward
-from signals.frozen import dumps
+from signals.frozen import dumps, load_frozen
 from strategies import get_strategy
 from tests.candles import random_walk
 
 TRIALS, FOLDS = 6, 2
+KILLED_TRIALS = 12  # enough for the victim to be caught in one of its trials
 
 
 def command(db: Path, out: Path, storage: str, *extra: str) -> list[str]:
-    """The walk-forward command line; `extra` (option, value pairs) replaces those defaults."""
+    """The walk-forward command line; `extra` (option, value pairs) replaces those defaults.
+
+    5m candles: on 15m, 3 in 4 random ema_cross trials of the synthetic month trade less than
+    `--min-trades`, and 6 trials shared by two processes sometimes left a fold with none.
+    """
     options = {
-        "-s": "ema_cross", "--db": str(db), "-t": "15m", "--folds": str(FOLDS),
+        "-s": "ema_cross", "--db": str(db), "-t": "5m", "--folds": str(FOLDS),
         "--trials": str(TRIALS), "--min-trades": "2", "--seed": "9", "--out": str(out),
         "--storage": storage, "--run": "shared", "--heartbeat": "1",
     }  # fmt: skip
@@ -172,3 +177,37 @@ def other_settings_refused(url: str, db: Path, out: Path) -> None:
     lines = other.stderr.strip().splitlines()
     assert len(lines) == 1 and "seed 9 there, 10 here" in lines[0], other.stderr
     assert not (out / "frozen.json").exists()
+
+
+def killed_one_does_not_stall(url: str, db: Path, base: Path) -> None:
+    """One of two processes killed mid-trial: the run completes, and restarted it rejoins.
+
+    Its trial is failed by the heartbeat (and said), the other process completes the run, and
+    the killed one started again adds no trial and writes the same frozen file.
+    """
+    more = ("--trials", str(KILLED_TRIALS))
+    victim = subprocess.Popen(command(db, base / "v", url, *more),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    survivor = subprocess.Popen(command(db, base / "s", url, *more), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    storage = open_storage(url)
+    killed = kill_mid_trial(victim, storage)
+    assert killed is not None, "the victim was never seen in the middle of a trial"
+    _, err = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, err[-2000:]
+    states = {(s, t.number): t.state.name for s, t in all_trials(storage)}
+    assert states[killed] == "FAIL"  # failed by the heartbeat, not left running
+    assert "stopped beating" in err  # and said
+    for name, fold_states in trial_states(storage).items():
+        assert fold_states.count("COMPLETE") >= KILLED_TRIALS, (name, fold_states)
+        assert "RUNNING" not in fold_states
+    # restarted, the killed process rejoins where the run stands: no new trial, same file
+    before = sum(s.count("COMPLETE") for s in trial_states(storage).values())
+    again = subprocess.run(command(db, base / "v", url, *more), capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sum(s.count("COMPLETE") for s in trial_states(storage).values()) == before
+    assert frozen_without_stamp(base / "v" / "frozen.json") == frozen_without_stamp(
+        base / "s" / "frozen.json"
+    )
+    assert load_frozen(base / "s" / "frozen.json").params_id

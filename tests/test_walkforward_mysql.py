@@ -2,7 +2,8 @@
 
 The scenarios of tests/sharedrun.py (the same as on PostgreSQL): one process gives the
 in-memory result; two processes on one run end with the same frozen file, each fold's budget
-met once; a process with other settings is refused. And what MySQL needs of its own: a trial's
+met once; a process with other settings is refused; one killed mid-trial does not stall the
+other and rejoins. And what MySQL needs of its own: a trial's
 daily returns over many years fit in optuna's attribute column.
 """
 
@@ -17,7 +18,12 @@ import pytest
 from research.optimise.storage import open_storage, quiet
 from signals.data.synth import write_synth_db
 from tests.mysqlserver import MySqlServer, start_server
-from tests.sharedrun import both_ended_alike, one_process_equals_in_memory, other_settings_refused
+from tests.sharedrun import (
+    both_ended_alike,
+    killed_one_does_not_stall,
+    one_process_equals_in_memory,
+    other_settings_refused,
+)
 from tests.sharedrun import run_two as start_two
 
 
@@ -29,12 +35,18 @@ def mysql(request: pytest.FixtureRequest) -> MySqlServer:
 
 
 @pytest.fixture(scope="module")
-def shared_run(mysql: MySqlServer, tmp_path_factory: pytest.TempPathFactory):
+def candles_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("candles")
+    write_synth_db(base, days=30, seed=4, symbol="BTCUSDT")
+    return base / "candles.db"
+
+
+@pytest.fixture(scope="module")
+def shared_run(mysql: MySqlServer, candles_db: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two processes started together on one run (a ``mysql://`` URL, as the README gives it)."""
     base = tmp_path_factory.mktemp("two")
-    write_synth_db(base, days=30, seed=4, symbol="BTCUSDT")
     url = mysql.url("two").replace("mysql+pymysql://", "mysql://")
-    return url, [base / "a", base / "b"], start_two(url, base / "candles.db", base)
+    return url, [base / "a", base / "b"], start_two(url, candles_db, base)
 
 
 def test_one_process_on_mysql_gives_the_in_memory_result(mysql: MySqlServer) -> None:
@@ -45,9 +57,17 @@ def test_two_processes_on_mysql_end_with_the_same_frozen_file(shared_run) -> Non
     both_ended_alike(*shared_run)
 
 
-def test_a_process_with_other_settings_is_refused_on_mysql(shared_run, tmp_path: Path) -> None:
-    url, outs, _ = shared_run
-    other_settings_refused(url, outs[0].parent / "candles.db", tmp_path / "b")
+def test_a_process_with_other_settings_is_refused_on_mysql(
+    shared_run, candles_db: Path, tmp_path: Path
+) -> None:
+    other_settings_refused(shared_run[0], candles_db, tmp_path / "b")
+
+
+def test_a_process_killed_mid_run_on_mysql_does_not_stall_the_other(
+    mysql: MySqlServer, candles_db: Path, tmp_path: Path
+) -> None:
+    # optuna's heartbeat on MySQL: the server's NOW(), DATETIME to the second
+    killed_one_does_not_stall(mysql.url("killed"), candles_db, tmp_path)
 
 
 def test_a_trials_daily_returns_over_eleven_years_are_stored_whole(mysql: MySqlServer) -> None:

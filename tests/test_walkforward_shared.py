@@ -27,20 +27,19 @@ from signals.data.synth import write_synth_db
 from signals.frozen import load_frozen
 from tests.pgserver import ROOT, PgServer, start_server
 from tests.sharedrun import (
+    KILLED_TRIALS,
     TRIALS,
     all_trials,
     both_ended_alike,
     command,
     frozen_without_stamp,
-    kill_mid_trial,
+    killed_one_does_not_stall,
     one_process_equals_in_memory,
     other_settings_refused,
     run_two,
     stop_mid_trial,
     trial_states,
 )
-
-KILLED_TRIALS = 12  # enough for the victim to be caught in one of its trials
 
 
 @pytest.fixture(scope="module")
@@ -77,32 +76,7 @@ def test_two_processes_share_each_fold_and_end_with_the_same_frozen_file(shared_
 def test_a_process_killed_mid_run_does_not_stall_the_other_and_rejoins(
     pg: PgServer, candles_db: Path, tmp_path: Path
 ) -> None:
-    url, more = pg.url("killed"), ("--trials", str(KILLED_TRIALS))
-    victim = subprocess.Popen(command(candles_db, tmp_path / "v", url, *more),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    survivor = subprocess.Popen(command(candles_db, tmp_path / "s", url, *more), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    storage = open_storage(url)
-    killed = kill_mid_trial(victim, storage)
-    assert killed is not None, "the victim was never seen in the middle of a trial"
-    _, err = survivor.communicate(timeout=300)
-    assert survivor.returncode == 0, err[-2000:]
-    states = {(s, t.number): t.state.name for s, t in all_trials(storage)}
-    assert states[killed] == "FAIL"  # failed by the heartbeat, not left running
-    assert "stopped beating" in err  # and said
-    for name, fold_states in trial_states(storage).items():
-        assert fold_states.count("COMPLETE") >= KILLED_TRIALS, (name, fold_states)
-        assert "RUNNING" not in fold_states
-    # restarted, the killed process rejoins where the run stands: no new trial, same file
-    before = sum(s.count("COMPLETE") for s in trial_states(storage).values())
-    again = subprocess.run(command(candles_db, tmp_path / "v", url, *more), capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert sum(s.count("COMPLETE") for s in trial_states(storage).values()) == before
-    assert frozen_without_stamp(tmp_path / "v" / "frozen.json") == frozen_without_stamp(
-        tmp_path / "s" / "frozen.json"
-    )
-    assert load_frozen(tmp_path / "s" / "frozen.json").params_id
+    killed_one_does_not_stall(pg.url("killed"), candles_db, tmp_path)
 
 
 def test_a_process_with_other_settings_is_refused_naming_the_difference(
@@ -201,13 +175,11 @@ def test_a_process_on_another_host_with_its_own_candle_copy_joins_the_run(
     (elsewhere / "data").mkdir(parents=True)
     with sqlite3.connect(candles_db) as src, sqlite3.connect(elsewhere / "data" / "c.db") as dst:
         src.backup(dst)
-    more = ("--trials", str(KILLED_TRIALS))  # 6 trials left a fold without a trade at times
-    here = _start(command(candles_db, tmp_path / "a", url, *more))
-    there = _start([*prefix, *command(Path("data/c.db"), Path("out"), url, *more)], cwd=elsewhere)
+    here = _start(command(candles_db, tmp_path / "a", url))
+    there = _start([*prefix, *command(Path("data/c.db"), Path("out"), url)], cwd=elsewhere)
     errors = [p.communicate(timeout=300)[1] for p in (here, there)]
     codes = [(p.returncode, err) for p, err in zip((here, there), errors, strict=True)]
-    both_ended_alike(url, [tmp_path / "a", elsewhere / "out"], codes, same_source=False,
-                     trials=KILLED_TRIALS)  # fmt: skip
+    both_ended_alike(url, [tmp_path / "a", elsewhere / "out"], codes, same_source=False)
     sources = {
         load_frozen(out / "frozen.json").data.source for out in (tmp_path / "a", elsewhere / "out")
     }
