@@ -35,7 +35,8 @@ demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forwa
 		--report $(DEMO_DIR)/backtest.html
 	@echo "== 4. a parameter sweep (parameters as columns; vectorbt's simulation kernel per column)"
 	$(BIN)/signals sweep -s ema_cross --db $(DEMO_DB) -t 15m --grid fast=5:30:5 \
-		--grid slow=40:200:20 --top 5 --heatmap fast,slow --out $(DEMO_DIR)/sweep
+		--grid slow=40:200:20 --top 5 --min-trades 10 --heatmap fast,slow --out $(DEMO_DIR)/sweep \
+		--report $(DEMO_DIR)/sweep.html
 	@echo "== 5. walk-forward with optuna, judged out of sample; frozen file + HTML report"
 	$(BIN)/signals walkforward -s ema_cross --db $(DEMO_DB) -t 15m --folds 4 --trials 25 \
 		--seed 7 --out $(DEMO_DIR)/walkforward
@@ -43,7 +44,7 @@ demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forwa
 	-$(BIN)/signals promote $(DEMO_DIR)/walkforward/frozen.json --to $(DEMO_DIR)/promoted.json
 	@echo "== 7. a day replayed through signals live into signals paper, compared with the backtest"
 	$(BIN)/signals demo-live --db $(DEMO_DB) --out $(DEMO_DIR)/live --hours 24
-	@echo "== done: reports in $(DEMO_DIR)/ (backtest.html, walkforward/report.html, sweep/heatmap_fast_slow.html)"
+	@echo "== done: reports in $(DEMO_DIR)/ (backtest.html, sweep.html, walkforward/report.html, live/paper.html)"
 
 # system packages some tests need (headless Chromium, PostgreSQL and MariaDB servers): installed when
 # missing; where that cannot be done here, the tests that need them skip and say why

@@ -9,10 +9,13 @@ an echo process.
 
 The target scenario is ``ema_cross`` fast=2 slow=5 on 1m (a signal on about one candle in five);
 the two personalities (``scalping`` 1m, ``swing`` 15m, default parameters) run the same way,
-after it, so their figures say what a real strategy's pandas code adds.
+after it, so their figures say what a real strategy's pandas code adds. ``--streams N`` adds
+the multi-stream scenario: one runner serving the target's frozen set on N symbols (one
+``--params`` file each), the writer committing each minute's candles of every symbol in one
+transaction (as a pipeline writing several symbols at once); latency per signal, any symbol.
 
     .venv/bin/python benchmarks/live_latency.py [--candles 1000] [--rate 50] [--target-only]
-        [--write-results]
+        [--streams N] [--write-results]
 """
 
 from __future__ import annotations
@@ -56,16 +59,20 @@ class Scenario:
     strategy: str
     timeframe: str
     params: dict[str, Any]
+    symbols: tuple[str, ...] = ("BTCUSDT",)  # one stream per symbol, one runner
 
     @property
     def label(self) -> str:
-        """Return e.g. ``ema_cross 1m fast=2 slow=5``."""
+        """Return e.g. ``ema_cross 1m fast=2 slow=5`` (with ``x N symbols`` for several)."""
         shown = " ".join(f"{k}={v}" for k, v in self.params.items()) or "defaults"
-        return f"{self.strategy} {self.timeframe} {shown}"
+        many = f" x {len(self.symbols)} symbols" if len(self.symbols) > 1 else ""
+        return f"{self.strategy} {self.timeframe} {shown}{many}"
 
-    def frozen(self) -> FrozenParams:
-        """Return the frozen file of this scenario."""
-        return freeze(strategy=self.strategy, timeframe=self.timeframe, params=self.params)
+    def frozen(self, symbol: str = "BTCUSDT") -> FrozenParams:
+        """Return the frozen file of this scenario (of one of its symbols)."""
+        return freeze(
+            strategy=self.strategy, timeframe=self.timeframe, params=self.params, symbol=symbol
+        )
 
     def history(self) -> int:
         """Return the candles seeded before the run: the strategy's whole window."""
@@ -84,17 +91,23 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import pandas as pd
 from signals.data.store import connect_writable, write_candles
-candles = pd.read_pickle(sys.argv[3])
+from signals.data.write import upsert_candles
+frames = pd.read_pickle(sys.argv[3])  # {symbol: candles}
 rate, start, timeframe = float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 conn = connect_writable(sys.argv[2])
 commits = {}
 t0 = time.monotonic()
+candles = next(iter(frames.values()))
 for k, i in enumerate(range(start, len(candles))):
     wait = t0 + k / rate - time.monotonic()
     if wait > 0:
         time.sleep(wait)
-    write_candles(conn, candles.iloc[i : i + 1], symbol="BTCUSDT", timeframe=timeframe)
-    commits[int(candles.index[i].timestamp())] = time.monotonic()
+    with conn:  # every symbol's candle of this minute in one commit
+        for symbol, frame in frames.items():
+            upsert_candles(conn, frame.iloc[i : i + 1], symbol=symbol, timeframe=timeframe)
+    done = time.monotonic()
+    for symbol in frames:
+        commits[f"{symbol} {int(candles.index[i].timestamp())}"] = done
 print(json.dumps(commits))
 """
 ECHO = """
@@ -151,7 +164,7 @@ class Receiver(threading.Thread):
         self.sock.connect(str(path))
         self.file = self.sock.makefile("rb")
         self.hello = json.loads(self.file.readline())
-        self.received: dict[int, float] = {}
+        self.received: dict[str, float] = {}  # "SYMBOL candle_ts" -> when its signal arrived
 
     def run(self) -> None:
         """Collect until the connection closes."""
@@ -159,7 +172,7 @@ class Receiver(threading.Thread):
             now = time.monotonic()
             message = json.loads(line)
             if message["type"] == "signal":
-                self.received[message["candle_ts"]] = now
+                self.received[f"{message['symbol']} {message['candle_ts']}"] = now
 
 
 def step_hot_and_cold(tmp: Path, scenario: Scenario, steps: int = 300) -> dict[str, float]:
@@ -189,16 +202,21 @@ def step_hot_and_cold(tmp: Path, scenario: Scenario, steps: int = 300) -> dict[s
 def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
     """Run one scenario; return its figures (idle CPU and the floor only when idle_s > 0)."""
     tmp = Path(tempfile.mkdtemp(prefix="live-bench-"))
-    db, sock, frozen = tmp / "candles.db", tmp / "live.sock", tmp / "frozen.json"
+    db, sock = tmp / "candles.db", tmp / "live.sock"
     history = scenario.history()
-    candles = scenario.candles(history + candles_n, seed=11)
-    candles.to_pickle(tmp / "candles.pkl")
+    frames = {
+        symbol: scenario.candles(history + candles_n, seed=11 + k)
+        for k, symbol in enumerate(scenario.symbols)
+    }
+    pd.to_pickle(frames, tmp / "candles.pkl")
     conn = connect_writable(db)
-    write_candles(conn, candles.iloc[:history], symbol="BTCUSDT", timeframe=scenario.timeframe)
+    cmd = [sys.executable, "-m", "signals", "live", "--db", str(db)]
+    for symbol, candles in frames.items():
+        write_candles(conn, candles.iloc[:history], symbol=symbol, timeframe=scenario.timeframe)
+        frozen = write_frozen(scenario.frozen(symbol), tmp / f"frozen-{symbol}.json")
+        cmd += ["--params", str(frozen)]
     conn.close()
-    write_frozen(scenario.frozen(), frozen)
     log = open(tmp / "live.log", "wb")  # noqa: SIM115
-    cmd = [sys.executable, "-m", "signals", "live", "--params", str(frozen), "--db", str(db)]
     started = time.monotonic()
     proc = subprocess.Popen([*cmd, "--socket", str(sock)], cwd=ROOT, stdout=log, stderr=log)
     while True:
@@ -215,7 +233,7 @@ def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
          str(history), scenario.timeframe],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    commits = {int(k): v for k, v in json.loads(writer.stdout).items()}
+    commits = json.loads(writer.stdout)
     time.sleep(1.0)
     status = runner_status(sock)
     latencies = [receiver.received[ts] - commits[ts] for ts in receiver.received if ts in commits]
@@ -357,6 +375,9 @@ def main() -> None:
     parser.add_argument(
         "--target-only", action="store_true", help="skip the scalping and swing scenarios"
     )
+    parser.add_argument(
+        "--streams", type=int, default=0, help="also run the target on N symbols in one runner"
+    )
     parser.add_argument("--write-results", action="store_true", help="update RESULTS.md")
     args = parser.parse_args()
     runs = []
@@ -368,6 +389,11 @@ def main() -> None:
         for scenario in PERSONALITIES:
             personalities.append(run(scenario, args.candles, args.rate, 0.0))
             print(json.dumps(personalities[-1], indent=2), flush=True)
+    if args.streams > 1:
+        symbols = tuple(f"SYM{k}USDT" for k in range(args.streams - 1))
+        multi = Scenario(TARGET.strategy, TARGET.timeframe, TARGET.params, ("BTCUSDT", *symbols))
+        personalities.append(run(multi, args.candles, args.rate, 0.0))
+        print(json.dumps(personalities[-1], indent=2), flush=True)
     text = section(runs, personalities)
     print(text)
     if args.write_results:

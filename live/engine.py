@@ -73,7 +73,7 @@ class SignalEngine:
         self.frozen = frozen
         self.strategy = get_strategy(frozen.strategy)
         self.params = typed_params(frozen)
-        self.lookback = self.strategy.lookback(self.params)
+        self.lookback = self.strategy.lookback(self.params, frozen.timeframe)
         self.symbol, self.timeframe = frozen.symbol, frozen.timeframe
         # the last valid candles, oldest first: open times and a (candles x CANDLE_COLUMNS) matrix
         self._window: tuple[np.ndarray, np.ndarray] | None = None

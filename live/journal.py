@@ -2,9 +2,12 @@
 
 Three tables:
 
-- ``signals(seq, params_id, candle_ts, line, emitted_at)``: every signal the runner emitted, as
-  the exact wire line it sent. ``seq`` increases by one per signal and survives restarts;
-  ``UNIQUE(params_id, candle_ts)`` makes a second emission for the same candle impossible.
+- ``signals(seq, params_id, candle_ts, line, emitted_at, symbol)``: every signal the runner
+  emitted, as the exact wire line it sent. ``seq`` increases by one per signal, across every
+  stream of the runner, and survives restarts; ``UNIQUE(symbol, params_id, candle_ts)`` makes a
+  second emission for the same candle impossible (``params_id`` does not name the symbol: two
+  symbols may run one frozen set). A journal written before ``symbol`` was a column is rebuilt
+  with it at open, once (the symbol read from each stored line).
 - ``state(symbol, timeframe, params_id, last_candle_ts, updated_at)``: the newest candle the
   runner has decided for each series and parameter set.
 - ``meta(key, value)``: ``stream``, the journal's identity (a uuid4 hex made when the journal is
@@ -14,7 +17,8 @@ Three tables:
 A damaged journal (not a database, or failing ``PRAGMA quick_check``) is refused at open with a
 `DataError` naming the file: the runner stops with one line instead of retrying forever.
 
-`Journal.record` appends a step's signals *and* advances the processed mark in one transaction,
+`Journal.record` appends a step's signals *and* advances the processed mark in one transaction
+(`Journal.record_streams`: the marks of every stream the step moved, in the same one),
 and the runner sends nothing before that transaction commits. A crash before the commit loses
 nothing (the candles are decided again on restart, from the old mark); a crash after it emits
 nothing twice (the mark moved past them, and a client gets them back with ``resume``).
@@ -38,7 +42,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +57,8 @@ CREATE TABLE IF NOT EXISTS signals (
     candle_ts INTEGER NOT NULL,
     line TEXT NOT NULL,
     emitted_at REAL NOT NULL,
-    UNIQUE (params_id, candle_ts)
+    symbol TEXT NOT NULL,
+    UNIQUE (symbol, params_id, candle_ts)
 );
 CREATE TABLE IF NOT EXISTS state (
     symbol TEXT NOT NULL,
@@ -110,6 +115,7 @@ class Journal:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._conn.execute(f"PRAGMA wal_autocheckpoint = {AUTO_CHECKPOINT_PAGES}")
+            self._add_symbol()
             self._conn.executescript(_SCHEMA)
             self.stream = self._stream()
         except sqlite3.DatabaseError as exc:
@@ -130,6 +136,21 @@ class Journal:
         rows = self._conn.execute("PRAGMA quick_check").fetchall()
         if [tuple(row) for row in rows] != [("ok",)]:
             raise sqlite3.DatabaseError(f"quick_check: {rows[0][0]}")
+
+    def _add_symbol(self) -> None:
+        """Rebuild a journal whose ``signals`` table has no ``symbol`` column (written before)."""
+        columns = [row[1] for row in self._conn.execute("PRAGMA table_info(signals)")]
+        if not columns or "symbol" in columns:
+            return
+        self._conn.executescript(
+            "BEGIN IMMEDIATE;"
+            "ALTER TABLE signals RENAME TO signals_before_symbol;"
+            + _SCHEMA
+            + "INSERT INTO signals SELECT seq, params_id, candle_ts, line, emitted_at, "
+            "COALESCE(json_extract(line, '$.symbol'), '') FROM signals_before_symbol ORDER BY seq;"
+            "DROP TABLE signals_before_symbol;"
+            "COMMIT;"
+        )
 
     def _stream(self) -> str:
         """Return the journal's stream id, creating it on the first open."""
@@ -191,20 +212,35 @@ class Journal:
     ) -> list[Entry]:
         """Journal `records` (wire signal objects without seq) and move the mark, atomically.
 
-        Returns the new entries in seq order. A record whose (params_id, candle_ts) is already
-        journaled is not journaled again.
+        Returns the new entries in seq order. A record whose (symbol, params_id, candle_ts) is
+        already journaled is not journaled again.
         """
+        return self.record_streams([(key, candle_ts, stale)], records)
+
+    def record_streams(
+        self,
+        marks: Sequence[tuple[SeriesKey, int, Callable[[int], bool]]],
+        records: Iterable[dict[str, Any]],
+    ) -> list[Entry]:
+        """Journal `records` of several streams and move each stream's mark, in one transaction.
+
+        `marks` holds (key, newest decided candle, its stale rule) per stream; a record is
+        flagged stale by the rule of its own stream. Returns the new entries in seq order.
+        """
+        stale_of = _stale_rule(marks)
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                entries = self._append(conn, records, stale)
-                conn.execute(
-                    "INSERT INTO state VALUES (?,?,?,?,?) ON CONFLICT(symbol, timeframe, "
-                    "params_id) DO UPDATE SET last_candle_ts=excluded.last_candle_ts, "
-                    "updated_at=excluded.updated_at",
-                    (key.symbol, key.timeframe, key.params_id, int(candle_ts), self.clock()),
-                )
+                entries = self._append(conn, records, stale_of)
+                now = self.clock()
+                for key, candle_ts, _ in marks:
+                    conn.execute(
+                        "INSERT INTO state VALUES (?,?,?,?,?) ON CONFLICT(symbol, timeframe, "
+                        "params_id) DO UPDATE SET last_candle_ts=excluded.last_candle_ts, "
+                        "updated_at=excluded.updated_at",
+                        (key.symbol, key.timeframe, key.params_id, int(candle_ts), now),
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:  # SQLite may have rolled back already (disk full)
@@ -217,25 +253,25 @@ class Journal:
         self,
         conn: sqlite3.Connection,
         records: Iterable[dict[str, Any]],
-        stale: Callable[[int], bool],
+        stale_of: Callable[[dict[str, Any]], bool],
     ) -> list[Entry]:
         seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM signals").fetchone()[0])
         entries: list[Entry] = []
         for record in records:
+            symbol, params_id = record["symbol"], record["params_id"]
+            candle_ts = record["candle_ts"]
             exists = conn.execute(
-                "SELECT 1 FROM signals WHERE params_id=? AND candle_ts=?",
-                (record["params_id"], record["candle_ts"]),
+                "SELECT 1 FROM signals WHERE symbol=? AND params_id=? AND candle_ts=?",
+                (symbol, params_id, candle_ts),
             ).fetchone()
             if exists:
                 continue
             seq += 1
             emitted_at = self.clock()
-            line = encode(
-                Signal(**record, seq=seq, emitted_at=emitted_at, stale=stale(record["candle_ts"]))
-            )
+            line = encode(Signal(**record, seq=seq, emitted_at=emitted_at, stale=stale_of(record)))
             conn.execute(
-                "INSERT INTO signals VALUES (?,?,?,?,?)",
-                (seq, record["params_id"], record["candle_ts"], line.decode("utf-8"), emitted_at),
+                "INSERT INTO signals VALUES (?,?,?,?,?,?)",
+                (seq, params_id, candle_ts, line.decode("utf-8"), emitted_at, symbol),
             )
             entries.append(Entry(seq, line))
         return entries
@@ -254,3 +290,19 @@ class Journal:
     def signals(self, since_seq: int = 0) -> list[dict[str, Any]]:
         """Return the journaled signals after `since_seq` as decoded objects (for tools/tests)."""
         return [json.loads(entry.line) for entry in self.since(since_seq)]
+
+
+def _stale_rule(
+    marks: Sequence[tuple[SeriesKey, int, Callable[[int], bool]]],
+) -> Callable[[dict[str, Any]], bool]:
+    """Return whether a record is stale, by the rule of its own stream."""
+    if len(marks) == 1:  # one stream: its rule is every record's (as before streams)
+        only = marks[0][2]
+        return lambda record: only(record["candle_ts"])
+    rules = {(k.symbol, k.timeframe, k.params_id): stale for k, _, stale in marks}
+
+    def stale_of(record: dict[str, Any]) -> bool:
+        rule = rules.get((record["symbol"], record["timeframe"], record["params_id"]))
+        return rule is not None and rule(record["candle_ts"])
+
+    return stale_of

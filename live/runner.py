@@ -1,5 +1,12 @@
 """The live runner: follow the candle store, decide each closed candle, journal it, stream it.
 
+Streams
+    A runner serves one or more frozen files (`RunnerConfig.params`), each a `live.streams.Stream`
+    with its own engine, processed mark, settle rule and health; they share the store, the
+    journal (one ``seq``), the sockets and the worker thread. Each step decides every stream
+    and journals their signals and marks in one transaction. Start, catch-up, reload and stalls
+    below apply to each stream on its own; a one-stream runner is a list of one.
+
 Start
     The frozen file is loaded and verified (a ``strategy_hash`` mismatch is refused unless
     ``allow_hash_mismatch``), the store opened read-only (a missing database is a clear error),
@@ -28,11 +35,12 @@ Follow
     after the last step, off the path of any signal.
 
 Reload (SIGHUP)
-    The frozen file is re-read and verified; on failure the old one stays and the failure is
-    logged. If ``params_id`` changes, the new set's mark starts at the current candle: it emits
-    from the next closed candle on and never replays history. The runner only emits signals; an
-    open position is the bot's business: the new parameters' next signal may be a BUY while the
-    bot is long (the bot ignores it) or a SELL that closes a position the old set opened.
+    Each stream's frozen file is re-read and verified; on failure its old set stays and the
+    failure is logged and kept in the stream's status (``reload_error``). If ``params_id``
+    changes, the new set's mark starts at the current candle: it emits from the next closed
+    candle on and never replays history. The runner only emits signals; an open position is the
+    bot's business: the new parameters' next signal may be a BUY while the bot is long (the bot
+    ignores it) or a SELL that closes a position the old set opened.
 
 Stop (SIGTERM/SIGINT)
     Stop accepting, flush client buffers for up to ``drain_s``, close, remove the socket, exit 0.
@@ -66,15 +74,16 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from live.engine import Decisions, SignalEngine
+from live.engine import SignalEngine
 from live.hub import Hub
 from live.journal import Journal
 from live.runner_follow import Following
 from live.runner_health import FOLLOW_STUCK_S
-from live.runner_state import RunnerConfig
+from live.runner_state import Part, RunnerConfig
 from live.server import ConnectionLimit, Listener
 from live.settle import Settle
 from live.sockets import (
@@ -87,6 +96,7 @@ from live.sockets import (
     socket_inode,
 )
 from live.stats import Counters, heavy_modules_loaded, start_metrics
+from live.streams import Stream, check_distinct
 from live.watch import DbWatcher
 from signals.errors import DataError, SignalsError
 from signals.frozen import FrozenParams, load_frozen
@@ -101,7 +111,7 @@ RESUME_GRACE_S = 0.2
 
 
 class Runner(Following):
-    """One frozen parameter set, one store, one journal, its listeners."""
+    """One or more frozen parameter sets (its streams), one store, one journal, its listeners."""
 
     def __init__(
         self,
@@ -115,23 +125,18 @@ class Runner(Following):
         self.tcp = parse_tcp(config.tcp) if config.tcp else None
         if self.tcp is not None:
             check_tcp(self.tcp, config.token)
-        self.frozen = self._load(config.params)
-        self.engine = SignalEngine(self.frozen)
+        self.streams = [self._new_stream(path, self._load(path)) for path in config.param_files()]
+        check_distinct(self.streams)
         # Reads on the loop thread never wait for a lock; `_waiting` sets busy_timeout_ms for
         # the worker thread's reads.
         self.store = self._open_store()
         self.store.check_schema()  # no table or a mapped column missing: exit 2 now, not later
         self.journal = Journal(config.journal_path(), durable=config.durable_journal, clock=clock)
         self.counters = Counters()
-        self.mark: int | None = None
         self.started_at = clock()
         self._version: int | None = None
-        self._settle = self._new_settle()
         self._settle_timer: asyncio.TimerHandle | None = None
-        self._future_logged: set[int] = set()
-        self._unjournaled: tuple[Decisions, int | None] | None = None
-        self._last_arrival = self.started_at  # wall time of the newest candle's decision
-        self.stalled = False
+        self._unjournaled: list[Part] | None = None
         self.db_missing = False
         self._db_error: str | None = None
         self._error_since: float | None = None  # first of a run of persistent read errors
@@ -160,45 +165,59 @@ class Runner(Following):
     def _load(self, path: Path) -> FrozenParams:
         return load_frozen(path, allow_hash_mismatch=self.config.allow_hash_mismatch)
 
-    def _new_settle(self) -> Settle | None:
+    def _new_stream(self, path: Path, frozen: FrozenParams) -> Stream:
+        return Stream(
+            params=path, frozen=frozen, engine=SignalEngine(frozen),
+            settle=self._new_settle(frozen), last_arrival=self.clock(),
+        )  # fmt: skip
+
+    def _new_settle(self, frozen: FrozenParams) -> Settle | None:
         if self.config.source.columns.closed:
             return None  # the table says which candles are final: nothing waits
-        return Settle(timeframe_seconds(self.frozen.timeframe), self.config.settle_s)
+        return Settle(timeframe_seconds(frozen.timeframe), self.config.settle_s)
 
     def hello(self) -> Hello:
-        """Return the hello line for a new connection."""
+        """Return the hello line for a new connection (top-level fields: the first stream)."""
         f = self.frozen
         return Hello(
             strategy=f.strategy, params_id=f.params_id, symbol=f.symbol, timeframe=f.timeframe,
             last_seq=self.hub.last_seq, stream=self.journal.stream,
+            streams=[stream.info() for stream in self.streams],
         )  # fmt: skip
 
     def status(self) -> dict[str, Any]:
-        """Return counters, latency figures and where the runner stands."""
-        f = self.frozen
+        """Return counters, latency figures, where the runner stands and each stream's health.
+
+        The top-level series fields are the first stream's; ``last_candle_ts`` is the oldest
+        mark, ``last_candle_age_s`` the oldest age and ``stalled`` whether any stream is.
+        """
+        f, now = self.frozen, self.clock()
+        streams = [s.health(now, self.config.stall_after(s.frozen.timeframe)) for s in self.streams]
+        marks = [s.mark for s in self.streams]
         return {
             "strategy": f.strategy,
             "params_id": f.params_id,
             "symbol": f.symbol,
             "timeframe": f.timeframe,
             "pid": os.getpid(),
-            "uptime_s": round(self.clock() - self.started_at, 3),
+            "uptime_s": round(now - self.started_at, 3),
             "last_seq": self.hub.last_seq,
-            "last_candle_ts": self.mark,
+            "last_candle_ts": None if None in marks else min(marks),  # type: ignore[type-var]  # no None
             "clients": len(self.hub.clients),
             "watch_mode": self.watcher.mode,
             "stalled": self.stalled,
-            "last_candle_age_s": round(self.clock() - self._last_arrival, 3),
-            "stall_after_s": self.config.stall_after(f.timeframe),
+            "last_candle_age_s": max(s["last_candle_age_s"] for s in streams),
+            "stall_after_s": streams[0]["stall_after_s"],
             "db_missing": self.db_missing,
             "db_error": self._db_error,  # why a replaced database file cannot be opened yet
             "follow_stuck": self.perf() - self._follow_alive > self._stuck_after_s,
-            "settle_s": 0.0 if self._settle is None else self._settle.settle_s,
+            "settle_s": streams[0]["settle_s"],
             **self.counters.as_dict(),
             "latency_ms": self.counters.latency.summary_ms(),
             "decide_ms": self.counters.decide.summary_ms(),
             "journal_ms": self.counters.journal.summary_ms(),
             "heavy_modules": heavy_modules_loaded(),
+            "streams": streams,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -214,9 +233,9 @@ class Runner(Following):
             await self._open_listeners()
             mode = self.watcher.start()
             log.info(
-                "event=listening socket=%s tcp=%s watch=%s params_id=%s last_seq=%d",
+                "event=listening socket=%s tcp=%s watch=%s params_id=%s last_seq=%d streams=%d",
                 self.config.socket, self.config.tcp, mode, self.frozen.params_id,
-                self.hub.last_seq,
+                self.hub.last_seq, len(self.streams),
             )  # fmt: skip
             sd_notify("READY=1")
             # Everything imported so far lives as long as the process: keep it out of the
@@ -265,54 +284,73 @@ class Runner(Following):
         asyncio.get_running_loop().create_task(self.reload())
 
     async def reload(self) -> bool:
-        """Re-read and verify the frozen file; keep the old one on failure. Return success."""
-        loop = asyncio.get_running_loop()
-        async with self._serial:
-            try:
-                return await loop.run_in_executor(self._executor, self._waiting, self._reload_sync)
-            except Exception as exc:  # any other failure of a reload keeps the old set too
-                self.counters.reload_failures += 1
-                log.exception(
-                    "event=reload_failed kept=%s error=%r", self.frozen.params_id, str(exc)
-                )
-                return False
+        """Re-read and verify each stream's frozen file; a bad one keeps its old set.
 
-    def _reload_sync(self) -> bool:
+        Return whether every stream reloaded.
+        """
+        loop = asyncio.get_running_loop()
+        ok = True
+        async with self._serial:
+            for stream in self.streams:
+                try:
+                    done = await loop.run_in_executor(
+                        self._executor, self._waiting, partial(self._reload_sync, stream)
+                    )
+                except Exception as exc:  # any other failure of a reload keeps the old set too
+                    done = self._reload_failed(stream, exc, trace=True)
+                ok = ok and bool(done)
+        return ok
+
+    def _reload_failed(self, stream: Stream, exc: Exception, *, trace: bool = False) -> bool:
+        """Count and log a stream's failed reload (it keeps its set); return False."""
+        self.counters.reload_failures += 1
+        stream.counters.reload_failures += 1
+        stream.reload_error = str(exc)
+        which = f" file={stream.params}{self._which(stream)}" if len(self.streams) > 1 else ""
+        (log.exception if trace else log.error)(
+            "event=reload_failed kept=%s error=%r%s", stream.frozen.params_id, str(exc), which
+        )
+        return False
+
+    def _reload_sync(self, stream: Stream) -> bool:
         try:
-            frozen = self._load(self.config.params)
+            frozen = self._load(stream.params)
             engine = SignalEngine(frozen)
+            others = [s for s in self.streams if s is not stream]
+            check_distinct([*others, self._new_stream(stream.params, frozen)])
         except SignalsError as exc:
-            self.counters.reload_failures += 1
-            log.error("event=reload_failed kept=%s error=%r", self.frozen.params_id, str(exc))
-            return False
-        old = self.frozen
+            return self._reload_failed(stream, exc)
+        old = stream.frozen
         same_series = (frozen.symbol, frozen.timeframe) == (old.symbol, old.timeframe)
+        settle = stream.settle if same_series else self._new_settle(frozen)
         try:
             if same_series:  # a rewrite of what the old set decided is reported, as when idle
-                self._report_rewritten(self.engine.verify_window(self.store)[0])
-            mark = (
-                self.mark
-                if same_series
-                else (engine.newest_closed(self.store, self._start_bound()) or 0)
-            )
+                self._report_rewritten(stream.engine.verify_window(self.store)[0])
+                mark = stream.mark
+            else:
+                bound = self._start_bound(frozen.timeframe, settle)
+                mark = engine.newest_closed(self.store, bound) or 0
         except (DataError, sqlite3.Error) as exc:
-            self.counters.reload_failures += 1
-            log.error("event=reload_failed kept=%s error=%r", old.params_id, str(exc))
-            return False
+            return self._reload_failed(stream, exc)
         if mark is not None:
             try:
                 engine.prime(self.store, mark)
             except (DataError, sqlite3.Error) as exc:  # the first step reads the window instead
                 log.warning("event=prime_failed error=%r", str(exc))
-        self.frozen, self.engine, self.mark = frozen, engine, mark
+        stream.frozen, stream.engine, stream.mark, stream.settle = frozen, engine, mark, settle
+        stream.reload_error = None
         if frozen.params_id != old.params_id and mark is not None:
             try:
-                self.journal.set_processed(self.key, mark)
+                self.journal.set_processed(stream.key, mark)
             except sqlite3.Error as exc:  # a restart then starts this set afresh: no history
                 self.counters.journal_errors += 1
                 log.warning("event=journal_error during=reload error=%r", str(exc))
         self.counters.reloads += 1
-        log.info("event=reloaded old=%s new=%s mark=%s", old.params_id, frozen.params_id, self.mark)
+        stream.counters.reloads += 1
+        log.info(
+            "event=reloaded old=%s new=%s mark=%s%s",
+            old.params_id, frozen.params_id, stream.mark, self._which(stream),
+        )  # fmt: skip
         return True
 
     async def _open_listeners(self) -> None:

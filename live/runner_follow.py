@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from live.runner_step import Deciding, JournalWriteError, Step
+from live.settle import Settle
+from live.streams import Stream
 from signals.data.store import CandleStore
 from signals.data.validate import latest_closable
 from signals.errors import DataError
@@ -64,24 +66,31 @@ class Following(Deciding):
                 pending = noticed
 
     def _start_mark(self) -> None:
-        mark = self.journal.last_processed(self.key)
-        newest = self.engine.newest_closed(self.store, self._start_bound()) or 0
+        for stream in self.streams:
+            self._start_stream(stream)
+
+    def _start_stream(self, stream: Stream) -> None:
+        """Set a stream's mark from the journal (first start: the newest stored candle)."""
+        mark = self.journal.last_processed(stream.key)
+        bound = self._start_bound(stream.frozen.timeframe, stream.settle)
+        newest = stream.engine.newest_closed(self.store, bound) or 0
+        which = self._which(stream)
         if mark is None:
             mark = newest
-            self.journal.set_processed(self.key, mark)
-            log.info("event=first_start mark=%d (history is not emitted)", mark)
+            self.journal.set_processed(stream.key, mark)
+            log.info("event=first_start mark=%d (history is not emitted)%s", mark, which)
         else:
-            log.info("event=resume_from_mark mark=%d", mark)
-        self.mark = mark
+            log.info("event=resume_from_mark mark=%d%s", mark, which)
+        stream.mark = mark
         if mark == newest:  # nothing to catch up: the first new candle can be decided at once
-            self.engine.prime(self.store, mark)
+            stream.engine.prime(self.store, mark)
 
-    def _start_bound(self) -> int:
+    def _start_bound(self, timeframe: str, settle: Settle | None) -> int:
         """Return the newest open time a start or a reload may take as decided history."""
-        now, step = self.clock(), timeframe_seconds(self.frozen.timeframe)
-        bound = latest_closable(self.frozen.timeframe, now, self.config.future_tolerance_s)
-        if self._settle is not None:  # a candle that closed just now may not be final yet
-            bound = min(bound, math.floor(now - self._settle.settle_s) - step)
+        now, step = self.clock(), timeframe_seconds(timeframe)
+        bound = latest_closable(timeframe, now, self.config.future_tolerance_s)
+        if settle is not None:  # a candle that closed just now may not be final yet
+            bound = min(bound, math.floor(now - settle.settle_s) - step)
         return bound
 
     async def _cycle(self, noticed: float) -> bool:
@@ -133,7 +142,7 @@ class Following(Deciding):
             store = self._open_store()
             store.set_busy_timeout(self.config.busy_timeout_ms)
             store.check_schema()
-            rewritten, missing = self.engine.verify_window(store)
+            changed = [(s, *s.engine.verify_window(store)) for s in self.streams]
         except (DataError, sqlite3.Error, OSError) as exc:
             if store is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -151,19 +160,24 @@ class Following(Deciding):
         self.db_missing = False
         self.counters.db_reopens += 1
         log.warning("event=db_reopened path=%s mark=%s", self.config.db, self.mark)
-        if rewritten or missing:
-            self.engine.reset()  # the next step reads the window from the new file
-            log.warning(
-                "event=db_window_changed changed=%d missing=%d first=%s (window re-read; the "
-                "mark stays at %s)",
-                len(rewritten), missing, rewritten[0] if rewritten else None, self.mark,
-            )  # fmt: skip
+        for stream, rewritten, missing in changed:
+            if rewritten or missing:
+                stream.engine.reset()  # the next step reads the window from the new file
+                log.warning(
+                    "event=db_window_changed changed=%d missing=%d first=%s (window re-read; "
+                    "the mark stays at %s)%s",
+                    len(rewritten), missing, rewritten[0] if rewritten else None, stream.mark,
+                    self._which(stream),
+                )  # fmt: skip
         return True
 
     def _decide_here(self) -> Step | object | None:
         """Decide on the loop thread if that cannot wait or take long; else say `_IN_WORKER`."""
-        if self._unjournaled is not None or not self.engine.window_ends_at(self.mark):
-            return _IN_WORKER  # a step to journal again, or the first after a start or reload
+        if self._unjournaled is not None:
+            return _IN_WORKER  # a step to journal again
+        for stream in self.streams:
+            if not stream.engine.window_ends_at(stream.mark):
+                return _IN_WORKER  # the first step after a start or reload
         try:
             return self._decide()
         except (DataError, sqlite3.Error, JournalWriteError) as exc:
@@ -198,12 +212,13 @@ class Following(Deciding):
             await loop.run_in_executor(self._executor, self._verify_window)
 
     def _verify_window(self) -> None:
-        try:
-            rewritten, _missing = self.engine.verify_window(self.store)
-        except (DataError, sqlite3.Error) as exc:
-            log.info("event=window_check_skipped reason=%r", str(exc))
-            return
-        self._report_rewritten(rewritten)
+        for stream in self.streams:
+            try:
+                rewritten, _missing = stream.engine.verify_window(self.store)
+            except (DataError, sqlite3.Error) as exc:
+                log.info("event=window_check_skipped reason=%r", str(exc))
+                return
+            self._report_rewritten(rewritten)
 
     def _checkpoint(self) -> None:
         try:

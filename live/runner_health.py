@@ -1,8 +1,8 @@
 """The runner's monitor: heartbeats, stalls, the systemd watchdog.
 
-Every `MONITOR_S` (or the heartbeat or watchdog interval, when shorter) it flags a stall (no new
-closed candle for ``stall_after``), checks that the follow loop still turns, pings systemd's
-watchdog while it does, and sends the heartbeats.
+Every `MONITOR_S` (or the heartbeat or watchdog interval, when shorter) it flags a stall of a
+stream (no new closed candle of its series for ``stall_after``), checks that the follow loop
+still turns, pings systemd's watchdog while it does, and sends the heartbeats.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 
 from live.runner_state import RunnerState
 from live.sockets import sd_notify
+from live.streams import Stream
 
 log = logging.getLogger("live.runner")  # the runner's logger name: log lines stay as they were
 MONITOR_S = 1.0  # the monitor's tick: stalls, heartbeats, the watchdog
@@ -41,21 +42,29 @@ class Monitoring(RunnerState):
                     next_beat += heartbeat_s
 
     def _check_stall(self) -> None:
-        age = self.clock() - self._last_arrival
-        limit = self.config.stall_after(self.frozen.timeframe)
-        if age > limit and not self.stalled:
-            self.stalled = True
-            self.counters.stalls += 1
-            log.warning(
-                "event=stalled last_candle_age_s=%.1f stall_after_s=%.1f mark=%s db_missing=%s",
-                age, limit, self.mark, self.db_missing,
-            )  # fmt: skip
+        now = self.clock()
+        for stream in self.streams:
+            age = now - stream.last_arrival
+            limit = self.config.stall_after(stream.frozen.timeframe)
+            if age > limit and not stream.stalled:
+                stream.stalled = True
+                self.counters.stalls += 1
+                stream.counters.stalls += 1
+                log.warning(
+                    "event=stalled last_candle_age_s=%.1f stall_after_s=%.1f mark=%s "
+                    "db_missing=%s%s",
+                    age, limit, stream.mark, self.db_missing,
+                    f" stream={stream.name}" if len(self.streams) > 1 else "",
+                )  # fmt: skip
 
-    def _arrived(self) -> None:
-        self._last_arrival = self.clock()
-        if self.stalled:
-            self.stalled = False
-            log.info("event=stall_ended mark=%s", self.mark)
+    def _arrived(self, stream: Stream) -> None:
+        stream.last_arrival = self.clock()
+        if stream.stalled:
+            stream.stalled = False
+            log.info(
+                "event=stall_ended mark=%s%s",
+                stream.mark, f" stream={stream.name}" if len(self.streams) > 1 else "",
+            )  # fmt: skip
 
     def _check_follow(self) -> None:
         stuck = self.perf() - self._follow_alive > self._stuck_after_s

@@ -17,8 +17,8 @@ from live.engine import Decisions, SignalEngine
 from live.hub import Hub
 from live.journal import Journal, SeriesKey
 from live.server import Listener
-from live.settle import Settle
 from live.stats import Counters
+from live.streams import Stream
 from live.watch import DbWatcher
 from signals.config import CandleSource, DataSettings, LiveSettings
 from signals.data.store import CandleStore
@@ -32,7 +32,7 @@ _DATA, _LIVE = DataSettings(), LiveSettings()  # the defaults of a config withou
 class RunnerConfig:
     """Everything `Runner` needs; `live.start` builds it from options and the YAML config."""
 
-    params: Path
+    params: Path | tuple[Path, ...]  # one frozen file per stream (see `param_files`)
     db: Path
     analysis_db: Path | None = _DATA.analysis_db
     source: CandleSource = _DATA.source
@@ -57,9 +57,14 @@ class RunnerConfig:
     max_clients: int = _LIVE.max_clients
     client_idle_line_s: float = _LIVE.client_idle_line_s
 
+    def param_files(self) -> tuple[Path, ...]:
+        """Return the frozen files of the streams, in order."""
+        return (self.params,) if isinstance(self.params, Path) else tuple(self.params)
+
     def journal_path(self) -> Path:
-        """Return the journal path: as configured, else ``<params>.journal.db`` beside it."""
-        return self.journal or self.params.with_name(self.params.stem + ".journal.db")
+        """Return the journal path: as configured, else ``<params>.journal.db`` beside the first."""
+        first = self.param_files()[0]
+        return self.journal or first.with_name(first.stem + ".journal.db")
 
     def stall_after(self, timeframe: str) -> float:
         """Return the stall threshold in seconds for `timeframe`."""
@@ -75,26 +80,20 @@ class RunnerState:
     config: RunnerConfig
     clock: Callable[[], float]
     perf: Callable[[], float]
-    frozen: FrozenParams
-    engine: SignalEngine
+    streams: list[Stream]  # the frozen sets served, in the order of the --params files
     store: CandleStore
     journal: Journal
     counters: Counters
     hub: Hub
     watcher: DbWatcher
     listeners: list[Listener]
-    mark: int | None  # open time of the newest decided candle
     started_at: float
-    stalled: bool
     db_missing: bool
     follow_stuck: bool
     exit_code: int
     _version: int | None  # the store's PRAGMA data_version at the last check
-    _settle: Settle | None  # None: the table has a closed flag
     _settle_timer: asyncio.TimerHandle | None
-    _future_logged: set[int]
-    _unjournaled: tuple[Decisions, int | None] | None  # decided, not journaled yet
-    _last_arrival: float
+    _unjournaled: list[Part] | None  # decided, not journaled yet
     _db_error: str | None
     _error_since: float | None
     _follow_alive: float
@@ -107,7 +106,38 @@ class RunnerState:
     _socket_inode: int | None
     _metrics: asyncio.AbstractServer | None
 
+    # The first stream, for code and tests of one-stream runners.
+
+    @property
+    def frozen(self) -> FrozenParams:
+        """Return the first stream's frozen set."""
+        return self.streams[0].frozen
+
+    @property
+    def engine(self) -> SignalEngine:
+        """Return the first stream's engine."""
+        return self.streams[0].engine
+
+    @property
+    def mark(self) -> int | None:
+        """Return the first stream's processed mark (open time of its newest decided candle)."""
+        return self.streams[0].mark
+
+    @property
+    def stalled(self) -> bool:
+        """Return whether any stream is stalled."""
+        return any(stream.stalled for stream in self.streams)
+
     @property
     def key(self) -> SeriesKey:
-        """Return the journal key of the current parameter set."""
-        return SeriesKey(self.frozen.symbol, self.frozen.timeframe, self.frozen.params_id)
+        """Return the journal key of the first stream's parameter set."""
+        return self.streams[0].key
+
+
+@dataclass
+class Part:
+    """What one step decided for one stream: its decisions and its mark before them."""
+
+    stream: Stream
+    decisions: Decisions
+    previous_mark: int | None

@@ -1,9 +1,10 @@
 """One step of the runner: decide the newly closed candles, journal them, publish them.
 
 `_decide` runs on either thread (see `live.runner_follow`): it checks ``PRAGMA data_version``
-(and the settle rule), asks `SignalEngine.step` for the decisions up to the newest decidable
-candle, and journals them with the new mark in one transaction; `_publish` broadcasts the
-journaled entries and counts and logs the step (skipped candles, gaps, latency).
+(and each stream's settle rule), asks each stream's `SignalEngine.step` for the decisions up to
+its newest decidable candle, and journals them with every moved mark in one transaction;
+`_publish` broadcasts the journaled entries and counts and logs the step (skipped candles, gaps,
+latency), per stream and in total.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import logging
 import math
 import sqlite3
 from dataclasses import dataclass
+from functools import partial
 
-from live.engine import Decisions
 from live.journal import Entry
 from live.runner_health import Monitoring
+from live.runner_state import Part
+from live.streams import Stream
 from signals.data.validate import latest_closable
 from signals.errors import SignalsError
 from signals.timeframes import timeframe_seconds
@@ -30,108 +33,138 @@ class JournalWriteError(SignalsError):
 
 @dataclass
 class Step:
-    """One decided step: the engine's decisions and the journaled entries to broadcast."""
+    """One decided step: each stream's decisions and the journaled entries to broadcast."""
 
-    decisions: Decisions
+    parts: list[Part]
     entries: list[Entry]
-    previous_mark: int | None
 
 
 class Deciding(Monitoring):
     """The deciding part of a `Runner`: one step from the store to the journal to clients."""
 
     def _decide(self) -> Step | None:
-        """Check for a commit, decide, journal. None if nothing new (either thread)."""
+        """Check for a commit, decide every stream, journal. None if nothing new (either thread)."""
         if self._unjournaled is not None:  # decided before, not journaled yet: that first
-            decided, previous = self._unjournaled
-            return self._journal_step(decided, previous)
+            return self._journal_step(self._unjournaled)
         now = self.clock()
         version = self.store.data_version()
-        due = self._settle is not None and (self._settle.next_due() or math.inf) <= now
+        due = any(s.settle is not None and (s.settle.next_due() or math.inf) <= now
+                  for s in self.streams)  # fmt: skip
         if version == self._version and not due:
             self.counters.empty_checks += 1
             return None
         self._version = version
-        until = self._until(now)
+        parts = []
+        for stream in self.streams:
+            part = self._decide_stream(stream, now)
+            if part is not None:
+                parts.append(part)
+        return self._journal_step(parts) if parts else None
+
+    def _decide_stream(self, stream: Stream, now: float) -> Part | None:
+        """Decide one stream's newly closed candles (None: nothing new for it)."""
+        until = self._until(stream, now)
         if until is None:
             return None
-        previous = self.mark
+        if (
+            len(self.streams) > 1
+            and stream.settle is None
+            and stream.mark is not None
+            and until < stream.mark + timeframe_seconds(stream.frozen.timeframe)
+            and stream.engine.window_ends_at(stream.mark)
+        ):  # the next candle of its series cannot have closed yet: another series' commit
+            return None  # (a rewrite of its window is still seen by the idle check)
+        previous = stream.mark
         started = self.perf()
-        decided = self.engine.step(self.store, previous, until=until)
+        decided = stream.engine.step(self.store, previous, until=until)
         self.counters.decide.add(self.perf() - started)
         self._report_rewritten(decided.rewritten)
-        if self._settle is None:  # with a closed flag, only future candles lie beyond `until`
+        if stream.settle is None:  # with a closed flag, only future candles lie beyond `until`
             for stamp in decided.beyond:
-                self._refuse_future(stamp)
+                self._refuse_future(stream, stamp)
         if decided.last_candle_ts is None or decided.last_candle_ts == previous:
             return None
-        return self._journal_step(decided, previous)
+        return Part(stream, decided, previous)
 
-    def _journal_step(self, decided: Decisions, previous: int | None) -> Step:
+    def _journal_step(self, parts: list[Part]) -> Step:
         started = self.perf()
-        try:
-            entries = self.journal.record(
-                self.key,
-                decided.last_candle_ts,  # type: ignore[arg-type]  # _decide checked: not None
-                decided.records,
-                stale=self._is_stale,
+        if len(parts) == 1:
+            records = parts[0].decisions.records
+        else:  # signals of several streams in candle order (a stream's own order kept)
+            records = sorted(
+                (r for p in parts for r in p.decisions.records), key=lambda r: r["candle_ts"]
             )
+        marks = [
+            (p.stream.key, p.decisions.last_candle_ts, partial(self._is_stale, p.stream))
+            for p in parts
+        ]
+        try:
+            entries = self.journal.record_streams(marks, records)  # type: ignore[arg-type]  # _decide_stream checked: not None
         except sqlite3.Error as exc:
-            self._unjournaled = (decided, previous)
+            self._unjournaled = parts
             self.counters.journal_errors += 1
+            held = sum(len(p.decisions.records) for p in parts)
+            newest = ", ".join(f"{p.stream.name} {p.decisions.last_candle_ts}" for p in parts)
             raise JournalWriteError(
                 f"{self.journal.path}: cannot write the journal: {exc} (candles up to "
-                f"{decided.last_candle_ts} decided, {len(decided.records)} signal(s) held "
-                "until it can)"
+                f"{newest} decided, {held} signal(s) held until it can)"
             ) from None
         self._unjournaled = None
         self.counters.journal.add(self.perf() - started)
-        self.mark = decided.last_candle_ts
-        return Step(decided, entries, previous)
+        for part in parts:
+            part.stream.mark = part.decisions.last_candle_ts
+        return Step(parts, entries)
 
-    def _until(self, now: float) -> int | None:
-        """Return the newest open time this step may decide (None: nothing yet)."""
-        f = self.frozen
+    def _until(self, stream: Stream, now: float) -> int | None:
+        """Return the newest open time this step may decide for `stream` (None: nothing yet)."""
+        f = stream.frozen
         step = timeframe_seconds(f.timeframe)
         bound = latest_closable(f.timeframe, now, self.config.future_tolerance_s)
-        if self._settle is None:
+        if stream.settle is None:
             return bound
         # without a closed flag the store hides rows that have not closed: a row that has not
         # even opened yet is the sign of a bad clock upstream
         newest = self.store.newest_open(f.symbol, f.timeframe, at_most=2**62)
         if newest is not None and newest > bound + step:
-            self._refuse_future(newest)
+            self._refuse_future(stream, newest)
             newest = self.store.newest_open(f.symbol, f.timeframe, at_most=bound + step)
-        self._settle.observe(newest, now)
-        settled = self._settle.until(now)
+        stream.settle.observe(newest, now)
+        settled = stream.settle.until(now)
         return None if settled is None else min(settled, bound)
 
-    def _refuse_future(self, stamp: int) -> None:
+    def _refuse_future(self, stream: Stream, stamp: int) -> None:
         """Log (once per candle) and count a candle that closes after the wall clock."""
-        if stamp in self._future_logged:
+        if stamp in stream.future_logged:
             return
-        if len(self._future_logged) > 10_000:
-            self._future_logged.clear()
-        self._future_logged.add(stamp)
+        if len(stream.future_logged) > 10_000:
+            stream.future_logged.clear()
+        stream.future_logged.add(stamp)
         self.counters.future_candles += 1
         self.counters.skipped_candles += 1
+        stream.counters.skipped_candles += 1
         log.warning(
             "event=future_candle candle_ts=%d closes_in_s=%.0f (refused: it cannot have closed; "
-            "the mark stays at %s)",
-            stamp, stamp + timeframe_seconds(self.frozen.timeframe) - self.clock(), self.mark,
+            "the mark stays at %s)%s",
+            stamp, stamp + timeframe_seconds(stream.frozen.timeframe) - self.clock(), stream.mark,
+            self._which(stream),
         )  # fmt: skip
+
+    def _which(self, stream: Stream) -> str:
+        """Return `` stream=NAME`` for a log line of a runner of several streams, else ''."""
+        return f" stream={stream.name}" if len(self.streams) > 1 else ""
 
     def _schedule_settle_wake(self) -> None:
         """Wake the follow loop when the next settling candle becomes decidable."""
-        if self._settle is None or (due := self._settle.next_due()) is None:
+        dues = [d for s in self.streams if s.settle is not None and (d := s.settle.next_due())]
+        if not dues:
             return
         if self._settle_timer is not None:
             self._settle_timer.cancel()
-        delay = max(0.0, due - self.clock()) + 0.001
+        delay = max(0.0, min(dues) - self.clock()) + 0.001
         self._settle_timer = asyncio.get_running_loop().call_later(delay, self.watcher.notify)
 
-    def _is_stale(self, candle_ts: int) -> bool:
-        closed_at = candle_ts + timeframe_seconds(self.frozen.timeframe)
+    def _is_stale(self, stream: Stream, candle_ts: int) -> bool:
+        closed_at = candle_ts + timeframe_seconds(stream.frozen.timeframe)
         return self.clock() - closed_at > self.config.stale_after_s
 
     def _publish(self, step: Step, noticed: float) -> None:
@@ -140,32 +173,44 @@ class Deciding(Monitoring):
             latency = self.perf() - noticed
             for _ in step.entries:
                 self.counters.latency.add(latency)
-        decided = step.decisions
-        if decided.timestamps:
-            self._arrived()
-        self.counters.candles_processed += len(decided.timestamps)
-        self.counters.skipped_candles += len(decided.skipped) + len(decided.failed)
-        self.counters.strategy_errors += len(decided.failed)
         self.counters.signals_emitted += len(step.entries)
-        for ts in decided.skipped:
-            log.warning("event=candle_skipped candle_ts=%d reason=invalid", ts)
-        for ts, error in decided.failed:
-            log.warning(
-                "event=candle_skipped candle_ts=%d reason=strategy_error error=%r", ts, error
-            )
-        self._log_gaps(step.previous_mark, decided.timestamps)
+        for part in step.parts:
+            self._count(part)
         for entry in step.entries:
             log.info("event=signal seq=%d line=%s", entry.seq, entry.line.decode().strip())
 
-    def _log_gaps(self, previous: int | None, timestamps: list[int]) -> None:
-        step = timeframe_seconds(self.frozen.timeframe)
+    def _count(self, part: Part) -> None:
+        """Count and log one stream's share of a published step."""
+        decided, stream, mine = part.decisions, part.stream, part.stream.counters
+        if decided.timestamps:
+            self._arrived(stream)
+        skipped = len(decided.skipped) + len(decided.failed)
+        self.counters.candles_processed += len(decided.timestamps)
+        self.counters.skipped_candles += skipped
+        self.counters.strategy_errors += len(decided.failed)
+        mine.candles_processed += len(decided.timestamps)
+        mine.skipped_candles += skipped
+        mine.signals_emitted += len(decided.records)
+        which = self._which(stream)
+        for ts in decided.skipped:
+            log.warning("event=candle_skipped candle_ts=%d reason=invalid%s", ts, which)
+        for ts, error in decided.failed:
+            log.warning(
+                "event=candle_skipped candle_ts=%d reason=strategy_error error=%r%s",
+                ts, error, which,
+            )  # fmt: skip
+        self._log_gaps(stream, part.previous_mark, decided.timestamps)
+
+    def _log_gaps(self, stream: Stream, previous: int | None, timestamps: list[int]) -> None:
+        step = timeframe_seconds(stream.frozen.timeframe)
         last = previous if previous else None
         for ts in timestamps:
             if last is not None and ts - last > step:
                 self.counters.gaps += 1
+                stream.counters.gaps += 1
                 log.warning(
-                    "event=gap after=%d before=%d missing=%d rule=strategy_sees_existing_candles",
-                    last, ts, (ts - last) // step - 1,
+                    "event=gap after=%d before=%d missing=%d rule=strategy_sees_existing_candles%s",
+                    last, ts, (ts - last) // step - 1, self._which(stream),
                 )  # fmt: skip
             last = ts
 

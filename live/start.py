@@ -29,8 +29,12 @@ def build_config(settings: Settings, **options: Any) -> RunnerConfig:
     db = _pick(options.get("db"), data.candles_db)
     if db is None:
         raise ConfigError("no candle database: pass --db or set data.candles_db in the config")
+    given = options["params"]
+    files = [given] if isinstance(given, str | Path) else list(given)
+    if not files:
+        raise ConfigError("no frozen parameter file: pass --params FILE (repeatable)")
     return RunnerConfig(
-        params=Path(options["params"]),
+        params=tuple(Path(path) for path in files),
         db=Path(db),
         analysis_db=_pick(options.get("analysis_db"), data.analysis_db),
         source=data.source,

@@ -100,7 +100,25 @@ def prometheus_text(status: dict[str, Any]) -> str:
         name = METRIC_NAMES.get(key, "signals_live_" + key)
         kind = "counter" if key in COUNTER_FIELDS else "gauge"
         lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _stream_lines(status.get("streams") or [])) + "\n"
+
+
+STREAM_LABELS = ("symbol", "timeframe", "strategy", "params_id")
+
+
+def _stream_lines(streams: list[dict[str, Any]]) -> list[str]:
+    """Each stream's numeric health fields as ``signals_stream_<field>{symbol=…,…}`` samples."""
+    samples: dict[str, list[str]] = {}
+    for stream in streams:
+        labels = ",".join(f'{k}="{stream[k]}"' for k in STREAM_LABELS)
+        for key, value in sorted(_flatten(stream).items()):
+            if key not in STREAM_LABELS:
+                samples.setdefault(key, []).append(f"signals_stream_{key}{{{labels}}} {value}")
+    lines = []
+    for key, rows in samples.items():
+        kind = "counter" if key in COUNTER_FIELDS else "gauge"
+        lines += [f"# TYPE signals_stream_{key} {kind}", *rows]
+    return lines
 
 
 COUNTER_FIELDS = frozenset(Counters.__dataclass_fields__) - LATENCY_FIELDS

@@ -24,7 +24,7 @@
 
 # %% tags=["parameters"]
 strategy = "ema_cross"
-database = "../reports/demo/candles.db"  # None: data.candles_db of the config
+database = "reports/demo/candles.db"  # None: the config's data.candles_db; relative: see below
 timeframe = "1h"
 symbol = None  # None: data.symbol of the config (BTCUSDT)
 period_from = None  # ISO UTC date or epoch s; None: from last_days
@@ -46,7 +46,8 @@ current = None  # the frozen file the live runner reads now (None: nothing promo
 promote_to = None  # where a passing file is promoted (None: check the gate only)
 recent_days = 14  # compare the signals of both sets over this many recent days
 config = None  # YAML config; None: ./signals.yaml if present, else the defaults
-output_dir = "../reports/reoptimise-lab"
+progress = False  # walk-forward progress lines on stderr (`signals reoptimise` shows them)
+output_dir = "reports/reoptimise-lab"  # relative paths: from the working dir, else the repo root
 
 # %%
 from pathlib import Path
@@ -55,6 +56,7 @@ import plotly.io as pio
 from IPython.display import display
 
 from research.inputs import prepare_run, resolve_costs
+from research.notebook import project_path
 from research.optimise.pipeline import run_pipeline
 from research.optimise.walkforward import WalkForwardConfig, default_storage, fold_table
 from research.promote.compare import gate_settings
@@ -63,6 +65,8 @@ from research.promote.reoptimise import select_period
 from research.render.walkforward_report import equity_figure, optuna_figures, stability_figure
 
 pio.renderers.default = "plotly_mimetype+notebook"  # live in JupyterLab, offline in HTML exports
+database, config, output_dir = (project_path(p) for p in (database, config, output_dir))
+current, promote_to = project_path(current), project_path(promote_to)
 
 # %% [markdown]
 # ## Candles
@@ -88,8 +92,12 @@ wf = WalkForwardConfig(
     folds=folds, trials=trials, min_trades=train_min_trades, seed=seed,
     costs=resolve_costs(config, costs=costs, fee_bps=fee_bps, slippage_bps=slippage_bps),
 )  # fmt: skip
+# the promotion gate: its verdict heads the report, and decides the promotion below
+gate = gate_settings(config, min_sharpe=gate_min_sharpe, min_dsr=gate_min_dsr,
+                     max_pbo=gate_max_pbo, min_trades=gate_min_trades,
+                     max_drawdown=gate_max_drawdown)  # fmt: skip
 result = run_pipeline(run, config=wf, out=out, storage=default_storage(out), run=out.name,
-                      since=period_start, progress=False)  # fmt: skip
+                      since=period_start, progress=progress, gate=gate)  # fmt: skip
 print(result.stats.verdict)
 print(f"frozen: {result.paths['frozen']} (params_id {result.frozen.params_id}); "
       f"report: {result.paths['report']}")  # fmt: skip
@@ -124,9 +132,6 @@ display(comparison.recent_signals)
 # decision for `signals reoptimise`.
 
 # %%
-gate = gate_settings(config, min_sharpe=gate_min_sharpe, min_dsr=gate_min_dsr,
-                     max_pbo=gate_max_pbo, min_trades=gate_min_trades,
-                     max_drawdown=gate_max_drawdown)  # fmt: skip
 decision = decide_promotion(result, comparison, gate=gate, promote_to=promote_to,
                             outcome=out / "outcome.json")  # fmt: skip
 print(decision.summary())

@@ -13,6 +13,11 @@ seq 0 of it (signals are keyed by stream and seq, so the new stream's seqs are n
 the old stream's). An ``unknown_seq`` error (the journal of the same stream ends before the
 ledger: restored from an older copy) is logged; the runner continues from its journal's end.
 
+A runner may serve several frozen sets (streams: its hello lists them; one ``seq`` across them).
+The bot trades one: the only stream of a one-stream runner, else the one stream its
+``symbol`` / ``timeframe`` / ``strategy`` choice matches (none or several: it stops with one line
+naming the streams). Signals of the other streams are not recorded; their seqs are skipped.
+
 ``signals paper report`` compares the ledger with a backtest
 (`research.backtest.versus_paper.compare_with_backtest`).
 """
@@ -38,11 +43,10 @@ from signals.config import CandleSource
 from signals.costs import CostModel
 from signals.data.store import CandleStore
 from signals.errors import DataError
-from signals.protocol import ErrorMessage, Heartbeat, Hello, Signal, decode_server
+from signals.protocol import ErrorMessage, Heartbeat, Hello, Signal, StreamInfo, decode_server
 from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
-ATR_WINDOW_PER_PERIOD = 40  # Wilder's ATR forgets its start after ~37 x period candles
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +62,9 @@ class PaperConfig:
     init_cash: float = 10_000.0
     since_seq: int | None = None  # fresh ledger: resume from here (None: from the hello)
     follow_new_stream: bool = False  # a hello of another stream: record it from seq 0
+    symbol: str | None = None  # which of a runner's streams to trade (None: any)
+    timeframe: str | None = None
+    strategy: str | None = None
     poll_interval: float = 0.02
     reconnect_min: float = 0.05
     reconnect_max: float = 5.0
@@ -91,6 +98,8 @@ class PaperBot:
         )  # fmt: skip
         self.duplicates = 0
         self.unknown_seq = 0
+        self.other_streams = 0  # signals of the runner's other streams, not recorded
+        self._followed: StreamInfo | None = None  # set when the runner serves several streams
 
     def _check_meta(self) -> None:
         meta, wanted = self.ledger.meta(), self.config.describe()
@@ -113,19 +122,20 @@ class PaperBot:
 
     def on_hello(self, hello: Hello) -> int:
         """Check the runner's hello against the ledger; return the seq to resume after."""
+        chosen = self._choose(hello)
         meta = self.ledger.meta()
         known = meta.get("params_id")
-        if known is not None and known != hello.params_id:
+        if known is not None and known != chosen.params_id:
             raise PaperError(
                 f"{self.config.ledger}: ledger holds signals of params_id {known}, the runner "
-                f"serves {hello.params_id}; use a new ledger"
+                f"serves {chosen.params_id}; use a new ledger"
             )
         self._check_stream(hello)
         if known is None:
             start = hello.last_seq if self.config.since_seq is None else self.config.since_seq
             self.ledger.set_meta(
-                params_id=hello.params_id, strategy=hello.strategy, symbol=hello.symbol,
-                timeframe=hello.timeframe, start_seq=start,
+                params_id=chosen.params_id, strategy=chosen.strategy, symbol=chosen.symbol,
+                timeframe=chosen.timeframe, start_seq=start,
             )  # fmt: skip
             meta = self.ledger.meta()
         last = self.ledger.last_seq()
@@ -133,6 +143,28 @@ class PaperBot:
         if hello.last_seq < since:
             log.warning("runner's last seq %d is behind the ledger's %d", hello.last_seq, since)
         return since
+
+    def _choose(self, hello: Hello) -> StreamInfo:
+        """Return the stream of the hello this bot trades (the only one, or the one chosen)."""
+        first = StreamInfo(
+            symbol=hello.symbol, timeframe=hello.timeframe, strategy=hello.strategy,
+            params_id=hello.params_id,
+        )  # fmt: skip
+        streams = hello.streams or [first]
+        cfg = self.config
+        wanted = {"symbol": cfg.symbol, "timeframe": cfg.timeframe, "strategy": cfg.strategy}
+        matching = [
+            s for s in streams if all(v is None or getattr(s, k) == v for k, v in wanted.items())
+        ]
+        if len(matching) == 1:
+            self._followed = matching[0] if len(streams) > 1 else None
+            return matching[0]
+        served = "; ".join(f"{s.symbol} {s.timeframe} {s.strategy} {s.params_id}" for s in streams)
+        chosen = " ".join(f"--{k} {v}" for k, v in wanted.items() if v is not None) or "nothing"
+        raise PaperError(
+            f"the runner serves {len(streams)} stream(s) ({served}); {chosen} matches "
+            f"{len(matching)}: choose one with --symbol, --timeframe and --strategy"
+        )
 
     def _check_stream(self, hello: Hello) -> None:
         """Record the hello's stream on first connect; refuse or follow another stream."""
@@ -159,6 +191,18 @@ class PaperBot:
 
     def on_signal(self, sig: Signal) -> bool:
         """Record a signal once (a known seq is ignored); return whether it was new."""
+        followed = self._followed
+        if followed is not None and (sig.symbol, sig.timeframe, sig.strategy, sig.params_id) != (
+            followed.symbol, followed.timeframe, followed.strategy, followed.params_id
+        ):  # fmt: skip
+            self.other_streams += 1
+            if (sig.symbol, sig.timeframe) == (followed.symbol, followed.timeframe):
+                log.warning(
+                    "seq %d: %s %s %s signal of params_id %s, not the followed %s (reloaded?): "
+                    "not recorded; restart with a new ledger to trade it", sig.seq, sig.symbol,
+                    sig.timeframe, sig.strategy, sig.params_id, followed.params_id,
+                )  # fmt: skip
+            return False
         start = int(self.ledger.meta().get("start_seq", 0))
         if sig.seq <= start or not self.ledger.record_signal(sig, self.clock()):
             self.duplicates += 1
@@ -242,18 +286,12 @@ class PaperBot:
         if frame.empty:
             return None
         fill_time = frame.index[0]
-        window = self._slippage_window()
+        window = self.config.costs.slippage_warmup()
         candles = store.last_closed(symbol, timeframe, window, until=fill_time)
         slip = self.config.costs.slippage_fraction(
             candles, fill="next_open", notional=self.config.init_cash
         )
         return int(fill_time.timestamp()), float(frame["open"].iloc[0]), float(slip[-1])
-
-    def _slippage_window(self) -> int:
-        costs = self.config.costs
-        if costs.slippage_model == "atr":
-            return ATR_WINDOW_PER_PERIOD * costs.atr_period + 1
-        return 2
 
     def _fill(self, row: sqlite3.Row, fill_ts: int, open_: float, slip: float) -> None:
         legs_plan = plan(self.config.direction, row["signal"], self.position)

@@ -148,4 +148,7 @@ def live_demo(
     (out / "comparison.json").write_text(
         json.dumps({"ok": comparison.ok, "verdict": comparison.verdict()}, indent=2)
     )
+    from research.render.paper_report import write_paper_report
+
+    write_paper_report(comparison, out / "paper.html")
     return comparison

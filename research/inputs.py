@@ -116,7 +116,7 @@ def prepare_run(
     since = pd.Timestamp(parse_when(start), unit="s", tz="UTC") if start else None
     warm_start = None
     if since is not None:
-        candles_before = strategy.lookback(params) if warmup is None else warmup
+        candles_before = strategy.lookback(params, timeframe) if warmup is None else warmup
         warm_start = int(since.timestamp()) - candles_before * timeframe_seconds(timeframe)
     candles = load_candles(
         path, symbol=symbol, timeframe=timeframe, start=warm_start, end=end, settings=settings

@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from signals.errors import ConfigError, closest, validation_line
 
 BPS = 1e-4
+ATR_WARMUP_PER_PERIOD = 40  # Wilder's ATR forgets its start after ~37 x period candles
 MAX_SLIPPAGE = 0.1
 DEFAULT_NOTIONAL = 10_000.0
 FUNDING_INTERVAL = pd.Timedelta(hours=8)
@@ -124,6 +125,31 @@ class CostModel(BaseModel):
         if fill == "next_open":
             frac = np.concatenate([frac[:1], frac[:-1]])
         return frac
+
+    def slippage_warmup(self) -> int:
+        """Return how many candles before a fill its slippage reads (at least the decision's)."""
+        if self.slippage_model == "atr":
+            return ATR_WARMUP_PER_PERIOD * self.atr_period + 1
+        return 2
+
+    def warm_slippage(
+        self,
+        candles: pd.DataFrame,
+        start: int,
+        end: int | None = None,
+        *,
+        fill: Fill = "next_open",
+        notional: float | None = None,
+    ) -> np.ndarray:
+        """Return the slippage of rows ``[start, end)`` as if history had run before `start`.
+
+        The candles before `start` (up to `slippage_warmup` of them) feed the variable part, so
+        a period cut out of a longer history pays what a live bot pays on its first fills.
+        """
+        end = len(candles) if end is None else end
+        low = max(0, start - self.slippage_warmup())
+        frac = self.slippage_fraction(candles.iloc[low:end], fill=fill, notional=notional)
+        return frac[start - low :]
 
     def _variable_slippage(self, candles: pd.DataFrame, notional: float) -> np.ndarray:
         high, low, close, volume = (

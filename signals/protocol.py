@@ -28,8 +28,21 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StreamInfo(_Message):
+    """One frozen parameter set a runner serves (an entry of the hello's `streams`)."""
+
+    symbol: str
+    timeframe: str
+    strategy: str
+    params_id: str
+
+
 class Hello(_Message):
-    """First line a server sends on every connection."""
+    """First line a server sends on every connection.
+
+    `streams` lists every frozen set the runner serves (one entry for a one-stream runner);
+    `strategy`, `params_id`, `symbol` and `timeframe` are those of its first stream, as before.
+    """
 
     type: Literal["hello"] = "hello"
     protocol: int = PROTOCOL_VERSION
@@ -40,6 +53,9 @@ class Hello(_Message):
     last_seq: int
     stream: str | None = Field(
         default=None, description="id of the journal: a new or lost journal is a new stream"
+    )
+    streams: list[StreamInfo] | None = Field(
+        default=None, description="the frozen sets served, in order (None: a runner before them)"
     )
 
 

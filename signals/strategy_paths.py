@@ -5,6 +5,11 @@ instance), or `Strategy` subclasses of its own (instantiated without arguments),
 their ``name``. Modules without one (helpers) are skipped. A name defined twice (two folders, or
 a folder and the shipped strategies) is an error naming both files.
 
+A folder is loaded as a package of its own, ``signals_strategy_<tag>`` (the tag is a hash of the
+folder's path), so its modules import each other relatively, ``from .helpers import x``, and
+two folders may both have a ``helpers.py``. An edit of any module of a folder reloads the whole
+folder. No bytecode is written into the folder.
+
 The folders come from ``--strategy-path DIR`` (repeatable) or ``strategy_paths`` in
 signals.yaml; `use_strategy_paths` records them for this process and, through the environment
 variable ``SIGNALS_STRATEGY_PATH``, for the processes it starts (sweep workers, the runner).
@@ -16,6 +21,8 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -126,10 +133,8 @@ def _folder_strategies(folder: Path) -> list[Strategy]:
         raise StrategyFolderError(f"{folder}: strategy folder not found")
     strategies: list[Strategy] = []
     seen: dict[str, Path] = {}
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        for strategy in _module_strategies(_load_module(path.resolve(), path.stat().st_mtime_ns)):
+    for path, module in _load_folder(folder.resolve(), _signature(folder)):
+        for strategy in _module_strategies(module):
             if strategy.name in seen:
                 raise StrategyFolderError(
                     f"strategy {strategy.name!r} is defined twice: in {seen[strategy.name]} "
@@ -140,22 +145,98 @@ def _folder_strategies(folder: Path) -> list[Strategy]:
     return strategies
 
 
+def _modules(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")]
+
+
+def _signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    # every module of the folder: an edit of a helper reloads the strategies that import it
+    stats = [(p, p.stat()) for p in sorted(folder.glob("*.py"))]
+    return tuple((p.name, st.st_mtime_ns, st.st_size) for p, st in stats)
+
+
+def package_name(folder: Path) -> str:
+    """Return the name of the package a strategy folder is loaded as (stable per path)."""
+    return "signals_strategy_" + hashlib.sha1(str(folder).encode()).hexdigest()[:10]
+
+
 @functools.cache
-def _load_module(path: Path, _mtime_ns: int) -> ModuleType:
-    # A stable, unique module name per file: inspect.getsource and pickling find it again.
-    tag = hashlib.sha1(str(path.parent).encode()).hexdigest()[:10]
-    name = f"signals_strategy_{tag}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise StrategyFolderError(f"{path}: cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+def _load_folder(folder: Path, _signature: tuple) -> list[tuple[Path, ModuleType]]:
+    package = package_name(folder)
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+        del sys.modules[name]  # an older version of this folder: import it afresh
+    _FOLDERS[package] = folder
+    return [(path, _import(package, path)) for path in _modules(folder)]
+
+
+def _import(package: str, path: Path) -> ModuleType:
     try:
-        spec.loader.exec_module(module)
+        return importlib.import_module(f"{package}.{path.stem}")
     except Exception as exc:
-        sys.modules.pop(name, None)
-        raise StrategyFolderError(f"{path}: import failed: {type(exc).__name__}: {exc}") from exc
-    return module
+        hint = ""
+        missing = getattr(exc, "name", None)
+        if (
+            isinstance(exc, ModuleNotFoundError)
+            and missing
+            and (path.parent / f"{missing}.py").exists()
+        ):
+            hint = (
+                f" (a module of the same folder is imported relatively: from .{missing} import ...)"
+            )
+        raise StrategyFolderError(
+            f"{path}: import failed: {type(exc).__name__}: {exc}{hint}"
+        ) from exc
+
+
+_FOLDERS: dict[str, Path] = {}  # package name -> strategy folder, for the finder below
+
+
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Load a module of a strategy folder from its source, with no bytecode cache."""
+
+    def path_stats(self, path: str) -> dict:  # raising here disables the .pyc read and write
+        """Refuse to stat: the loader then neither reads nor writes __pycache__."""
+        raise OSError("no bytecode cache for strategy folders")
+
+
+class _FolderFinder(importlib.abc.MetaPathFinder):
+    """Find a strategy folder's package (``signals_strategy_<tag>``) and its modules.
+
+    The folders are those loaded in this process, or those of ``SIGNALS_STRATEGY_PATH`` (a new
+    process that unpickles a folder strategy finds its module by name).
+    """
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        """Return the spec of a strategy folder's package or top-level module, else None."""
+        package, _, stem = fullname.rpartition(".")
+        if not (package or stem).startswith("signals_strategy_"):
+            return None
+        if not package:
+            folder = _folder_of(stem)
+            if folder is None:
+                return None
+            spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+            spec.submodule_search_locations = [str(folder)]
+            return spec
+        folder = _folder_of(package)
+        file = folder / f"{stem}.py" if folder is not None else None
+        if file is None or not file.is_file():
+            return None  # a sub-package: the usual path finder reads the package's __path__
+        loader = _SourceOnlyLoader(fullname, str(file))
+        return importlib.util.spec_from_file_location(fullname, file, loader=loader)
+
+
+def _folder_of(package: str) -> Path | None:
+    if package not in _FOLDERS:
+        for folder in strategy_paths():
+            _FOLDERS.setdefault(package_name(folder.resolve()), folder.resolve())
+    return _FOLDERS.get(package)
+
+
+if not any(isinstance(f, _FolderFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _FolderFinder())
 
 
 def _module_strategies(module: ModuleType) -> list[Strategy]:

@@ -3,8 +3,9 @@
 The candles before the start only warm the strategy's indicators up. Its signals are computed
 on them too and then cut away, so the first decision at the start is the one the strategy makes
 with that history behind it. The backtest, the walk-forward windows, the sweep, ``signals scan``
-and the notebooks all start a period this way. (The paper-versus-backtest comparison masks the
-signals before `since` instead: its ATR slippage reads the candles before it.)
+the notebooks and the paper-versus-backtest comparison all start a period this way. The
+slippage model is warmed up the same way (`CostModel.warm_slippage`): an ATR-based slippage on
+the first fills of a period reads the candles before it, as the live paper bot's does.
 
 >>> period, frame = warmed_signals(candles, strategy, params, start=start_position(
 ...     candles.index, since))  # doctest: +SKIP

@@ -22,6 +22,12 @@ dataclass (see :mod:`strategies.params`), and implements two methods:
 5. **Warm-up.** No signal is emitted in the first ``lookback(params) - 1`` candles of any history,
    so a signal never depends on where the data happened to start.
 
+A strategy that reads longer timeframes declares them, ``informative = ("1h",)``, and
+``informative_warmup(params)``, the candles of those timeframes its indicators on them need
+(computed on the higher candles themselves in ``informative_columns``). Its ``rules()`` then
+receives ``open_1h ... volume_1h`` and those columns (`strategies.informative`), and its warm-up
+in base candles adds the base candles that hold those higher candles whole.
+
 A signal at candle t uses candles up to and including t only (no lookahead); the research engine
 decides what to do with it at the next candle.
 """
@@ -29,6 +35,7 @@ decides what to do with it at the next candle.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
@@ -36,7 +43,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from signals.timeframes import timeframe_seconds
 from strategies.indicators import as_flags, recent_count
+from strategies.informative import base_candles, base_seconds, with_informative
 from strategies.params import ScoringParams, make_params
 
 BUY = "BUY"
@@ -231,6 +240,7 @@ class Strategy(ABC, Generic[P]):
     timeframes: ClassVar[tuple[str, ...]]
     Params: ClassVar[type[ScoringParams]]
     description: ClassVar[str] = ""
+    informative: ClassVar[tuple[str, ...]] = ()  # longer timeframes rules() reads, e.g. ("1h",)
 
     @abstractmethod
     def rules(self, candles: pd.DataFrame, params: P) -> RuleSet:
@@ -240,9 +250,33 @@ class Strategy(ABC, Generic[P]):
     def warmup(self, params: P) -> int:
         """Return the candles the indicators need to equal their full-history values."""
 
-    def lookback(self, params: P) -> int:
-        """Return the candles a window needs so its last decision equals full history's."""
-        return self.warmup(params) + params.cooldown + 2
+    def informative_warmup(self, params: P) -> int:
+        """Return the candles of each `informative` timeframe its indicators need (0: none)."""
+        return 0
+
+    def informative_columns(
+        self, timeframe: str, higher: pd.DataFrame, params: P
+    ) -> Mapping[str, Any]:
+        """Return columns computed on the `timeframe` candles (merged as ``<name>_<tf>``)."""
+        return {}
+
+    def lookback(self, params: P, timeframe: str | None = None) -> int:
+        """Return the candles a window needs so its last decision equals full history's.
+
+        With `informative` timeframes the higher indicators' warm-up, counted in base candles,
+        depends on the base length: the count is the largest over the declared timeframes (one
+        number for all of them) and `timeframe` when given.
+        """
+        if not self.informative:
+            return self.warmup(params) + params.cooldown + 2
+        names = (*self.timeframes, timeframe) if timeframe else self.timeframes
+        return max(self._lookback(params, timeframe_seconds(tf)) for tf in names)
+
+    def _lookback(self, params: P, base: int) -> int:
+        # warmup + cooldown + 2, the warm-up adding the base candles of the higher indicators
+        higher = self.informative_warmup(params)
+        extra = max((base_candles(higher, tf, base) for tf in self.informative), default=0)
+        return self.warmup(params) + extra + params.cooldown + 2
 
     def params(self, values: dict[str, Any] | None = None) -> P:
         """Build validated `Params` from overrides on top of the defaults."""
@@ -251,7 +285,11 @@ class Strategy(ABC, Generic[P]):
     def signals(self, candles: pd.DataFrame, params: P | None = None) -> SignalFrame:
         """Score the rules on `candles` and derive the BUY/SELL signals (see the module doc)."""
         params = params if params is not None else self.params()
-        ruleset = self.rules(candles, params)
+        base = base_seconds(candles.index) if self.informative else None
+        merged = with_informative(
+            candles, self.informative, base, lambda tf, h: self.informative_columns(tf, h, params)
+        )
+        ruleset = self.rules(merged, params)
         n = len(candles)
         buy_score, buy_fired = _score(ruleset.buy, ruleset.buy_gate, n)
         sell_score, sell_fired = _score(ruleset.sell, ruleset.sell_gate, n)
@@ -260,7 +298,10 @@ class Strategy(ABC, Generic[P]):
         both = buy & sell
         buy &= ~both | (buy_score > sell_score)
         sell &= ~both | (sell_score > buy_score)
-        unsettled = max(0, self.lookback(params) - 1)
+        lookback = self.lookback(params)
+        if base is not None:  # a base length shorter than the declared ones needs more
+            lookback = max(lookback, self._lookback(params, base))
+        unsettled = max(0, lookback - 1)
         buy[:unsettled] = False
         sell[:unsettled] = False
         return SignalFrame(

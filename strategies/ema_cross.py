@@ -15,6 +15,7 @@ from strategies import indicators as ind
 from strategies import warmup
 from strategies.base import Rule, RuleSet, Strategy
 from strategies.params import ScoringParams, fixed, param, require_less
+from strategies.plots import Plot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +51,11 @@ class EmaCross(Strategy[EmaCrossParams]):
         buy = Rule(f"EMA{p.fast} crossed above EMA{p.slow}", ind.crossed_above(fast, slow))
         sell = Rule(f"EMA{p.fast} crossed below EMA{p.slow}", ind.crossed_above(slow, fast))
         return RuleSet(buy=[buy], sell=[sell])
+
+    def plots(self, candles: pd.DataFrame, params: EmaCrossParams) -> list[Plot]:
+        """Draw both EMAs on the price panel (the reports call this; decisions do not)."""
+        close = candles["close"]
+        return [Plot(f"EMA{n}", ind.ema(close, n)) for n in (params.fast, params.slow)]
 
 
 STRATEGY = EmaCross()

@@ -3,6 +3,17 @@
 Each function takes Series (float64) and returns Series aligned to the same index, NaN where the
 indicator is not yet defined. Warm-up needs of each are in :mod:`strategies.warmup`.
 
+**Comparisons that do not depend on where history starts.** TA-Lib's recursive indicators
+(EMA, MACD, RSI) and its running sums (SMA, Stochastic, Bollinger) give values that differ by
+float noise (a few units in the last place) depending on the first candle of the history. Where two
+compared values are equal in exact arithmetic (%K equal to %D, a MACD histogram on a flat
+market, two moving averages of a flat market), a plain ``>`` is decided by that noise, and so is
+the signal. `above`, `below`, `crossed_above`, `rising` and `falling` take a ``tolerance``:
+values closer than it count as equal. `price_tolerance` is the one for series in price units
+(`PRICE_TOLERANCE` of the price, 3e-5 at 30,000) and `OSCILLATOR_TOLERANCE` the one for 0..100
+oscillators. `flat` marks candles where nothing moved within a Wilder memory (RSI's gains and
+losses then decay together, and their ratio remembers the start of history).
+
 Inside ``with indicator_cache():`` the TA-Lib wrappers memoise their raw results, keyed by the
 function, the input arrays (memory address, length and stride) and the arguments, so a sweep
 computes EMA(9) of the close once for all the combinations that use it. Outside the context
@@ -21,6 +32,8 @@ import pandas as pd
 import talib
 
 MA_SMA = 0  # TA-Lib MA_Type.SMA: Stochastic smoothing stays windowed (exact after its period)
+PRICE_TOLERANCE = 1e-9  # share of the price below which two price-unit values count as equal
+OSCILLATOR_TOLERANCE = 1e-9  # the same, in the units of a 0..100 oscillator (RSI, Stochastic)
 
 
 _CACHE: ContextVar[dict[tuple, tuple[tuple[np.ndarray, ...], Any]] | None] = ContextVar(
@@ -201,15 +214,74 @@ def net_flow(buy_volume: pd.Series, volume: pd.Series) -> pd.Series:
     return _wrap(2.0 * _values(buy_volume) - _values(volume), volume, "net_flow")
 
 
-def crossed_above(a: pd.Series, b: pd.Series) -> pd.Series:
-    """True on the candle where `a` moves from at or below `b` to above it."""
+def price_tolerance(price: pd.Series) -> pd.Series:
+    """Return the tolerance of comparisons in price units: `PRICE_TOLERANCE` of `price`."""
+    return _wrap(np.abs(_values(price)) * PRICE_TOLERANCE, price, "price_tolerance")
+
+
+Tolerance = pd.Series | float
+
+
+def _operand(value: pd.Series | float, like: pd.Series) -> np.ndarray | float:
+    if isinstance(value, pd.Series):
+        if not value.index.equals(like.index):
+            raise ValueError("compared series need the same index")
+        return _values(value)
+    return float(value)
+
+
+def above(a: pd.Series, b: pd.Series | float, tolerance: Tolerance = 0.0) -> pd.Series:
+    """True where `a` exceeds `b` by more than `tolerance`; NaN on either side gives False."""
+    with np.errstate(invalid="ignore"):
+        flags = _values(a) > _operand(b, a) + _operand(tolerance, a)
+    return pd.Series(flags, index=a.index, name="above", copy=False)
+
+
+def below(a: pd.Series, b: pd.Series | float, tolerance: Tolerance = 0.0) -> pd.Series:
+    """True where `a` is under `b` by more than `tolerance`; NaN on either side gives False."""
+    with np.errstate(invalid="ignore"):
+        flags = _values(a) < _operand(b, a) - _operand(tolerance, a)
+    return pd.Series(flags, index=a.index, name="below", copy=False)
+
+
+def crossed_above(a: pd.Series, b: pd.Series, tolerance: Tolerance = 0.0) -> pd.Series:
+    """True on the candle where `a` moves from at or below `b` to above it (by `tolerance`).
+
+    With a tolerance, `a` is above `b` only when it exceeds it by more than the tolerance, so
+    two values equal up to float noise never cross.
+    """
     if not a.index.equals(b.index):
         raise ValueError("crossed_above needs two series on the same index")
-    x, y = _values(a), _values(b)
+    x, y = _values(a), _values(b) + _operand(tolerance, a)
     crossed = x > y  # NaN compares False, as in pandas
     crossed[:1] = False
     crossed[1:] &= x[:-1] <= y[:-1]
     return pd.Series(crossed, index=a.index, name="crossed_above", copy=False)
+
+
+def rising(series: pd.Series, tolerance: Tolerance = 0.0) -> pd.Series:
+    """True where `series` rose since the previous candle by more than `tolerance`."""
+    return above(series, series.shift(1), tolerance).rename("rising")
+
+
+def falling(series: pd.Series, tolerance: Tolerance = 0.0) -> pd.Series:
+    """True where `series` fell since the previous candle by more than `tolerance`."""
+    return below(series, series.shift(1), tolerance).rename("falling")
+
+
+def flat(close: pd.Series, period: int) -> pd.Series:
+    """True where the close has not moved within a Wilder memory of `period` candles.
+
+    The Wilder average of the absolute close-to-close change (an EMA of period ``2 * period -
+    1``, RSI's smoothing) is within `price_tolerance`: RSI's average gain and loss are then both
+    decayed float remnants, whose ratio depends on where history started. Undefined (NaN
+    average) counts as not flat.
+    """
+    change = _wrap(np.abs(np.diff(_values(close), prepend=np.nan)), close, "abs_change")
+    moved = ema(change, 2 * period - 1)
+    with np.errstate(invalid="ignore"):
+        quiet = _values(moved) <= _values(price_tolerance(close))
+    return pd.Series(quiet, index=close.index, name="flat", copy=False)
 
 
 def within(event: pd.Series, candles: int) -> pd.Series:

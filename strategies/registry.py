@@ -17,9 +17,11 @@ from signals.errors import SignalsError
 from strategies.base import Strategy
 
 PACKAGE = "strategies"
-INFRASTRUCTURE = frozenset({"base", "indicators", "params", "registry", "warmup"})
+INFRASTRUCTURE = frozenset(
+    {"base", "indicators", "informative", "params", "plots", "registry", "warmup"}
+)
 # Modules whose source decides every strategy's signals: part of each strategy_hash.
-_SHARED_SOURCES = ("base", "indicators", "params", "warmup")
+_SHARED_SOURCES = ("base", "indicators", "informative", "params", "warmup")
 
 
 class UnknownStrategyError(SignalsError, KeyError):

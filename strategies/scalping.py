@@ -21,6 +21,7 @@ from strategies import indicators as ind
 from strategies import warmup
 from strategies.base import Rule, RuleSet, Strategy
 from strategies.params import ScoringParams, param, require_less
+from strategies.plots import Plot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +62,7 @@ class Scalping(Strategy[ScalpingParams]):
             warmup.ema(p.ema_slow),
             warmup.stochastic(p.stoch_k, 3, 3),
             warmup.wilder(p.rsi_period),
+            warmup.flat(p.rsi_period),
             warmup.window(p.volume_ma),
             warmup.macd(12, 26, 9) + 2,
         )
@@ -70,13 +72,14 @@ class Scalping(Strategy[ScalpingParams]):
         """Evaluate the five BUY rules and their SELL mirrors on every candle."""
         p, c = params, candles
         close, volume = c["close"], c["volume"]
+        # comparisons with a tolerance: values equal up to float noise never decide (see ind)
+        tol, osc = ind.price_tolerance(close), ind.OSCILLATOR_TOLERANCE
         fast, slow = ind.ema(close, p.ema_fast), ind.ema(close, p.ema_slow)
         k, d = ind.stochastic(c["high"], c["low"], close, p.stoch_k)
-        rsi = ind.rsi(close, p.rsi_period)
+        rsi = ind.rsi(close, p.rsi_period).mask(ind.flat(close, p.rsi_period))
         surge = volume > p.volume_surge * ind.volume_ma(volume, p.volume_ma)
         hist = ind.macd(close)[2]
-        previous = hist.shift(1)
-        rising, falling = hist > previous, hist < previous
+        rising, falling = ind.rising(hist, tol), ind.falling(hist, tol)
         flow = ind.buy_ratio(c["buy_volume"], volume).rolling(p.flow_window).mean()
         flow_known = flow.notna()
         win = p.event_window
@@ -85,14 +88,15 @@ class Scalping(Strategy[ScalpingParams]):
         buy = [
             Rule(
                 f"EMA{p.ema_fast} crossed above EMA{p.ema_slow}",
-                ind.within(ind.crossed_above(fast, slow), win),
+                ind.within(ind.crossed_above(fast, slow, tol), win),
             ),
             Rule(
                 f"Stoch %K crossed above %D below {p.stoch_low:g}",
-                ind.within(ind.crossed_above(k, d) & (d < p.stoch_low), win),
+                ind.within(ind.crossed_above(k, d, osc) & ind.below(d, p.stoch_low, osc), win),
             ),
             Rule(
-                f"RSI{p.rsi_period} below {p.rsi_buy:g} on volume surge", (rsi < p.rsi_buy) & surge
+                f"RSI{p.rsi_period} below {p.rsi_buy:g} on volume surge",
+                ind.below(rsi, p.rsi_buy, osc) & surge,
             ),
             Rule(
                 "MACD histogram turned up",
@@ -107,13 +111,16 @@ class Scalping(Strategy[ScalpingParams]):
         sell = [
             Rule(
                 f"EMA{p.ema_fast} crossed below EMA{p.ema_slow}",
-                ind.within(ind.crossed_above(slow, fast), win),
+                ind.within(ind.crossed_above(slow, fast, tol), win),
             ),
             Rule(
                 f"Stoch %K crossed below %D above {stoch_high:g}",
-                ind.within(ind.crossed_above(d, k) & (d > stoch_high), win),
+                ind.within(ind.crossed_above(d, k, osc) & ind.above(d, stoch_high, osc), win),
             ),
-            Rule(f"RSI{p.rsi_period} above {rsi_sell:g} on volume surge", (rsi > rsi_sell) & surge),
+            Rule(
+                f"RSI{p.rsi_period} above {rsi_sell:g} on volume surge",
+                ind.above(rsi, rsi_sell, osc) & surge,
+            ),
             Rule(
                 "MACD histogram turned down",
                 ind.within(falling & rising.shift(1, fill_value=False), win),
@@ -125,6 +132,26 @@ class Scalping(Strategy[ScalpingParams]):
             ),
         ]
         return RuleSet(buy=buy, sell=sell)
+
+    def plots(self, candles: pd.DataFrame, params: ScalpingParams) -> list[Plot]:
+        """Draw the EMAs on the price panel, and Stochastic, RSI and MACD histogram panels."""
+        p, c = params, candles
+        close = c["close"]
+        k, d = ind.stochastic(c["high"], c["low"], close, p.stoch_k)
+        stoch = (p.stoch_low, 100.0 - p.stoch_low)
+        return [
+            Plot(f"EMA{p.ema_fast}", ind.ema(close, p.ema_fast)),
+            Plot(f"EMA{p.ema_slow}", ind.ema(close, p.ema_slow)),
+            Plot(f"Stoch %K{p.stoch_k}", k, "Stochastic", stoch),
+            Plot("Stoch %D", d, "Stochastic", stoch),
+            Plot(
+                f"RSI{p.rsi_period}",
+                ind.rsi(close, p.rsi_period),
+                "RSI",
+                (p.rsi_buy, 100.0 - p.rsi_buy),
+            ),
+            Plot("MACD histogram", ind.macd(close)[2], "MACD", (0.0,)),
+        ]
 
 
 STRATEGY = Scalping()

@@ -21,6 +21,7 @@ from strategies import indicators as ind
 from strategies import warmup
 from strategies.base import Rule, RuleSet, Strategy
 from strategies.params import ScoringParams, param, require_less
+from strategies.plots import Plot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +65,7 @@ class Swing(Strategy[SwingParams]):
             warmup.window(p.bb_period + p.squeeze_lookback) + p.squeeze_window,
             warmup.macd(p.macd_fast, p.macd_slow, p.macd_signal) + p.event_window,
             warmup.wilder(p.rsi_period),
+            warmup.flat(p.rsi_period),
             p.flow_window,
         )
         return longest + 1
@@ -72,41 +74,58 @@ class Swing(Strategy[SwingParams]):
         """Evaluate the regime gates and the four BUY rules with their SELL mirrors."""
         p, c = params, candles
         close = c["close"]
+        # comparisons with a tolerance: values equal up to float noise never decide (see ind)
+        tol, osc = ind.price_tolerance(close), ind.OSCILLATOR_TOLERANCE
         fast, slow = ind.sma(close, p.regime_fast), ind.sma(close, p.regime_slow)
         upper, middle, lower = ind.bollinger(close, p.bb_period, p.bb_stddev)
         squeezed = ind.within(
             ind.bollinger_squeeze(upper, middle, lower, p.squeeze_lookback), p.squeeze_window
         )
         line, signal, _ = ind.macd(close, p.macd_fast, p.macd_slow, p.macd_signal)
-        rsi = ind.rsi(close, p.rsi_period)
+        rsi = ind.rsi(close, p.rsi_period).mask(ind.flat(close, p.rsi_period))
         flow = ind.net_flow(c["buy_volume"], c["volume"]).rolling(p.flow_window).sum()
+        flow_tol = c["volume"].rolling(p.flow_window).sum() * ind.PRICE_TOLERANCE
         win, rsi_low = p.event_window, 100.0 - p.rsi_high
         buy = [
             Rule(
                 "Bollinger squeeze, then close above the upper band",
-                squeezed.shift(1, fill_value=False) & (close > upper),
-            ),
-            Rule("MACD crossed above its signal", ind.within(ind.crossed_above(line, signal), win)),
-            Rule(
-                f"RSI{p.rsi_period} between 50 and {p.rsi_high:g}", (rsi > 50) & (rsi < p.rsi_high)
+                squeezed.shift(1, fill_value=False) & ind.above(close, upper, tol),
             ),
             Rule(
-                f"net taker flow of {p.flow_window} candles positive", flow > 0, known=flow.notna()
+                "MACD crossed above its signal",
+                ind.within(ind.crossed_above(line, signal, tol), win),
+            ),
+            Rule(
+                f"RSI{p.rsi_period} between 50 and {p.rsi_high:g}",
+                ind.above(rsi, 50.0, osc) & ind.below(rsi, p.rsi_high, osc),
+            ),
+            Rule(
+                f"net taker flow of {p.flow_window} candles positive",
+                ind.above(flow, 0.0, flow_tol),
+                known=flow.notna(),
             ),
         ]
         sell = [
             Rule(
                 "Bollinger squeeze, then close below the lower band",
-                squeezed.shift(1, fill_value=False) & (close < lower),
+                squeezed.shift(1, fill_value=False) & ind.below(close, lower, tol),
             ),
-            Rule("MACD crossed below its signal", ind.within(ind.crossed_above(signal, line), win)),
-            Rule(f"RSI{p.rsi_period} between {rsi_low:g} and 50", (rsi < 50) & (rsi > rsi_low)),
             Rule(
-                f"net taker flow of {p.flow_window} candles negative", flow < 0, known=flow.notna()
+                "MACD crossed below its signal",
+                ind.within(ind.crossed_above(signal, line, tol), win),
+            ),
+            Rule(
+                f"RSI{p.rsi_period} between {rsi_low:g} and 50",
+                ind.below(rsi, 50.0, osc) & ind.above(rsi, rsi_low, osc),
+            ),
+            Rule(
+                f"net taker flow of {p.flow_window} candles negative",
+                ind.below(flow, 0.0, flow_tol),
+                known=flow.notna(),
             ),
         ]
-        up = (close > slow) & (fast > slow)
-        down = (close < slow) & (fast < slow)
+        up = ind.above(close, slow, tol) & ind.above(fast, slow, tol)
+        down = ind.below(close, slow, tol) & ind.below(fast, slow, tol)
         return RuleSet(
             buy=buy,
             sell=sell,
@@ -115,6 +134,27 @@ class Swing(Strategy[SwingParams]):
             buy_gate_reason=f"up regime (close and SMA{p.regime_fast} above SMA{p.regime_slow})",
             sell_gate_reason=f"down regime (close and SMA{p.regime_fast} below SMA{p.regime_slow})",
         )
+
+    def plots(self, candles: pd.DataFrame, params: SwingParams) -> list[Plot]:
+        """Draw the regime SMAs and Bollinger bands on the price panel; MACD and RSI panels."""
+        p = params
+        close = candles["close"]
+        upper, _, lower = ind.bollinger(close, p.bb_period, p.bb_stddev)
+        line, signal, _ = ind.macd(close, p.macd_fast, p.macd_slow, p.macd_signal)
+        return [
+            Plot(f"SMA{p.regime_fast}", ind.sma(close, p.regime_fast)),
+            Plot(f"SMA{p.regime_slow}", ind.sma(close, p.regime_slow)),
+            Plot(f"Bollinger upper ({p.bb_period}, {p.bb_stddev:g})", upper),
+            Plot(f"Bollinger lower ({p.bb_period}, {p.bb_stddev:g})", lower),
+            Plot("MACD", line, "MACD", (0.0,)),
+            Plot("MACD signal", signal, "MACD", (0.0,)),
+            Plot(
+                f"RSI{p.rsi_period}",
+                ind.rsi(close, p.rsi_period),
+                "RSI",
+                (100.0 - p.rsi_high, 50.0, p.rsi_high),
+            ),
+        ]
 
 
 STRATEGY = Swing()

@@ -43,3 +43,8 @@ def macd(fast: int, slow: int, signal: int) -> int:
 def stochastic(k_period: int, k_smooth: int, d_period: int) -> int:
     """Warm-up of the slow Stochastic with SMA smoothing (all windowed)."""
     return int(k_period + k_smooth + d_period)
+
+
+def flat(period: int) -> int:
+    """Warm-up of `strategies.indicators.flat` of `period` (an EMA of the close's changes)."""
+    return ema(2 * int(period) - 1) + 1

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import optuna
 import pandas as pd
@@ -28,6 +29,21 @@ from strategies import get_strategy
 from tests.candles import random_walk
 
 TRIALS, FOLDS = 6, 2
+# heartbeat 3 s (grace 9 s): on a loaded 2-core CI machine a 1 s beat was once late by 3 s
+HEARTBEAT = 3
+SLOW_STRATEGY = """
+import time
+
+from strategies.ema_cross import EmaCross
+
+
+class SlowEmaCross(EmaCross):
+    name = "slow_ema_cross"
+
+    def rules(self, candles, params):
+        time.sleep(0.2)  # a trial long enough to be caught in, however loaded the machine
+        return super().rules(candles, params)
+"""
 KILLED_TRIALS = 12  # enough for the victim to be caught in one of its trials
 
 
@@ -40,7 +56,7 @@ def command(db: Path, out: Path, storage: str, *extra: str) -> list[str]:
     options = {
         "-s": "ema_cross", "--db": str(db), "-t": "5m", "--folds": str(FOLDS),
         "--trials": str(TRIALS), "--min-trades": "2", "--seed": "9", "--out": str(out),
-        "--storage": storage, "--run": "shared", "--heartbeat": "1",
+        "--storage": storage, "--run": "shared", "--heartbeat": str(HEARTBEAT),
     }  # fmt: skip
     options.update(zip(extra[::2], extra[1::2], strict=True))  # an option is given once
     pairs = [item for pair in options.items() for item in pair]
@@ -116,6 +132,12 @@ def frozen_without_stamp(path: Path, *, source: bool = True) -> dict:
     return data
 
 
+def slow_env(folder: Path) -> dict[str, str]:
+    """The environment of a process that finds ``slow_ema_cross`` in the strategy `folder`."""
+    (folder / "slow_ema.py").write_text(SLOW_STRATEGY)
+    return {**os.environ, "SIGNALS_STRATEGY_PATH": str(folder)}
+
+
 def one_process_equals_in_memory(url: str) -> None:
     """One process on the storage at `url` writes the frozen file of the in-memory run."""
     candles = random_walk(9000, seed=3, freq="5min")
@@ -185,10 +207,12 @@ def killed_one_does_not_stall(url: str, db: Path, base: Path) -> None:
     Its trial is failed by the heartbeat (and said), the other process completes the run, and
     the killed one started again adds no trial and writes the same frozen file.
     """
-    more = ("--trials", str(KILLED_TRIALS))
-    victim = subprocess.Popen(command(db, base / "v", url, *more),
+    more = ("--trials", str(KILLED_TRIALS), "-s", "slow_ema_cross")
+    (base / "slow_strategies").mkdir()
+    env = slow_env(base / "slow_strategies")
+    victim = subprocess.Popen(command(db, base / "v", url, *more), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    survivor = subprocess.Popen(command(db, base / "s", url, *more), text=True,
+    survivor = subprocess.Popen(command(db, base / "s", url, *more), text=True, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     storage = open_storage(url)
     killed = kill_mid_trial(victim, storage)
@@ -204,10 +228,11 @@ def killed_one_does_not_stall(url: str, db: Path, base: Path) -> None:
     # restarted, the killed process rejoins where the run stands: no new trial, same file
     before = sum(s.count("COMPLETE") for s in trial_states(storage).values())
     again = subprocess.run(command(db, base / "v", url, *more), capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+                           text=True, timeout=300, env=env)  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
     assert sum(s.count("COMPLETE") for s in trial_states(storage).values()) == before
     assert frozen_without_stamp(base / "v" / "frozen.json") == frozen_without_stamp(
         base / "s" / "frozen.json"
     )
-    assert load_frozen(base / "s" / "frozen.json").params_id
+    with mock.patch.dict(os.environ, {"SIGNALS_STRATEGY_PATH": env["SIGNALS_STRATEGY_PATH"]}):
+        assert load_frozen(base / "s" / "frozen.json").params_id

@@ -8,6 +8,7 @@ import pytest
 from research.promote.compare import comparable, params_side_by_side, recent_signals
 from research.render.charts import equity_chart, indicator_lines, signal_chart
 from signals.frozen import freeze
+from signals.timeframes import timeframe_seconds
 from strategies import get_strategy, strategy_names
 from tests.candles import random_walk
 
@@ -18,11 +19,15 @@ CANDLES = random_walk(1500, seed=21)
 def test_signal_chart_marks_every_decision_with_its_reasons(name: str) -> None:
     strategy = get_strategy(name)
     params = strategy.params()
-    frame = strategy.signals(CANDLES, params)
-    lines = indicator_lines(CANDLES, params)
-    assert all(s.index.equals(CANDLES.index) for s in lines.values())
+    candles = CANDLES
+    if strategy.informative:  # 1h inputs on 1m candles would warm up for days: its own timeframe
+        freq = f"{timeframe_seconds(strategy.timeframes[0])}s"
+        candles = random_walk(2 * strategy.lookback(params), seed=21, freq=freq)
+    frame = strategy.signals(candles, params)
+    lines = indicator_lines(candles, params)
+    assert all(s.index.equals(candles.index) for s in lines.values())
     assert lines or name not in {"ema_cross", "scalping", "swing"}  # display-only, by param names
-    fig = signal_chart(CANDLES, frame, lines, threshold=params.threshold)
+    fig = signal_chart(candles, frame, lines, threshold=params.threshold)
     traces = {t.name: t for t in fig.data}
     rows = frame.signal_rows()
     assert len(rows) > 0

@@ -78,7 +78,7 @@ def test_repeatable_options_and_single_ones_pass() -> None:
     [
         (["sweep", "-s", "ema_cross", "-t", "1m", "--symbol", "BTCUSDT", "--symbol", "ETHUSDT"],
          "--symbol"),
-        (["live", "--params", "a.json", "--params", "b.json"], "--params"),
+        (["live", "--params", "a.json", "--db", "a.db", "--db", "b.db"], "--db"),
     ],
 )  # fmt: skip
 def test_a_repeated_option_is_a_usage_error_in_a_process(args: list[str], option: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import talib
 from hypothesis import given
 from hypothesis import strategies as st
 
 from strategies import indicators as ind
+from strategies import warmup
 from tests.candles import random_walk
 
 C = random_walk(600, seed=4)
@@ -106,3 +108,46 @@ def test_crossed_above_is_the_pandas_definition_with_missing_values(
     b = pd.Series(right[: len(left)], dtype="float64")
     expect = (a > b) & (a.shift(1) <= b.shift(1))
     assert ind.crossed_above(a, b).equals(expect.rename("crossed_above"))
+
+
+GRID = st.lists(st.sampled_from([np.nan, 1.0, 2.0, 3.0]), min_size=2, max_size=30)
+NOISE = st.lists(st.floats(-1e-3, 1e-3), min_size=30, max_size=30)
+
+
+@given(GRID, GRID, NOISE, NOISE)
+def test_tolerant_comparisons_ignore_noise_and_keep_real_differences(
+    left: list[float], right: list[float], noise_a: list[float], noise_b: list[float]
+) -> None:
+    # values on a grid of 1, each seen through float noise far below the tolerance: the
+    # tolerant comparisons give what the exact values give (equal values never cross or rise)
+    n = min(len(left), len(right))
+    a, b = pd.Series(left[:n]), pd.Series(right[:n])
+    noisy_a, noisy_b = a + np.array(noise_a[:n]), b + np.array(noise_b[:n])
+    tol = 1e-2
+    assert ind.crossed_above(noisy_a, noisy_b, tol).equals(ind.crossed_above(a, b))
+    assert ind.above(noisy_a, noisy_b, tol).equals(ind.above(a, b))
+    assert ind.below(noisy_a, 2.0, tol).equals(ind.below(a, 2.0))
+    assert ind.rising(noisy_a, tol).equals(ind.rising(a))
+    assert ind.falling(noisy_a, tol).equals(ind.falling(a))
+    assert ind.above(a, b).equals(((a > b) & a.notna() & b.notna()).rename("above"))
+
+
+def test_price_tolerance_scales_with_the_price() -> None:
+    tol = ind.price_tolerance(C["close"])
+    np.testing.assert_array_equal(tol.to_numpy(), CLOSE * ind.PRICE_TOLERANCE)
+    series = pd.Series([1.0, 2.0])
+    with pytest.raises(ValueError, match="same index"):
+        ind.above(series, pd.Series([1.0, 2.0], index=[5, 6]))
+
+
+def test_flat_marks_a_market_that_stopped_and_does_not_depend_on_the_start() -> None:
+    close = C["close"].copy()
+    close.iloc[200:] = close.iloc[199]  # the market stops at candle 200
+    period = 14
+    full = ind.flat(close, period).to_numpy()
+    assert not full[:200].any()  # it moved
+    settle = warmup.flat(period)
+    assert full[200 + settle :].all()  # the smoothed change decayed below the price tolerance
+    for start in (150, 250, 300):  # a history that starts later, even inside the flat stretch
+        late = ind.flat(close.iloc[start:], period).to_numpy()
+        np.testing.assert_array_equal(late[settle:], full[start + settle :])

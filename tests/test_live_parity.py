@@ -38,6 +38,9 @@ CASES = {
     "scalping": ("1m", 760, 2 * 1440),
     "swing": ("15m", 760, 3 * 96),
     "ema_cross": ("5m", 760, 2 * 288),
+    # 1h inputs on 5m: the runner's window (lookback + margin, in 5m candles) must hold the
+    # hours of the 1h SMA whole; the history written first is longer than that window
+    "trend_pullback": ("5m", 1400, 2 * 288),
 }
 
 

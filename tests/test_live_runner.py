@@ -91,8 +91,11 @@ def test_starts_thin_and_0660(session: Session) -> None:
     with LineClient(session.sock) as client:
         hello = client.read_type("hello")
     assert hello["strategy"] == "ema_cross" and hello["protocol"] == 1
+    one = {k: hello[k] for k in ("symbol", "timeframe", "strategy", "params_id")}
+    assert hello["streams"] == [one]  # a one-stream runner lists its one stream
     data = status(session.sock)
     assert data["heavy_modules"] == []
+    assert [s["params_id"] for s in data["streams"]] == [one["params_id"]]
     assert data["watch_mode"] == "inotify"
 
 

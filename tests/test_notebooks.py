@@ -7,6 +7,7 @@ promotes, and a stand-in live runner gets SIGHUP through its pidfile), then with
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -130,10 +131,11 @@ def test_explore_notebook_draws_signals_backtest_and_sweep(synth: Path, tmp_path
             "database": str(synth), "strategy": "ema_cross", "timeframe": "15m",
             "period_from": "2024-03-01", "params": {"fast": 8},
             "sweep_grid": {"fast": "4:12:4", "slow": "20,30"}, "heatmap": ["fast", "slow"],
+            "min_trades": 0,
         },
     )  # fmt: skip
     nb = nbformat.read(executed, as_version=4)
-    chart, equity, heatmap = _plotly_outputs(nb)
+    chart, heatmap = _plotly_outputs(nb)
     # the markers are the strategy's own decisions, with their reasons on hover
     strategy = get_strategy("ema_cross")
     candles = load_candles(synth, symbol="BTCUSDT", timeframe="15m")
@@ -145,12 +147,63 @@ def test_explore_notebook_draws_signals_backtest_and_sweep(synth: Path, tmp_path
     buys = traces[f"BUY ({int(buy.sum())})"]
     assert buy.sum() > 0 and all("EMA8 crossed above EMA26" in h for h in buys["hovertext"])
     assert f"SELL ({int(sell.sum())})" in traces
-    assert {t["name"] for t in equity["data"]} >= {"strategy", "buy and hold", "drawdown"}
+    # the backtest report's chart: fills, equity against buy and hold, drawdown
+    names = set(traces)
+    assert {"drawdown"} <= names and any(n.startswith("strategy (") for n in names)
+    assert any(n.startswith("buy and hold (") for n in names)
+    assert any(t.get("meta") == "entries" for t in chart["data"])
     assert heatmap["data"][0]["type"] == "heatmap"
     assert heatmap["data"][0]["z"]["shape"] == "2, 3"  # slow x fast
     text = _text(nb)
-    assert "total_return" in text and "sharpe" in text and "cost_break_even_bps" in text
+    # tables for people: labels and formatted values, no raw floats
+    assert "Total return" in text and "Sharpe ratio" in text and "Cost break-even" in text
     assert "6 combinations (0 invalid skipped)" in text
+    assert not re.search(r"\d\.\d{6}", _html_tables(nb)), "a table shows a raw float"
+
+
+def _html_tables(nb: nbformat.NotebookNode) -> str:
+    html = [str(o.get("data", {}).get("text/html", "")) for c in nb.cells
+            for o in c.get("outputs", [])]  # fmt: skip
+    return "\n".join(h for h in html if 'class="dataframe"' in h)  # the tables, not the charts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["root", "notebooks"])
+def test_explore_runs_from_the_root_and_from_notebooks(where: str, tmp_path: Path) -> None:
+    """A relative `database` reads from the working directory, else from the repository root;
+    the default sweep grid of swing is its score levels, and its ranking lists swept parameters
+    only, with enough trades, identical results merged."""
+    import papermill as pm
+
+    folder = ROOT / "reports" / f"test-notebook-{where}"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        write_synth_db(folder, days=40, seed=4, start="2024-02-16")
+        relative = f"reports/test-notebook-{where}/candles.db"
+        executed = tmp_path / "explore.ipynb"
+        pm.execute_notebook(
+            str(NOTEBOOKS / "explore.ipynb"), str(executed), kernel_name="python3",
+            cwd=str(ROOT if where == "root" else NOTEBOOKS), progress_bar=False,
+            parameters={"database": relative, "timeframe": "15m", "min_trades": 3},
+        )  # fmt: skip
+    finally:
+        for path in sorted(folder.iterdir()):
+            path.unlink()
+        folder.rmdir()
+    nb = nbformat.read(executed, as_version=4)
+    text = _text(nb)
+    assert "swing BTCUSDT 15m" in text
+    found = re.search(r"(\d+) combinations \(0 invalid skipped\): (\{.*\})", text)
+    assert found is not None, text[-3000:]
+    grid = ast.literal_eval(found.group(2))  # the printed dict of the grid specs
+    levels = [float(v) for v in grid["threshold"].split(",")]
+    assert all(abs(v * 4 - round(v * 4)) < 1e-9 for v in levels)  # swing: steps of 0.25
+    ranking = next(o["data"]["text/html"] for c in nb.cells for o in c.get("outputs", [])
+                   if "same result" in str(o.get("data", {}).get("text/html", ""))
+                   or "rank" in str(o.get("data", {}).get("text/html", ""))[:400])  # fmt: skip
+    header = re.search(r"<thead>(.*?)</thead>", ranking, re.S)
+    assert header is not None and "threshold" in header.group(1)
+    assert "bb_period" not in header.group(1) and "regime_fast" not in header.group(1)
 
 
 def _signals(*args: str) -> subprocess.CompletedProcess[str]:
@@ -232,6 +285,10 @@ def test_reoptimise_promotes_what_the_gate_passes_and_reloads(reopt: dict, hup_r
                          max_drawdown=1)  # fmt: skip
     assert gate_failures(new, gate) == outcome["failures"] == []
     assert done.returncode == 0 and outcome["promoted"], done.stderr[-3000:]
+    # the walk-forward's progress reaches this command's stderr (a pipe): plain lines, no bar
+    assert "walk-forward trials: 18/18 trials (100%)" in done.stderr and "\r" not in done.stderr
+    # the report heads with the verdict of the gate this run was given (the lenient one)
+    assert "Promotion gate: PASSES all 5 checks" in (out / "report.html").read_text()
     # the last 30 days are tuned from their first candle on; the 15 days before only warm up
     candles = load_candles(reopt["synth"], symbol="BTCUSDT", timeframe="15m")
     first_train = pd.read_csv(out / "folds.csv")["train_from"].iloc[0]
@@ -263,7 +320,8 @@ def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(
 ) -> None:
     pidfile, log = hup_recorder
     before = reopt["live"].read_bytes()
-    done = _signals(*reopt["common"], "--min-trades", "100000", "--reload-pidfile", str(pidfile))
+    done = _signals(*reopt["common"], "--min-trades", "100000", "--reload-pidfile", str(pidfile),
+                    "--no-progress")  # fmt: skip
     out = reopt["base"] / "reports" / "2024Q2"
     outcome = json.loads((out / "outcome.json").read_text())
     failures = gate_failures(
@@ -271,6 +329,9 @@ def test_reoptimise_refuses_what_the_gate_fails_and_touches_nothing(
     )
     assert failures and outcome["failures"] == failures and not outcome["promoted"]
     assert any("< minimum 100000" in f for f in failures)
+    assert "walk-forward trials" not in done.stderr  # --no-progress
+    page = (out / "report.html").read_text()
+    assert "Promotion gate: FAILS" in page and "Out-of-sample trades" in page
     assert done.returncode == 1, done.stderr[-3000:]
     assert "refused" in done.stdout and "left unchanged" in done.stdout
     # the same quarter again resumed its stored studies: no trial was run twice

@@ -6,10 +6,13 @@ A screenshot is kept at reports/screenshots/walkforward.png for a human look.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,11 +47,10 @@ def _js_errors(log: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real walk-forward report (library calls, as `signals walkforward`) on synthetic data."""
+def wf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, Any, str, Path]:
+    """A real walk-forward run (library calls, as `signals walkforward`) on synthetic data."""
     from research.optimise.outputs import frozen_from_run, overfitting
     from research.optimise.walkforward import WalkForwardConfig, default_storage, run_walkforward
-    from research.render.walkforward_report import write_report
     from signals.data.load import load_candles
     from signals.data.synth import write_synth_db
     from strategies import get_strategy
@@ -57,13 +59,23 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_synth_db(base, days=30, seed=5)
     candles = load_candles(base / "candles.db", symbol="BTCUSDT", timeframe="15m")
     storage = default_storage(base / "run")
-    config = WalkForwardConfig(folds=2, trials=4, min_trades=1, seed=3)
+    # min_trades 3 on ~10-day train windows: some trials are rejected, as in real runs
+    config = WalkForwardConfig(folds=2, trials=8, min_trades=3, seed=3)
     run = run_walkforward(candles, get_strategy("ema_cross"), timeframe="15m", config=config,
                           storage=storage, run="render", progress=False)  # fmt: skip
     stats = overfitting(run)
     frozen = frozen_from_run(run, stats, symbol="BTCUSDT", source="synthetic")
+    return run, stats, frozen, storage, base
+
+
+@pytest.fixture(scope="module")
+def report(wf: tuple[Any, Any, Any, str, Path]) -> Path:
+    """The report of `wf`, as `signals walkforward` writes it."""
+    from research.render.walkforward_report import write_report
+
+    run, stats, frozen, storage, base = wf
     return write_report(run, stats, frozen, base / "run" / "report.html", storage=storage,
-                        study="render")  # fmt: skip
+                        study="render", symbol="BTCUSDT")  # fmt: skip
 
 
 def test_the_error_detector_sees_a_broken_page(chromium: str, tmp_path: Path) -> None:
@@ -88,8 +100,30 @@ def test_walkforward_report_draws_every_chart_offline(
     assert len(drawn) == figures, f"{len(drawn)} of {figures} charts drew"
     assert dom.stdout.count('class="main-svg"') >= 2 * figures
     assert "Stitched out-of-sample equity" in dom.stdout and 'class="scatterlayer' in dom.stdout
+    assert 'class="heatmaplayer' in dom.stdout  # the monthly returns
+    # no empty chart: every figure drew at least one trace with points in it
+    for element_id, traces in embedded_figures(source).items():
+        assert any(_points(t) > 0 for t in traces), f"figure {element_id} has no data"
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     SCREENSHOT.unlink(missing_ok=True)
     shot = _render(chromium, report, tmp_path / "profile2", f"--screenshot={SCREENSHOT}",
                    "--window-size=1280,2000")  # fmt: skip
     assert shot.returncode == 0 and SCREENSHOT.stat().st_size > 20_000, shot.stderr[-2000:]
+
+
+def embedded_figures(page: str) -> dict[str, list[dict[str, Any]]]:
+    """Every plotly figure of a page: element id -> its traces, as written in the page."""
+    figures = {}
+    for found in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",', page):
+        data_at = page.index("[", found.end())
+        traces, _ = json.JSONDecoder().raw_decode(page, data_at)
+        figures[found.group(1)] = list(traces)
+    return figures
+
+
+def _points(trace: dict[str, Any]) -> int:
+    values = trace.get("y", trace.get("z", trace.get("x")))
+    if isinstance(values, dict):  # a base64 typed array
+        size = int(re.sub(r"\D", "", values["dtype"]))
+        return len(base64.b64decode(values["bdata"])) // size
+    return len(values or [])

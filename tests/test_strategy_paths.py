@@ -64,11 +64,11 @@ def write_module(folder: Path, fast: int = 3, extra: str = "") -> Path:
     return path
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the CLI of this checkout (cwd = its root); `cwd` holds the fingerprint cache."""
     return subprocess.run(
         [sys.executable, "-m", "signals", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=120, env={**__import__("os").environ, "SIGNALS_CACHE_DIR": str(cwd / ".cache")},
+        timeout=timeout, env={**__import__("os").environ, "SIGNALS_CACHE_DIR": str(cwd / ".cache")},
     )  # fmt: skip
 
 
@@ -220,3 +220,197 @@ def test_live_runs_a_folder_strategy(world: tuple[Path, Path], tmp_path: Path) -
         wait_caught_up(sock, int(candles.index[299].timestamp()))
     finally:
         assert stop_runner(proc) == 0
+
+
+LENIENT = ("--min-sharpe", "-100", "--min-dsr", "0", "--max-pbo", "1", "--min-trades", "0",
+           "--max-drawdown", "1")  # fmt: skip
+
+
+@pytest.fixture
+def long_db(tmp_path: Path) -> Path:
+    db = tmp_path / "long.db"
+    conn = connect_writable(db)
+    write_candles(conn, random_walk(3000, seed=5), symbol="BTCUSDT", timeframe="1m")
+    conn.close()
+    return db
+
+
+def test_walkforward_with_helpers_and_promote_from_a_folder(
+    world: tuple[Path, Path], long_db: Path, tmp_path: Path
+) -> None:
+    folder, _ = world
+    out = tmp_path / "wf"
+    journal = tmp_path / "run.log"
+    walk = cli("walkforward", "--strategy-path", str(folder), "-s", "my_cross", "-t", "1m",
+               "--db", str(long_db), "--folds", "2", "--trials", "3", "--min-trades", "0",
+               "--out", str(out), "--no-report", "--storage", f"journal:///{journal}",
+               "--workers", "2", "--heartbeat", "1", cwd=tmp_path, timeout=600)  # fmt: skip
+    assert walk.returncode == 0, walk.stderr[-2000:]
+    # the helper process (started with this command line and SIGNALS_STRATEGY_PATH) found the
+    # strategy too: a helper that fails says "walk-forward helper <pid> ended with code 2"
+    assert "helper" not in walk.stderr, walk.stderr[-2000:]
+    assert json.loads((out / "frozen.json").read_text())["strategy"] == "my_cross"
+    live = tmp_path / "live.json"  # two folds have no PBO: --force past the gate
+    refused = cli("promote", str(out / "frozen.json"), "--to", str(live), "--force", cwd=tmp_path)
+    assert refused.returncode == 2 and "unknown strategy 'my_cross'" in refused.stderr
+    done = cli("promote", str(out / "frozen.json"), "--to", str(live), "--force",
+               "--strategy-path", str(folder), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "FORCED past the gate" in done.stdout
+    assert json.loads(live.read_text())["promotion"]["forced"]
+    # the config's strategy_paths serves promote too
+    (tmp_path / "signals.yaml").write_text(f"strategy_paths: [{folder}]\n")
+    again = cli("promote", str(live), "--to", str(live), "--force",
+                "--config", str(tmp_path / "signals.yaml"), cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.slow
+def test_reoptimise_a_folder_strategy(
+    world: tuple[Path, Path], long_db: Path, tmp_path: Path
+) -> None:
+    folder, _ = world
+    current = tmp_path / "current.json"
+    made = cli("freeze", "--strategy-path", str(folder), "-s", "my_cross", "-t", "1m",
+               "-o", str(current), cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    # strategy and timeframe come from --current (read with the folder), the notebook's kernel
+    # finds the strategy through SIGNALS_STRATEGY_PATH
+    done = cli("reoptimise", "--strategy-path", str(folder), "--current", str(current),
+               "--quarter", "2024Q2", "--db", str(long_db), "--days", "2", "--folds", "2",
+               "--trials", "3", "--train-min-trades", "0", "--out-root", str(tmp_path / "r"),
+               *LENIENT, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr[-3000:]  # ran: the gate may pass or refuse
+    outcome = json.loads((tmp_path / "r" / "2024Q2" / "outcome.json").read_text())
+    frozen = json.loads((tmp_path / "r" / "2024Q2" / "frozen.json").read_text())
+    assert frozen["strategy"] == "my_cross" and outcome["new_params_id"] == frozen["params_id"]
+    assert outcome["old_params_id"] == json.loads(current.read_text())["params_id"]
+
+
+HELPERS = """
+from strategies import indicators as ind
+
+
+def fast_line(close, period):
+    return ind.LINE(close, period)
+"""
+
+SIBLING = """
+from dataclasses import dataclass
+
+from strategies import indicators as ind
+from strategies.base import Rule, RuleSet, Strategy
+from strategies.params import ScoringParams, fixed, param
+
+from .helpers import fast_line
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiblingParams(ScoringParams):
+    threshold: float = fixed(1.0)
+    cooldown: int = fixed(0)
+    fast: int = param(3, low=2, high=50)
+
+
+class SiblingCross(Strategy[SiblingParams]):
+    name = "NAME"
+    timeframes = ("1m",)
+    Params = SiblingParams
+
+    def warmup(self, params):
+        return 40
+
+    def rules(self, candles, params):
+        fast, slow = fast_line(candles["close"], params.fast), ind.ema(candles["close"], 8)
+        return RuleSet(
+            buy=[Rule("up", ind.crossed_above(fast, slow))],
+            sell=[Rule("down", ind.crossed_above(slow, fast))],
+        )
+"""
+
+
+def write_sibling_folder(folder: Path, line: str = "ema", name: str = "my_cross") -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "helpers.py").write_text(HELPERS.replace("LINE", line))
+    (folder / "mine.py").write_text(SIBLING.replace("NAME", name))
+    return folder
+
+
+def test_a_folder_module_imports_its_sibling_relatively(tmp_path: Path) -> None:
+    one = write_sibling_folder(tmp_path / "one")
+    (one / "strategies.py").write_text("SHADOW = True\n")  # a helper named like the package
+    two = write_sibling_folder(tmp_path / "two", line="sma", name="other_cross")
+    found = find_strategies([one, two])
+    mine, other = found["my_cross"], found["other_cross"]
+    # each folder is a package of its own: two helpers.py, each strategy with its own
+    assert type(mine).__module__.rpartition(".")[0] != type(other).__module__.rpartition(".")[0]
+    candles = random_walk(600, seed=5)
+    close = candles["close"]
+    assert (
+        mine.rules(candles, mine.params())
+        .buy[0]
+        .fired.equals(ind.crossed_above(ind.ema(close, 3), ind.ema(close, 8)))
+    )
+    assert (
+        other.rules(candles, other.params())
+        .buy[0]
+        .fired.equals(ind.crossed_above(ind.sma(close, 3), ind.ema(close, 8)))
+    )
+    assert not (one / "__pycache__").exists()  # nothing written into the user's folder
+    # the folder's strategies.py is that folder's module, not the package the strategies import
+    import strategies
+
+    assert (
+        not hasattr(strategies, "SHADOW") and Path(strategies.__file__).parent.name == "strategies"
+    )
+    # a module of the folder is found by name in a new process (SIGNALS_STRATEGY_PATH), so a
+    # pickled folder strategy (a Dask job) loads there
+    import pickle
+
+    blob = tmp_path / "mine.pkl"
+    blob.write_bytes(pickle.dumps(mine))
+    code = (
+        "import pickle, sys; import signals.strategy_paths; "
+        f"print(pickle.loads(open({str(blob)!r}, 'rb').read()).name)"
+    )
+    env = {**__import__("os").environ, "SIGNALS_STRATEGY_PATH": str(one)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=ROOT)  # fmt: skip
+    assert done.stdout.strip() == "my_cross", done.stderr
+    # and through the CLI
+    db = tmp_path / "c.db"
+    conn = connect_writable(db)
+    write_candles(conn, candles, symbol="BTCUSDT", timeframe="1m")
+    conn.close()
+    scan = cli("scan", "--strategy-path", str(one), "-s", "my_cross", "-t", "1m", "--db", str(db),
+               "-f", "jsonl", cwd=tmp_path)  # fmt: skip
+    assert scan.returncode == 0, scan.stderr
+    expected = signal_records(candles, mine, mine.params(), symbol="BTCUSDT", timeframe="1m")
+    assert [json.loads(line) for line in scan.stdout.splitlines()] == json.loads(
+        json.dumps(expected)
+    )
+
+
+def test_an_absolute_import_of_a_sibling_says_how(tmp_path: Path) -> None:
+    folder = write_sibling_folder(tmp_path / "abs")
+    text = (folder / "mine.py").read_text().replace("from .helpers", "from helpers")
+    (folder / "mine.py").write_text(text)
+    with pytest.raises(StrategyFolderError, match=r"imported relatively: from \.helpers import"):
+        find_strategies([folder])
+
+
+def test_a_sibling_edit_that_changes_decisions_refuses_the_frozen_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_sibling_folder(tmp_path / "s")
+    frozen = write_frozen(
+        freeze(strategy=get_strategy("my_cross", [folder]), timeframe="1m", params={}),
+        tmp_path / "f.json",
+    )
+    monkeypatch.setenv("SIGNALS_STRATEGY_PATH", str(folder))
+    helpers = folder / "helpers.py"
+    helpers.write_text(helpers.read_text() + "\n# a comment: cannot change a decision\n")
+    assert load_frozen(frozen).strategy == "my_cross"  # the folder reloaded, same behaviour
+    helpers.write_text(HELPERS.replace("LINE", "sma"))  # the strategy's module is unchanged
+    with pytest.raises(FrozenFileError, match=r"its behaviour \(not its module\)"):
+        load_frozen(frozen)

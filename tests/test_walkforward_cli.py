@@ -50,6 +50,8 @@ def test_walkforward_writes_every_output(wf_run: tuple) -> None:
     html = (out / "report.html").read_text()
     assert "Stitched out-of-sample equity" in html and "plotly" in html.lower()
     assert "frozen.json" in result.stdout and "PBO" in result.stdout
+    assert "walk-forward efficiency" in result.stdout and "a day" in result.stdout
+    assert "id='gate-verdict'" in html and "Trials per fold" in html
 
 
 def test_rerun_resumes_without_new_trials(wf_run: tuple) -> None:

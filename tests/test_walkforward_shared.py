@@ -27,6 +27,7 @@ from signals.data.synth import write_synth_db
 from signals.frozen import load_frozen
 from tests.pgserver import ROOT, PgServer, start_server
 from tests.sharedrun import (
+    HEARTBEAT,
     KILLED_TRIALS,
     TRIALS,
     all_trials,
@@ -116,7 +117,7 @@ def _start(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
 def test_an_outage_longer_than_the_grace_period_drops_the_stale_trial_and_says_so(
     pg: PgServer, candles_db: Path, tmp_path: Path
 ) -> None:
-    # The server goes away for 8 s (the grace period is 3 heartbeats of 1 s) while one process
+    # The server goes away for 12 s (the grace period is 3 heartbeats of 3 s) while one process
     # is in a trial; that process stays frozen until the other, back first, has failed its
     # trial as stale. Resumed, it must drop that trial's result, say so and carry on.
     url, more = pg.url("long"), ("--trials", str(KILLED_TRIALS))
@@ -124,7 +125,7 @@ def test_an_outage_longer_than_the_grace_period_drops_the_stale_trial_and_says_s
     storage = open_storage(url)
     caught = stop_mid_trial(paused, storage)
     assert caught is not None, "the process was never seen in the middle of a trial"
-    pg.restart_after(8.0)
+    pg.restart_after(3 * HEARTBEAT + 3.0)  # longer than the grace period
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and other.poll() is None:
         if {(s, t.number): t.state.name for s, t in all_trials(storage)}[caught] == "FAIL":

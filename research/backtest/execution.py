@@ -89,8 +89,13 @@ def simulate(
     execution: ExecutionModel,
     costs: CostModel,
     timeframe: str,
+    slippage: np.ndarray | None = None,
 ) -> vbt.Portfolio:
-    """Simulate BUY/SELL decisions (one column per parameter set) on `candles` with vectorbt."""
+    """Simulate BUY/SELL decisions (one column per parameter set) on `candles` with vectorbt.
+
+    `slippage` (one value per candle row) replaces the cost model's, e.g. one computed with the
+    candles before a period (`CostModel.warm_slippage`).
+    """
     # vectorbt runs on positions (a RangeIndex): converting a tz-aware DatetimeIndex to numpy,
     # which vectorbt's shape checks do many times, costs seconds per call under pandas 3.
     buy_f = _positional(_as_frame(buy).astype(bool))
@@ -117,15 +122,36 @@ def simulate(
         size=size,
         size_type=size_type,
         fees=costs.fee_fraction(),
-        slippage=costs.slippage_fraction(
-            candles, fill=execution.fill, notional=execution.init_cash * (execution.size or 1.0)
-        )[:, None],
+        slippage=_slippage(candles, execution, costs, slippage)[:, None],
         init_cash=execution.init_cash,
         accumulate=False,
         upon_opposite_entry="reverse",
         freq=pd.Timedelta(seconds=timeframe_seconds(timeframe)),
         **stops,
     )
+
+
+def _slippage(
+    candles: pd.DataFrame,
+    execution: ExecutionModel,
+    costs: CostModel,
+    given: np.ndarray | None,
+) -> np.ndarray:
+    if given is None:
+        given = costs.slippage_fraction(
+            candles, fill=execution.fill, notional=execution.init_cash * (execution.size or 1.0)
+        )
+    if len(given) != len(candles):
+        raise ValueError(f"slippage has {len(given)} rows for {len(candles)} candles")
+    return np.asarray(given, dtype="float64")
+
+
+def slippage_from(
+    candles: pd.DataFrame, start: int, end: int | None, execution: ExecutionModel, costs: CostModel
+) -> np.ndarray:
+    """Return the slippage of candles ``[start, end)``, read with the candles before `start`."""
+    notional = execution.init_cash * (execution.size or 1.0)
+    return costs.warm_slippage(candles, start, end, fill=execution.fill, notional=notional)
 
 
 def _direction_signals(buy: pd.DataFrame, sell: pd.DataFrame, direction: Direction) -> dict:
@@ -144,6 +170,7 @@ def simulate_orders(
     *,
     execution: ExecutionModel,
     costs: CostModel,
+    slippage: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the order records `simulate` gives for (candles x columns) BUY/SELL arrays.
 
@@ -159,14 +186,7 @@ def simulate_orders(
     price_col = "open" if execution.fill == "next_open" else "close"
     inputs = {
         "price": candles[price_col].to_numpy(dtype="float64"),
-        "slippage": np.asarray(
-            costs.slippage_fraction(
-                candles,
-                fill=execution.fill,
-                notional=execution.init_cash * (execution.size or 1.0),
-            ),
-            dtype="float64",
-        ),
+        "slippage": _slippage(candles, execution, costs, slippage),
         **{name: candles[name].to_numpy(dtype="float64") for name in ("open", "high", "low")},
         "close": candles["close"].to_numpy(dtype="float64"),
     }

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import vectorbt as vbt
 
-from research.backtest.execution import ExecutionModel, simulate, simulate_orders
+from research.backtest.execution import ExecutionModel, simulate, simulate_orders, slippage_from
 from research.backtest.metrics import TradeArrays, metrics_table
 from signals.costs import CostModel, apply_funding
 from signals.timeframes import timeframe_seconds
@@ -107,9 +107,13 @@ def funded_portfolio(
     timeframe: str,
     execution: ExecutionModel,
     costs: CostModel,
+    slippage: np.ndarray | None = None,
 ) -> tuple[vbt.Portfolio, np.ndarray, np.ndarray | None]:
     """Simulate signals (one column or many): portfolio, equity after funding, funding paid."""
-    pf = simulate(candles, buy, sell, execution=execution, costs=costs, timeframe=timeframe)
+    pf = simulate(
+        candles, buy, sell, execution=execution, costs=costs, timeframe=timeframe,
+        slippage=slippage,
+    )  # fmt: skip
     funding = funding_schedule(candles, timeframe, costs)
     values, paid = funded_equity(pf, candles, timeframe, funding)
     return pf, values, paid
@@ -123,11 +127,17 @@ def score_signals(
     timeframe: str,
     execution: ExecutionModel,
     costs: CostModel,
+    slippage: np.ndarray | None = None,
 ) -> Scored:
-    """Simulate one series of BUY/SELL decisions on `candles`, costs and funding included."""
+    """Simulate one series of BUY/SELL decisions on `candles`, costs and funding included.
+
+    `slippage`: per-candle slippage read with the candles before them (`slippage_from`); by
+    default the cost model's on `candles` alone.
+    """
     pf, values, paid = funded_portfolio(
-        candles, buy, sell, timeframe=timeframe, execution=execution, costs=costs
-    )
+        candles, buy, sell, timeframe=timeframe, execution=execution, costs=costs,
+        slippage=slippage,
+    )  # fmt: skip
     metrics = portfolio_metrics(pf, candles, timeframe, equity=values).iloc[0].to_dict()
     if paid is not None:
         metrics["funding_paid"] = float(paid.sum())
@@ -154,10 +164,12 @@ def run_backtest(
     execution = execution or ExecutionModel()
     costs = costs or CostModel()
     start = start_position(candles.index, since)
+    slippage = slippage_from(candles, start, None, execution, costs)
     candles, frame = warmed_signals(candles, strategy, params, start=start)
     scored = score_signals(
-        candles, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs
-    )
+        candles, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs,
+        slippage=slippage,
+    )  # fmt: skip
     metrics = scored.metrics
     metrics["cost_break_even_bps"] = cost_break_even_bps(
         candles, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs

@@ -50,6 +50,10 @@ class Comparison:
     signal_problems: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the comparison was made, not problems
+    # what the HTML report draws: the backtest's equity and the closes over the span, the run
+    backtest_equity: pd.Series | None = None
+    closes: pd.Series | None = None
+    run: dict[str, str] = field(default_factory=dict)  # strategy, symbol, timeframe, params_id
 
     @property
     def max_pnl_diff(self) -> float:
@@ -75,25 +79,6 @@ class Comparison:
         return "DISAGREE: " + "; ".join([*self.problems, *self.signal_problems, *bad][:8])
 
 
-class _SignalsFrom:
-    """A strategy whose signals before `since` are masked (the backtest starts trading there).
-
-    Not ``run_backtest(since=...)`` (`signals.warmup`): that starts the simulation at `since`
-    too, while the bot's ATR slippage reads the candles before it (tests/test_paper.py).
-    """
-
-    def __init__(self, strategy: Any, since: pd.Timestamp) -> None:
-        self.strategy, self.since = strategy, since
-        self.name = strategy.name
-
-    def params(self, values: dict[str, Any] | None = None) -> Any:
-        return self.strategy.params(values)
-
-    def signals(self, candles: pd.DataFrame, params: Any = None) -> Any:
-        frame = self.strategy.signals(candles, params)
-        return frame.only_where(np.asarray(candles.index >= self.since))
-
-
 def compare_with_backtest(
     ledger: Path | str,
     db: Path | str,
@@ -105,7 +90,8 @@ def compare_with_backtest(
     """Backtest the frozen parameters over the ledger's span and compare trade by trade.
 
     The span runs from the first recorded signal's candle to the last candle in `db`; candles
-    before it only warm the strategy up (its signals there are masked, so both start flat).
+    before it only warm the strategy and the slippage model up (`run_backtest`'s `since`), so
+    both start flat with the history a live bot has.
     The backtest uses the costs, direction and initial cash recorded in the ledger; candles
     are read through `source` (``data.source`` of the config).
     """
@@ -128,19 +114,19 @@ def compare_with_backtest(
         raise PaperError(f"{ledger}: no signals recorded; nothing to compare")
     step = timeframe_seconds(frozen.timeframe)
     first = int(signals["candle_ts"].min())
-    candles = load_candles(
-        Path(db), symbol=frozen.symbol, timeframe=frozen.timeframe,
-        start=first - strategy.lookback(params) * step,
-        settings=Settings(data=DataSettings(source=source or CandleSource())),
-    )  # fmt: skip
-    since = pd.Timestamp(first, unit="s", tz="UTC")
     init_cash = float(info.get("init_cash", 10_000.0))
     costs, notes = CostModel.model_validate(info.get("costs", {})), []
     if costs.has_funding:  # the bot charges none: compare like with like, and say so
         costs = costs.model_copy(update={"funding_rate": None, "funding_file": None})
         notes.append(NO_FUNDING)
+    history = max(strategy.lookback(params), costs.slippage_warmup())
+    candles = load_candles(
+        Path(db), symbol=frozen.symbol, timeframe=frozen.timeframe, start=first - history * step,
+        settings=Settings(data=DataSettings(source=source or CandleSource())),
+    )  # fmt: skip
+    since = pd.Timestamp(first, unit="s", tz="UTC")
     result = run_backtest(
-        candles, _SignalsFrom(strategy, since), params, timeframe=frozen.timeframe,  # type: ignore[arg-type]  # a Strategy by duck typing
+        candles, strategy, params, timeframe=frozen.timeframe, since=since,
         execution=ExecutionModel(direction=info.get("direction", "long"), init_cash=init_cash),
         costs=costs,
     )  # fmt: skip
@@ -169,7 +155,17 @@ def compare_with_backtest(
         signal_problems=_signal_problems(signals, result.signals.signal_rows(), since),
         problems=problems,
         notes=notes,
+        **_drawn(result.equity, candles, since, frozen),
     )
+
+
+def _drawn(
+    equity: pd.Series, candles: pd.DataFrame, since: pd.Timestamp, frozen: Any
+) -> dict[str, Any]:
+    """What the HTML report draws besides the trades: the curves over the span, the run."""
+    run = {k: str(getattr(frozen, k)) for k in ("strategy", "symbol", "timeframe", "params_id")}
+    return {"backtest_equity": equity.loc[since:], "closes": candles["close"].loc[since:],
+            "run": run}  # fmt: skip
 
 
 def _signal_problems(
@@ -205,6 +201,7 @@ def _paper_trade(row: dict[str, Any], last_close: float) -> dict[str, Any]:
         "entry_price": float(row["entry_price"]),
         "size": float(row["size"]),
         "status": row["status"],
+        "entry_fees": float(row["entry_fees"]),
     }
     if row["status"] == "closed":
         out.update(exit_time=pd.Timestamp(int(row["exit_time"]), unit="s", tz="UTC"),
@@ -260,3 +257,29 @@ def _trade_problem(
     if not diff <= abs_tol:
         return f"pnl differs by {diff:.3g} (tolerance {abs_tol:.3g})"
     return None
+
+
+def equity_from_trades(
+    trades: list[dict[str, Any]], closes: pd.Series, init_cash: float
+) -> pd.Series:
+    """Return the equity at each close of a list of trades (``TradeRow.paper`` dicts), in order.
+
+    As the backtest values it: flat cash between trades; while a trade is open, the cash before
+    it less its entry fees plus its gain at the close (entry at an open, so the entry candle's
+    close counts); from its exit candle on, the cash before it plus its P&L.
+    """
+    index = closes.index
+    price = closes.to_numpy(dtype="float64")
+    equity = np.full(len(index), float(init_cash))
+    cash = float(init_cash)
+    for trade in trades:
+        start = int(index.searchsorted(trade["entry_time"]))
+        sign = 1.0 if trade["direction"] == "long" else -1.0
+        exit_time = trade.get("exit_time")
+        stop = len(index) if exit_time is None else int(index.searchsorted(exit_time))
+        held = price[start:stop] - trade["entry_price"]
+        equity[start:stop] = cash - trade["entry_fees"] + sign * trade["size"] * held
+        if exit_time is not None:
+            cash += trade["pnl"]
+            equity[stop:] = cash
+    return pd.Series(equity, index=index, name="paper")

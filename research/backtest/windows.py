@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from research.backtest.execution import ExecutionModel
+from research.backtest.execution import ExecutionModel, slippage_from
 from research.backtest.run import Scored, score_signals
 from signals.costs import CostModel
 from signals.warmup import warmed_signals
@@ -48,9 +48,11 @@ def evaluate_window(
     window, frame = warmed_signals(
         candles, strategy, params, start=start, end=end, warmup=strategy.lookback(params)
     )
+    slippage = slippage_from(candles, start, end, execution, costs)
     return score_signals(
-        window, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs
-    )
+        window, frame.buy, frame.sell, timeframe=timeframe, execution=execution, costs=costs,
+        slippage=slippage,
+    )  # fmt: skip
 
 
 def daily_returns(equity: pd.Series | pd.DataFrame, init_cash: float) -> pd.Series | pd.DataFrame:

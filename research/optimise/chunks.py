@@ -32,7 +32,7 @@ import pandas as pd
 from vectorbt.portfolio.nb import get_exit_trades_nb
 from vectorbt.records.nb import col_map_nb
 
-from research.backtest.execution import ExecutionModel, simulate_orders
+from research.backtest.execution import ExecutionModel, simulate_orders, slippage_from
 from research.backtest.kernel import equity_metrics_nb
 from research.backtest.metrics import METRIC_KEYS, TradeArrays, candles_per_year, trade_metrics
 from signals.costs import CostModel
@@ -77,16 +77,23 @@ def chunk_metrics(job: SweepJob, start: int, stop: int) -> pd.DataFrame:
             _, frame = warmed_signals(job.candles, job.strategy, params, start=first)
             buy[:, j] = frame.buy.to_numpy(dtype=bool)
             sell[:, j] = frame.sell.to_numpy(dtype=bool)
+    slippage = slippage_from(job.candles, first, None, job.execution, job.costs)
     if simulation_path(job.execution, job.costs) == "portfolio":
-        return _reference_metrics(job, candles, buy, sell)
-    orders = simulate_orders(candles, buy, sell, execution=job.execution, costs=job.costs)
+        return _reference_metrics(job, candles, buy, sell, slippage)
+    orders = simulate_orders(
+        candles, buy, sell, execution=job.execution, costs=job.costs, slippage=slippage
+    )
     del buy, sell
     close = candles["close"].to_numpy(dtype="float64")
     return orders_table(orders, close, job.timeframe, k, init_cash=job.execution.init_cash)
 
 
 def _reference_metrics(
-    job: SweepJob, candles: pd.DataFrame, buy: np.ndarray, sell: np.ndarray
+    job: SweepJob,
+    candles: pd.DataFrame,
+    buy: np.ndarray,
+    sell: np.ndarray,
+    slippage: np.ndarray,
 ) -> pd.DataFrame:
     # Funding is applied to the equity curve after the simulation: take the backtest's own path.
     from research.backtest.run import funded_portfolio, portfolio_metrics
@@ -99,6 +106,7 @@ def _reference_metrics(
         execution=job.execution,
         costs=job.costs,
         timeframe=job.timeframe,
+        slippage=slippage,
     )
     table = portfolio_metrics(pf, candles, job.timeframe, equity=values)
     # vectorbt's objects hold their candles x columns arrays in reference cycles, which the

@@ -66,6 +66,24 @@ def trial_ledger(run: WalkForwardRun) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+OUTCOMES = ("valid", "below min trades", "invalid parameters", "undefined score")
+
+
+def trial_outcomes(trials: pd.DataFrame, min_trades: int) -> pd.Series:
+    """Return each trial's outcome: valid, or why it got `BAD_SCORE` (one of `OUTCOMES`)."""
+    if trials.empty:
+        return pd.Series([], dtype="object")
+    rejected = trials["rejected"].notna() if "rejected" in trials else False
+    trades = pd.to_numeric(trials["trades"], errors="coerce")
+    raw = pd.to_numeric(trials["raw_value"], errors="coerce")
+    outcome = np.select(
+        [rejected, trades.isna() | (trades < min_trades), raw.isna()],
+        ["invalid parameters", "below min trades", "undefined score"],
+        default="valid",
+    )
+    return pd.Series(outcome, index=trials.index, dtype="object")
+
+
 def distinct_trials(ledger: pd.DataFrame) -> pd.DataFrame:
     """Return one row per distinct (fold, parameters): TPE may propose the same set twice."""
     if ledger.empty:
@@ -170,7 +188,7 @@ def frozen_from_run(
     metrics.update(
         dsr=_finite(stats.dsr.dsr) if stats.dsr else None,
         pbo=_finite(stats.pbo.pbo) if stats.pbo else None,
-        walkforward_efficiency=_finite(walkforward_efficiency(run)),
+        walkforward_efficiency=walkforward_efficiency(run).value,
         trials_run=float(stats.trials_run),
     )
     candles = run.candles
@@ -222,6 +240,16 @@ def write_outputs(
     return paths
 
 
+def _efficiency_json(run: WalkForwardRun) -> dict[str, Any]:
+    wfe = walkforward_efficiency(run)
+    return {
+        "value": wfe.value,
+        "train_daily_return": _finite(wfe.train_daily),
+        "test_daily_return": _finite(wfe.test_daily),
+        "undefined_because": wfe.why or None,
+    }
+
+
 def summary(run: WalkForwardRun, stats: Overfitting, frozen: FrozenParams) -> dict[str, Any]:
     """Return a JSON-ready summary of the run (what the report and the gate read)."""
     return {
@@ -234,6 +262,7 @@ def summary(run: WalkForwardRun, stats: Overfitting, frozen: FrozenParams) -> di
         "fold_pbo": stats.fold_pbo,
         "verdict": stats.verdict,
         "metrics": frozen.metrics,
+        "walkforward_efficiency": _efficiency_json(run),
         "config": {
             "scheme": run.config.scheme,
             "folds": run.config.folds,

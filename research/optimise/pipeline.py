@@ -25,6 +25,7 @@ from research.optimise.walkforward import (
     run_settings,
     run_walkforward,
 )
+from signals.config import GateSettings
 from signals.frozen import FrozenParams
 
 
@@ -54,6 +55,7 @@ def run_pipeline(
     report: bool = True,
     tune_only: bool = False,
     while_tuning: AbstractContextManager[Any] | None = None,
+    gate: GateSettings | None = None,
 ) -> PipelineResult | None:
     """Tune `inputs` walk-forward into run `run` of `storage`, then write its outputs into `out`.
 
@@ -61,6 +63,7 @@ def run_pipeline(
     tuning alone (the CLI starts and waits for its helper processes there); the run's settings
     are recorded (or checked: a mismatch is refused) in the storage before it is entered. With
     `tune_only` nothing is written and None is returned: another process writes the outputs.
+    `gate` is the promotion gate whose verdict heads the report (default: the default gate).
     """
     store = storage
     if not isinstance(store, BaseStorage):
@@ -84,6 +87,7 @@ def run_pipeline(
         from research.render.walkforward_report import write_report
 
         paths["report"] = write_report(
-            result, stats, frozen, out / "report.html", storage=store, study=run
-        )
+            result, stats, frozen, out / "report.html", storage=store, study=run,
+            symbol=inputs.symbol, gate=gate,
+        )  # fmt: skip
     return PipelineResult(result, stats, frozen, paths, store, run)

@@ -123,7 +123,8 @@ def run_sweep(
     With `since`, the candles before it only warm up the signals (as in `run_backtest`).
     With `cluster`, the chunks run on that Dask cluster (`jobs` is then its worker threads).
     """
-    from tqdm import tqdm
+    from signals.progress import Progress
+    from signals.progress import progress as progress_display
 
     started = time.perf_counter()
     grid = combos if isinstance(combos, Grid) else None
@@ -135,16 +136,20 @@ def run_sweep(
     size = chunk_size or auto_chunk_size(len(candles), path=simulation_path(execution, costs))
     bounds = [(a, min(a + size, len(combo_list))) for a in range(0, len(combo_list), size)]
     job = SweepJob(candles, strategy, combo_list, timeframe, execution, costs, first)
-    bar_options = {"total": len(combo_list), "unit": "combo", "disable": not progress}
+
+    def display() -> Progress:  # a bar on a terminal, plain lines in a log (signals.progress)
+        return progress_display(len(combo_list), desc="sweep", unit="combo", enabled=progress,
+                                smoothing=0.1)  # fmt: skip
+
     if cluster is not None:
         from research.optimise.cluster import cluster_chunks, connect, worker_threads
 
-        with connect(cluster) as client, tqdm(smoothing=0.1, **bar_options) as bar:
+        with connect(cluster) as client, display() as bar:
             jobs = worker_threads(client)
             parts = cluster_chunks(client, job, bounds, bar)
     else:
         jobs = max(1, min(jobs, len(bounds), os.cpu_count() or 1))
-        with tqdm(smoothing=0.1, **bar_options) as bar:
+        with display() as bar:
             parts = _run_chunks(job, bounds, jobs, bar)
     names = tuple(f.name for f in dataclasses.fields(strategy.Params))
     params = pd.DataFrame([dataclasses.asdict(p) for p in combo_list], columns=list(names))

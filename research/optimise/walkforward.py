@@ -44,11 +44,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from research.backtest.execution import ExecutionModel
 from research.backtest.windows import WindowResult, daily_returns, evaluate_window, stitch_equity
+from research.optimise.efficiency import Efficiency, efficiency
 from research.optimise.folds import Fold, Scheme, make_folds
 from research.optimise.storage import HEARTBEAT, join_run, open_storage, publish_once, quiet
 from signals.costs import CostModel
 from signals.errors import ParamsError, SignalsError
 from signals.identity import strategy_hash
+from signals.timeframes import timeframe_seconds
 from signals.warmup import start_position
 from strategies import Strategy
 from strategies.params import as_dict, make_params, ranges, suggest
@@ -420,9 +422,9 @@ def _fold_result(candles: pd.DataFrame, strategy: Strategy, fold: Fold, trials: 
 def _progress(enabled: bool, total: int) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
+    from signals.progress import progress
 
-    return tqdm(total=total, desc="walk-forward trials", unit="trial")
+    return progress(total, desc="walk-forward trials", unit="trial")
 
 
 def default_storage(out: Path) -> str:
@@ -451,11 +453,17 @@ def fold_table(run: WalkForwardRun) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def walkforward_efficiency(run: WalkForwardRun) -> float:
-    """Return test return rate over train return rate: mean annualised test / mean train."""
-    train = np.mean([r.train.metrics["annual_return"] for r in run.folds])
-    test = np.mean([r.test.metrics["annual_return"] for r in run.folds])
-    return float(test / train) if train != 0 else float("nan")
+def window_days(result: WindowResult, timeframe: str) -> float:
+    """Return how many days a window's candles cover (candles x timeframe)."""
+    return len(result.equity) * timeframe_seconds(timeframe) / 86400.0
+
+
+def walkforward_efficiency(run: WalkForwardRun) -> Efficiency:
+    """Return the efficiency of the run on per-day returns (research.optimise.efficiency)."""
+    tf = run.timeframe
+    train = [(float(r.train.metrics["total_return"]), window_days(r.train, tf)) for r in run.folds]
+    test = [(float(r.test.metrics["total_return"]), window_days(r.test, tf)) for r in run.folds]
+    return efficiency(train, test)
 
 
 def parameter_stability(run: WalkForwardRun) -> pd.DataFrame:

@@ -62,6 +62,7 @@ class ReoptimiseJob:
     promote_to: str | None = None
     recent_days: int = 14
     config: str | None = None
+    progress: bool = False  # walk-forward progress lines, forwarded to this process's stderr
 
     def parameters(self, output_dir: Path) -> dict[str, Any]:
         """Return the papermill parameters (gate thresholds flattened to ``gate_<name>``)."""
@@ -195,6 +196,7 @@ def run_reoptimise(
         pm.execute_notebook(
             str(notebook), str(executed), parameters=job.parameters(out_dir.resolve()),
             kernel_name=KERNEL, cwd=os.getcwd(), progress_bar=False, execution_timeout=timeout_s,
+            stderr_file=sys.stderr if job.progress else None,  # the kernel's stderr, as written
         )  # fmt: skip
     except pm.PapermillExecutionError as exc:
         error = exc

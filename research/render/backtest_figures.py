@@ -1,8 +1,9 @@
 """The backtest report's figures: one chart of linked time panels, and the monthly returns.
 
-Panels, top to bottom, on one shared time axis: candles (with the price-scale indicator lines of
-research/render/charts.py, the strategy's BUY/SELL signals and the fills), volume, the rule
-scores the signal frame holds, equity against buy and hold, drawdown.
+Panels, top to bottom, on one shared time axis: candles (with the price-scale indicator lines the
+strategy declares, `strategies.plots`, else those of research/render/charts.py, the strategy's
+BUY/SELL signals and the fills), volume, the strategy's oscillator panels (RSI, MACD...), the
+rule scores the signal frame holds, equity against buy and hold, drawdown.
 
 A long history is drawn as an overview: above `MAX_CANDLES` candles, the candles are resampled
 to the smallest coarser step of `STEPS` that fits (OHLC: first, max, min, last; volume summed),
@@ -15,7 +16,7 @@ zooming sluggish); the page says which, and a shorter --from/--to window shows t
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,14 +27,16 @@ from research.backtest.run import BacktestResult
 from research.render import format as fmt
 from research.render.charts import _markers as signal_markers
 from signals.timeframes import timeframe_seconds
+from strategies.plots import PRICE
 
 MAX_CANDLES = 5_000  # a 1,200-pixel chart shows at most a few candles per pixel
 MAX_MARKERS = 3_000  # per kind (signals, fills): SVG markers beyond this make zooming sluggish
 # the timeframes an overview can be resampled to, in seconds
 STEPS = {"5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
          "12h": 43200, "1d": 86400, "1w": 604800}  # fmt: skip
-ROWS = ("price", "volume", "score", "equity", "drawdown")
+ROWS = ("price", "volume", "score", "equity", "drawdown")  # oscillator panels go after volume
 HEIGHTS = (0.42, 0.09, 0.13, 0.22, 0.14)
+OSCILLATOR_HEIGHT = 0.11  # each, before the heights are scaled back to 1
 WIN, LOSS, ENTRY = "#1a9850", "#d73027", "#2c5fa8"
 OUTLINE = {"color": "white", "width": 1}
 
@@ -55,6 +58,33 @@ class Overview:
     fills: int  # entries and exits
     initial: float  # the cash both equity curves start from
     max_markers: int = MAX_MARKERS
+    panel_of: dict[str, str] = field(default_factory=dict)  # line name -> panel (default price)
+    levels: dict[str, tuple[float, ...]] = field(default_factory=dict)  # panel -> guide levels
+
+    @property
+    def oscillators(self) -> list[str]:
+        """The oscillator panels, in the order their first series was declared."""
+        return list(dict.fromkeys(p for p in self.panel_of.values() if p != PRICE))
+
+    def row(self, panel: str) -> int:
+        """Return the 1-based row of a panel (``price``, ``volume``, an oscillator...)."""
+        osc = self.oscillators
+        if panel in osc:
+            return 3 + osc.index(panel)
+        position = ROWS.index(panel) + 1
+        return position if position <= 2 else position + len(osc)
+
+    def autoscaled_axes(self) -> list[str]:
+        """The y axes fitted to the visible time range: price, volume, equity, drawdown and the
+        oscillators that are not on a fixed 0..100 scale."""
+        panels = ["price", "volume", *(p for p in self.oscillators if not self.bounded(p)),
+                  "equity", "drawdown"]  # fmt: skip
+        return [f"yaxis{self.row(p)}".replace("yaxis1", "yaxis") for p in panels]
+
+    def bounded(self, panel: str) -> bool:
+        """Whether every series of an oscillator panel lies within 0..100 (RSI, Stochastic)."""
+        series = [s for n, s in self.lines.items() if self.panel_of.get(n) == panel]
+        return all(bool(((s.dropna() >= 0) & (s.dropna() <= 100)).all()) for s in series)
 
     @property
     def show_signals(self) -> bool:
@@ -107,8 +137,13 @@ def build_overview(
     timeframe: str,
     max_candles: int = MAX_CANDLES,
     max_markers: int = MAX_MARKERS,
+    panel_of: dict[str, str] | None = None,
+    levels: dict[str, tuple[float, ...]] | None = None,
 ) -> Overview:
-    """Return the series the time panels draw for `result` over its `candles` (the period)."""
+    """Return the series the time panels draw for `result` over its `candles` (the period).
+
+    `lines` are drawn on the price panel unless `panel_of` names another panel for them.
+    """
     equity, frame, trades = result.equity, result.signals, result.trades
     hold = result.execution.init_cash * candles["close"] / candles["close"].iloc[0]
     drawdown = equity / equity.cummax() - 1.0
@@ -117,6 +152,8 @@ def build_overview(
         "fills": len(trades) + int((trades["status"] == "closed").sum()),
         "initial": result.execution.init_cash,
         "max_markers": max_markers,
+        "panel_of": dict(panel_of or {}),
+        "levels": dict(levels or {}),
     }
     drawn = overview_timeframe(timeframe, len(candles), max_candles)
     if drawn == timeframe:
@@ -202,31 +239,46 @@ def _price_traces(view: Overview) -> list[go.BaseTraceType]:
         decreasing_line_color="#ef5350", hoverlabel={"namelength": 0},
     )]  # fmt: skip
     for name, series in view.lines.items():
+        if view.panel_of.get(name, PRICE) != PRICE:
+            continue
         traces.append(go.Scatter(x=epoch_ms(series.index), y=series, name=name, mode="lines",
                                  line={"width": 1}, opacity=0.8, hoverinfo="skip"))  # fmt: skip
     return traces
 
 
+def _oscillator_traces(view: Overview) -> list[tuple[int, go.BaseTraceType]]:
+    legend = {p: f"legend{4 + k}" for k, p in enumerate(view.oscillators)}
+    return [
+        (view.row(panel), go.Scatter(
+            x=epoch_ms(series.index), y=series, name=name, mode="lines", legend=legend[panel],
+            line={"width": 1.2}, hovertemplate=f"{html.escape(name)}: %{{y:.4g}}<extra></extra>",
+        ))
+        for name, series in view.lines.items()
+        if (panel := view.panel_of.get(name, PRICE)) != PRICE
+    ]  # fmt: skip
+
+
 def _panel_traces(view: Overview) -> list[tuple[int, go.BaseTraceType]]:
     c = view.candles
+    vol, sc, eq, dd = (view.row(p) for p in ("volume", "score", "equity", "drawdown"))
     peak = f", peak per {view.timeframe}" if view.resampled else ""
     score = {"legend": "legend2", "fill": "tozeroy", "line": {"width": 0.6}}
     made, held = (fmt.percent(float(curve.iloc[-1]) / view.initial - 1, 2, signed=True)
                   for curve in (view.equity, view.hold))  # fmt: skip
     return [
-        (2, go.Scatter(x=epoch_ms(c.index), y=c["volume"], name="volume", showlegend=False,
+        (vol, go.Scatter(x=epoch_ms(c.index), y=c["volume"], name="volume", showlegend=False,
                        mode="lines", line={"color": "#8c8c8c", "width": 0.5, "shape": "hv"},
                        fill="tozeroy", fillcolor="rgba(140,140,140,0.6)")),
-        (3, go.Scatter(x=epoch_ms(view.buy_score.index), y=view.buy_score, name=f"BUY score{peak}",
+        (sc, go.Scatter(x=epoch_ms(view.buy_score.index), y=view.buy_score, name=f"BUY score{peak}",
                        line_color=WIN, fillcolor="rgba(26,152,80,0.35)", **score)),
-        (3, go.Scatter(x=epoch_ms(view.sell_score.index), y=-view.sell_score,
+        (sc, go.Scatter(x=epoch_ms(view.sell_score.index), y=-view.sell_score,
                        name=f"SELL score (below 0{peak})", line_color=LOSS,
                        fillcolor="rgba(215,48,39,0.35)", **score)),
-        (4, go.Scatter(x=epoch_ms(view.equity.index), y=view.equity, name=f"strategy ({made})",
+        (eq, go.Scatter(x=epoch_ms(view.equity.index), y=view.equity, name=f"strategy ({made})",
                        line={"color": ENTRY, "width": 1.6}, legend="legend3")),
-        (4, go.Scatter(x=epoch_ms(view.hold.index), y=view.hold, name=f"buy and hold ({held})",
+        (eq, go.Scatter(x=epoch_ms(view.hold.index), y=view.hold, name=f"buy and hold ({held})",
                        line={"color": "#888", "width": 1.2}, legend="legend3")),
-        (5, go.Scatter(x=epoch_ms(view.drawdown.index), y=view.drawdown, name="drawdown",
+        (dd, go.Scatter(x=epoch_ms(view.drawdown.index), y=view.drawdown, name="drawdown",
                        fill="tozeroy", line={"color": LOSS, "width": 1}, showlegend=False)),
     ]  # fmt: skip
 
@@ -247,6 +299,26 @@ def drawn_markers(fig: go.Figure) -> dict[str, int]:
     return drawn
 
 
+def _layout_panels(fig: go.Figure, view: Overview, unit: str, threshold: float | None) -> None:
+    """Title, scale and guide each panel's y axis; the score and oscillators' levels dotted."""
+    money = f" ({unit})" if unit else ""
+    titles = {"price": f"price{money}", "volume": "volume", "score": "rule score",
+              "equity": f"equity{money}", "drawdown": "drawdown"}  # fmt: skip
+    titles.update({p: p for p in view.oscillators})
+    for panel, title in titles.items():
+        fig.update_yaxes(title_text=title, row=view.row(panel), col=1)
+    for panel in view.oscillators:
+        for level in view.levels.get(panel, ()):
+            fig.add_hline(y=level, line_dash="dot", opacity=0.5, row=view.row(panel), col=1)
+        if view.bounded(panel):
+            fig.update_yaxes(range=[0, 100], row=view.row(panel), col=1)
+    if threshold is not None:
+        for level in (threshold, -threshold):
+            fig.add_hline(y=level, line_dash="dot", opacity=0.5, row=view.row("score"), col=1)
+    fig.update_yaxes(tickformat=".0%", row=view.row("drawdown"), col=1)
+    fig.update_yaxes(range=[-1.05, 1.05], row=view.row("score"), col=1)
+
+
 def time_panels(
     view: Overview,
     result: BacktestResult,
@@ -255,9 +327,12 @@ def time_panels(
     unit: str,
     threshold: float | None,
 ) -> go.Figure:
-    """Return the chart of linked time panels: price, volume, score, equity, drawdown."""
-    fig = make_subplots(rows=len(ROWS), cols=1, shared_xaxes=True, row_heights=list(HEIGHTS),
-                        vertical_spacing=0.018)  # fmt: skip
+    """Return the chart of linked time panels: price, volume, oscillators, score, equity, DD."""
+    osc = len(view.oscillators)
+    heights = [*HEIGHTS[:2], *[OSCILLATOR_HEIGHT] * osc, *HEIGHTS[2:]]
+    fig = make_subplots(rows=len(ROWS) + osc, cols=1, shared_xaxes=True,
+                        row_heights=[h / sum(heights) for h in heights],
+                        vertical_spacing=0.018 * 5 / (5 + osc))  # fmt: skip
     for trace in _price_traces(view):
         fig.add_trace(trace, 1, 1)
     for trace in signal_markers(candles, result.signals) if view.show_signals else []:
@@ -267,24 +342,19 @@ def time_panels(
         fig.add_trace(trace, 1, 1)
     for trace in fill_traces(result.trades, unit) if view.show_fills else []:
         fig.add_trace(trace, 1, 1)
-    for row, trace in _panel_traces(view):
+    for row, trace in [*_oscillator_traces(view), *_panel_traces(view)]:
         fig.add_trace(trace, row, 1)
-    if threshold is not None:
-        for level in (threshold, -threshold):
-            fig.add_hline(y=level, line_dash="dot", opacity=0.5, row=3, col=1)
-    money = f" ({unit})" if unit else ""
-    titles = (f"price{money}", "volume", "rule score", f"equity{money}", "drawdown")
-    for row, title in enumerate(titles, start=1):
-        fig.update_yaxes(title_text=title, row=row, col=1)
-    fig.update_yaxes(tickformat=".0%", row=5, col=1)
-    fig.update_yaxes(range=[-1.05, 1.05], row=3, col=1)
+    _layout_panels(fig, view, unit, threshold)
     fig.update_xaxes(type="date", showspikes=True, spikemode="across", spikesnap="cursor",
                      spikethickness=1, spikedash="dot", spikecolor="#999")  # fmt: skip
+    legends = {f"legend{4 + k}": _panel_legend(fig, f"yaxis{view.row(p)}")
+               for k, p in enumerate(view.oscillators)}  # fmt: skip
     fig.update_layout(
-        template="plotly_white", height=1250, hovermode="closest",
+        template="plotly_white", height=1250 + 140 * osc, hovermode="closest",
         margin={"t": 40, "r": 20, "l": 70, "b": 40}, xaxis_rangeslider_visible=False,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.005, "x": 0},
-        legend2=_panel_legend(fig, "yaxis3"), legend3=_panel_legend(fig, "yaxis4"),
+        legend2=_panel_legend(fig, f"yaxis{view.row('score')}"),
+        legend3=_panel_legend(fig, f"yaxis{view.row('equity')}"), **legends,
     )  # fmt: skip
     first, last = epoch_ms(view.candles.index[[0, -1]])
     fig.update_xaxes(range=[first, last + step_seconds(view.timeframe) * 1000.0])

@@ -41,7 +41,7 @@ from research.render.backtest_stats import (
     trade_stats,
     yearly_returns,
 )
-from research.render.charts import indicator_lines
+from research.render.charts import declared_plots
 from research.render.page import (
     autoscale_script,
     figure_blocks,
@@ -104,9 +104,11 @@ def build_report(
     """Build the report of `result`; `candles` are those the backtest ran on (warm-up included)."""
     period = candles.loc[result.equity.index[0] : result.equity.index[-1]]
     unit = fmt.quote_currency(symbol)
-    lines = {name: series.loc[period.index[0] :]
-             for name, series in indicator_lines(candles, result.params).items()}  # fmt: skip
-    view = build_overview(result, period, lines, timeframe, max_candles, max_markers)
+    plots = declared_plots(strategy, candles, result.params)
+    lines = {p.name: p.series.loc[period.index[0] :] for p in plots}
+    view = build_overview(result, period, lines, timeframe, max_candles, max_markers,
+                          panel_of={p.name: p.panel for p in plots},
+                          levels={p.panel: p.levels for p in plots if p.levels})  # fmt: skip
     threshold = getattr(result.params, "threshold", None)
     panels = time_panels(view, result, period, unit=unit, threshold=threshold)
     initial = result.execution.init_cash
@@ -123,7 +125,7 @@ def build_report(
         _head(result, summary, title),
         "<h2>Metrics</h2><div class='cards'>", _metric_cards(result, unit), "</div>",
         "<h2>Chart</h2>", _chart_note(view, summary), blocks[0],
-        autoscale_script(CHART_ID, ["yaxis", "yaxis2", "yaxis4", "yaxis5"]),
+        autoscale_script(CHART_ID, view.autoscaled_axes()),
         "<h2>Trades</h2><div class='cards'>", _stats_card(stats, unit), "</div>",
         "<h2>Monthly returns</h2><p class='note'>Each month's return on the equity at the "
         "end of the month before (the months compound to the total return); each year's "

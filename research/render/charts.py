@@ -18,8 +18,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from strategies import BUY, SignalFrame
+from strategies import BUY, SignalFrame, Strategy
 from strategies import indicators as ind
+from strategies.plots import Plot
 
 # (fast field, slow field, moving average, label) pairs drawn when a strategy has those params
 _MOVING_AVERAGES = (
@@ -42,6 +43,14 @@ def indicator_lines(candles: pd.DataFrame, params: Any) -> dict[str, pd.Series]:
         upper, _, lower = ind.bollinger(close, int(values["bb_period"]), values["bb_stddev"])
         lines["Bollinger upper"], lines["Bollinger lower"] = upper, lower
     return lines
+
+
+def declared_plots(strategy: Strategy, candles: pd.DataFrame, params: Any) -> list[Plot]:
+    """Return what `strategy` declares for its charts (``plots``), else `indicator_lines`."""
+    declared = getattr(strategy, "plots", None)
+    if declared is None:
+        return [Plot(name, series) for name, series in indicator_lines(candles, params).items()]
+    return list(declared(candles, params))
 
 
 def _markers(candles: pd.DataFrame, frame: SignalFrame) -> list[go.Scatter]:

@@ -62,7 +62,10 @@ def bias_command(
     run = strategy_run(
         strategy, db, timeframe, symbol, params, set_, from_, to, config, strategy_path
     )
-    report = check_bias(run.strategy, run.candles, run.params, cuts=cuts, starts=starts, seed=seed)
+    report = check_bias(
+        run.strategy, run.candles, run.params, cuts=cuts, starts=starts, seed=seed,
+        timeframe=run.timeframe,
+    )  # fmt: skip
     typer.echo(report.verdict())
     if not report.ok:
         raise typer.Exit(1)

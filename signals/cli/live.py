@@ -13,9 +13,21 @@ import typer
 
 from signals.cli.options import CONFIG, STRATEGY_PATH
 
+PARAMS_FILES = typer.Option(
+    ...,
+    "--params",
+    help="Frozen parameter file (JSON) to run; repeatable: one runner, one socket and one "
+    "journal serve every file given (each a stream: its symbol, timeframe and strategy).",
+)
+JOURNAL = typer.Option(
+    None,
+    "--journal",
+    help="Signal journal (SQLite; default: <params>.journal.db beside the first --params).",
+)
+
 
 def live_command(
-    params: Path = typer.Option(..., "--params", help="Frozen parameter file (JSON) to run."),
+    params: list[Path] = PARAMS_FILES,
     db: Path = typer.Option(
         None, "--db", help="Candle database to follow (default: data.candles_db in the config)."
     ),
@@ -35,9 +47,7 @@ def live_command(
         help="Shared token TCP clients send in a first `auth` line; required off loopback. "
         "Prefer the SIGNALS_LIVE_TOKEN environment variable (not visible in `ps`).",
     ),
-    journal: Path = typer.Option(
-        None, "--journal", help="Signal journal (SQLite; default: <params>.journal.db)."
-    ),
+    journal: Path = JOURNAL,
     heartbeat: float = typer.Option(
         None, "--heartbeat", help="Seconds between heartbeats (default: live.heartbeat_s, 5)."
     ),
@@ -78,11 +88,11 @@ def live_command(
     ),
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
-    """Stream BUY/SELL signals of a frozen parameter set as closed candles arrive (JSON lines).
+    """Stream BUY/SELL signals of frozen parameter sets as closed candles arrive (JSON lines).
 
-    Clients connect to the Unix socket (or TCP), receive `hello`, and may send
-    `{"type":"resume","since_seq":N}` and `{"type":"status"}`. SIGHUP reloads the frozen file;
-    SIGTERM drains and exits.
+    Clients connect to the Unix socket (or TCP), receive `hello` (listing the streams), and may
+    send `{"type":"resume","since_seq":N}` and `{"type":"status"}`. SIGHUP reloads each frozen
+    file (a bad one keeps its old set); SIGTERM drains and exits.
     """
     from live.start import run_from_options
 

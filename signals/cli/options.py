@@ -54,6 +54,12 @@ DATA_CONFIG = typer.Option(
     None, "--config", help="YAML config (table/column mapping); default ./signals.yaml."
 )
 PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")
+# -- the long research commands: sweep, walkforward, reoptimise (signals/progress.py)
+LONG_PROGRESS = typer.Option(
+    True,
+    "--progress/--no-progress",
+    help="Show progress on stderr: a bar on a terminal, else a plain line every 10% or 30 s.",
+)
 
 
 # -- a one-value option given twice is a usage error, in every command

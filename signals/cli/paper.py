@@ -36,13 +36,23 @@ def paper_command(
         help="When the runner's journal is a new stream (replaced, seqs restarted), record it "
         "from its seq 0 instead of stopping.",
     ),
+    symbol: str = typer.Option(
+        None, "--symbol", help="A runner of several streams: trade the stream of this symbol."
+    ),
+    timeframe: str = typer.Option(
+        None, "--timeframe", help="A runner of several streams: trade the stream of this timeframe."
+    ),
+    strategy: str = typer.Option(
+        None, "--strategy", help="A runner of several streams: trade the stream of this strategy."
+    ),
     config: Path = CONFIG,
 ) -> None:
     """Trade the runner's signals on paper, like the backtest: fill at the next candle's open.
 
     Reconnects with backoff and resumes by the last seq in its ledger (each seq once). SIGTERM
     stops it cleanly; a restart continues where the ledger stopped. A runner serving another
-    journal stream than the ledger's stops it (exit 2) unless --follow-new-stream.
+    journal stream than the ledger's stops it (exit 2) unless --follow-new-stream. A runner of
+    several streams: choose one with --symbol/--timeframe/--strategy (else exit 2, naming them).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -69,6 +79,9 @@ def paper_command(
         init_cash=init_cash,
         since_seq=since_seq,
         follow_new_stream=follow_new_stream,
+        symbol=symbol,
+        timeframe=timeframe,
+        strategy=strategy,
     )
     run_paper(bot)
 
@@ -83,6 +96,12 @@ def paper_report_command(
     ),
     tolerance: float = typer.Option(
         None, "--tolerance", help="P&L tolerance per trade, fraction of initial cash (1e-9)."
+    ),
+    html: Path = typer.Option(
+        None,
+        "--html",
+        help="With --params: write an offline HTML page (trades side by side, both equity "
+        "curves), also when they disagree.",
     ),
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
@@ -103,6 +122,9 @@ def paper_report_command(
     if db is None:
         raise typer.BadParameter("pass --db or set data.candles_db in the config")
     if params is None:
+        if html is not None:
+            raise typer.BadParameter("needs --params (the frozen file to compare with)",
+                                     param_hint="--html")  # fmt: skip
         print_summary(ledger, paper_summary(ledger, db, source=source))
         return
     comparison = compare_with_backtest(
@@ -110,6 +132,11 @@ def paper_report_command(
         source=source,
     )  # fmt: skip
     print_comparison(comparison)
+    if html is not None:
+        from research.render.paper_report import write_paper_report
+
+        write_paper_report(comparison, html)
+        typer.echo(f"wrote {html}", err=True)
     if not comparison.ok:
         raise typer.Exit(1)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.options import CONFIG, DB, FROM, SYMBOL
+from signals.cli.options import CONFIG, DB, FROM, LONG_PROGRESS, STRATEGY_PATH, SYMBOL
 
 if TYPE_CHECKING:
     from research.promote.reoptimise import ReoptimiseJob
@@ -66,7 +66,9 @@ def reoptimise_command(
     reload_unit: str = typer.Option(
         None, help="After a promotion, `systemctl reload` this unit (e.g. signals-live)."
     ),
+    progress: bool = LONG_PROGRESS,
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Re-optimise on the latest candles, compare with the live parameters, promote if it passes.
 
@@ -75,7 +77,9 @@ def reoptimise_command(
     After a promotion, --reload-pidfile or --reload-unit makes the live runner reload (SIGHUP).
     """
     from research.promote.reoptimise import ReoptimiseJob
+    from signals.strategy_paths import apply_strategy_paths
 
+    apply_strategy_paths(strategy_path, config)  # the notebook's kernel inherits it (env)
     gate: dict[str, float | None] = {"min_sharpe": min_sharpe, "min_dsr": min_dsr,
             "max_pbo": max_pbo, "min_trades": min_trades, "max_drawdown": max_drawdown}  # fmt: skip
     job = ReoptimiseJob(
@@ -84,6 +88,7 @@ def reoptimise_command(
         train_min_trades=train_min_trades, seed=seed, costs=costs, fee_bps=fee_bps,
         slippage_bps=slippage_bps, gate=gate, current=_text(current),
         promote_to=_text(promote_to), recent_days=recent_days, config=_text(config),
+        progress=progress,
     )  # fmt: skip
     code = reoptimise(job, quarter=quarter, out_root=out_root, reload_pidfile=reload_pidfile,
                       reload_unit=reload_unit, clock=_utc_now)  # fmt: skip

@@ -43,7 +43,9 @@ def strategies_command(
         described = ", ".join(
             f"{k}={getattr(defaults, k)} [{s.low:g}..{s.high:g}]" for k, s in spaces.items()
         )
-        table.add_row(name, " ".join(strategy.timeframes), described, strategy.description)
+        reads = f" (reads {' '.join(strategy.informative)})" if strategy.informative else ""
+        timeframes = " ".join(strategy.timeframes) + reads
+        table.add_row(name, timeframes, described, strategy.description)
     console().print(table)
 
 

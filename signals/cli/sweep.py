@@ -16,9 +16,11 @@ import typer
 
 from signals.cli.options import (
     CONFIG,
+    COSTS,
     DB,
     DIRECTION,
     FROM,
+    LONG_PROGRESS,
     STRATEGY,
     STRATEGY_PATH,
     SYMBOL,
@@ -33,6 +35,21 @@ if TYPE_CHECKING:
     from research.optimise.grid import Grid
     from research.optimise.sweep import SweepResult
     from signals.costs import CostModel
+
+
+REPORT = typer.Option(
+    None,
+    "--report",
+    help="Write an interactive HTML page: ranking, the best's neighbourhood, heatmaps of "
+    "every pair of swept parameters, each metric against each parameter (opens offline).",
+)
+MIN_TRADES = typer.Option(
+    5,
+    "--min-trades",
+    min=0,
+    help="Rank only combinations with at least this many trades (the printed top and the "
+    "report; identical results are merged into one row).",
+)
 
 
 def sweep_command(
@@ -55,6 +72,7 @@ def sweep_command(
     from_: str = FROM,
     to: str = TO,
     direction: str = DIRECTION,
+    costs: str = COSTS,
     fee_bps: float = typer.Option(None, help="Fee per side in bps (default: config, 5.5)."),
     slippage_bps: float = typer.Option(None, help="Fixed slippage per fill in bps (default 1)."),
     jobs: int = typer.Option(
@@ -82,37 +100,37 @@ def sweep_command(
     heatmap: str = typer.Option(
         None, "--heatmap", help="Two parameters x,y: write heatmap_<x>_<y>.html of --metric."
     ),
-    progress: bool = typer.Option(True, help="Show a progress bar with an ETA (on stderr)."),
+    progress: bool = LONG_PROGRESS,
+    report: Path = REPORT,
+    min_trades: int = MIN_TRADES,
     config: Path = CONFIG,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Backtest every combination of a parameter grid, chunk by chunk, on every core.
 
-    Invalid combinations (e.g. fast >= slow) are skipped and counted, never simulated. Prints the
-    top rows by --metric; with --out writes the whole table (Parquet, CSV) and its provenance.
+    Invalid combinations (e.g. fast >= slow) are skipped, never simulated. Prints the top rows;
+    --out writes the whole table (Parquet, CSV) and its provenance, --report an HTML page.
     """
+    from research.optimise.sweep import run_sweep
     from signals.strategy_paths import apply_strategy_paths
 
     apply_strategy_paths(strategy_path, config)
-    from research.optimise.sweep import run_sweep
-
-    axes = _checked_options(metric, grid, heatmap)
-    spec = _cluster_spec(cluster, cluster_timeout)
-    run, expanded, execution, costs = _prepare(
+    axes, spec = _checked_options(metric, grid, heatmap), _cluster_spec(cluster, cluster_timeout)
+    run, expanded, execution, cost_model = _prepare(
         strategy, grid, axes, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         direction=direction, fee_bps=fee_bps, slippage_bps=slippage_bps, config=config,
+        cost_spec=costs,
     )  # fmt: skip
-    if spec is not None:
-        _dask_logs_at_warning()
     result = run_sweep(
         run.candles,  # the candles before --from warm the indicators up
         run.strategy, expanded, since=run.since, timeframe=run.timeframe, execution=execution,
-        costs=costs, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
+        costs=cost_model, chunk_size=chunk_size, jobs=jobs or (os.cpu_count() or 1),
         progress=progress, cluster=spec,
     )  # fmt: skip
-    _print_top(result, metric, top, expanded.names)
+    _print_top(result, metric, top, expanded.names, min_trades)
     if out is not None:
         _write(result, out, axes, metric)
+    _write_report(result, report, metric, run.symbol, min_trades)
 
 
 def _checked_options(metric: str, grid: list[str] | None, heatmap: str | None) -> tuple[str, ...]:
@@ -130,10 +148,14 @@ def _cluster_spec(cluster: str | None, timeout: float) -> ClusterSpec | None:
     """Return where the chunks run (None: local processes); refuse a malformed --cluster."""
     from research.optimise.cluster import parse_cluster
 
+    if cluster is None:
+        return None
     try:
-        return None if cluster is None else parse_cluster(cluster, timeout=timeout)
+        spec = parse_cluster(cluster, timeout=timeout)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cluster") from None
+    _dask_logs_at_warning()
+    return spec
 
 
 def _prepare(
@@ -150,6 +172,7 @@ def _prepare(
     fee_bps: float | None,
     slippage_bps: float | None,
     config: Path | None,
+    cost_spec: str | None = None,
 ) -> tuple[RunInputs, Grid, ExecutionModel, CostModel]:
     """Expand the grid, load the candles with the warm-up the grid needs, and say what runs."""
     from research.backtest.execution import ExecutionModel
@@ -174,13 +197,14 @@ def _prepare(
         execution = ExecutionModel(direction=direction)  # type: ignore[arg-type]  # a str: ExecutionModel checks it
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--direction") from None
-    costs = resolve_costs(config, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    costs = resolve_costs(config, costs=cost_spec, fee_bps=fee_bps, slippage_bps=slippage_bps)
     for name in axes:
         if name not in expanded.names:
             raise typer.BadParameter(f"{name!r} is not swept by --grid", param_hint="--heatmap")
     typer.echo(
         f"{run.strategy.name} {run.symbol} {run.timeframe}: {len(expanded.combos)} combinations "
-        f"({expanded.skipped} invalid skipped) over {len(run.period)} candles",
+        f"({expanded.skipped} invalid skipped) over {len(run.period)} candles; costs: "
+        f"{costs.describe()}",
         err=True,
     )
     return run, expanded, execution, costs
@@ -195,6 +219,18 @@ def _write(result: SweepResult, out: Path, axes: tuple[str, ...], metric: str) -
     if axes:
         written.append(write_heatmap(result, axes[0], axes[1], metric, out))
     typer.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+
+
+def _write_report(
+    result: SweepResult, path: Path | None, metric: str, symbol: str, min_trades: int
+) -> None:
+    """Write the sweep's HTML report when ``--report`` is given."""
+    if path is None:
+        return
+    from research.render.sweep_report import write_sweep_report
+
+    write_sweep_report(result, path, metric=metric, symbol=symbol, min_trades=min_trades)
+    typer.echo(f"wrote {path}", err=True)
 
 
 def _dask_logs_at_warning() -> None:
@@ -216,21 +252,24 @@ def _heatmap_axes(heatmap: str | None) -> tuple[str, ...]:
     return axes
 
 
-def _print_top(result, metric: str, top: int, swept: tuple[str, ...]) -> None:
+def _print_top(result, metric: str, top: int, swept: tuple[str, ...], min_trades: int) -> None:
     from rich.table import Table
 
+    from research.optimise.ranking import SAME, rank_sweep
     from signals.console import console
 
     try:
-        best = result.ranked(metric, top)
+        best = rank_sweep(result.table, swept, metric, min_trades=min_trades, top=top)
     except KeyError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--metric") from None
-    shown = [*swept, metric] + [
-        m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric
-    ]
+    shown = (
+        [*swept, metric]
+        + [m for m in ("total_return", "sharpe", "max_drawdown", "trades") if m != metric]
+        + [SAME]
+    )
     table = Table(
         title=f"{result.strategy} {result.timeframe}: top {len(best)} of {len(result.table)} "
-        f"by {metric} ({result.elapsed:.1f} s)"
+        f"by {metric} ({result.elapsed:.1f} s; {min_trades}+ trades, identical results merged)"
     )
     for name in shown:
         table.add_column(name, justify="right")

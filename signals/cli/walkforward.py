@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from signals.cli.options import CONFIG, DB, FROM, STRATEGY, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import CONFIG, DB, FROM, STRATEGY, STRATEGY_PATH, SYMBOL, TIMEFRAME, TO
+from signals.cli.options import LONG_PROGRESS as PROGRESS
 
 if TYPE_CHECKING:
     from research.optimise.pipeline import PipelineResult
@@ -86,7 +87,9 @@ def walkforward_command(
     fee_bps: float = FEE_BPS,
     slippage_bps: float = SLIPPAGE_BPS,
     report: bool = REPORT,
+    progress: bool = PROGRESS,
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Walk-forward optimisation: optuna tunes each fold's train window, judged only on its test.
 
@@ -103,7 +106,10 @@ def walkforward_command(
     from research.optimise.pipeline import run_pipeline
     from research.optimise.storage import forget_run, open_storage
     from research.optimise.walkforward import WalkForwardConfig, default_storage
+    from signals.config import load_settings
+    from signals.strategy_paths import apply_strategy_paths
 
+    apply_strategy_paths(strategy_path, config)  # helpers inherit it (SIGNALS_STRATEGY_PATH)
     run = prepare_run(
         strategy_name=strategy, db=db, timeframe=timeframe, symbol=symbol, start=from_, end=to,
         config=config,
@@ -125,8 +131,9 @@ def walkforward_command(
     done = run_pipeline(
         run, config=wf, out=out, storage=store, run=name,
         since=run.since,  # the candles before --from only warm the indicators up
-        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=not tune_only,
+        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=progress and not tune_only,
         report=report, tune_only=tune_only, while_tuning=_helpers(workers - 1, storage, out),
+        gate=load_settings(config).gate,  # the report's verdict is `signals promote`'s
     )  # fmt: skip
     if done is not None:
         _print_summary(done)
@@ -177,7 +184,7 @@ def _without(args: list[str], *, valued: set[str], flags: set[str]) -> list[str]
 def _print_summary(done: PipelineResult) -> None:
     from rich.table import Table
 
-    from research.optimise.walkforward import fold_table
+    from research.optimise.walkforward import fold_table, walkforward_efficiency
     from signals.console import console
 
     result, stats, frozen, paths = done.run, done.stats, done.frozen, done.paths
@@ -204,6 +211,8 @@ def _print_summary(done: PipelineResult) -> None:
         highlight=False,
     )
     out.print(stats.verdict, highlight=False)
+    wfe = walkforward_efficiency(result)
+    out.print(f"walk-forward efficiency {wfe.describe()}", highlight=False)
     out.print(f"frozen: {paths['frozen']} (params_id {frozen.params_id})", highlight=False)
     if "report" in paths:
         out.print(f"report: {paths['report']}", highlight=False)
@@ -221,10 +230,14 @@ def promote_command(
     min_trades: int = typer.Option(None, help="Minimum out-of-sample trades (default 20)."),
     max_drawdown: float = typer.Option(None, help="Deepest drawdown allowed, e.g. 0.35."),
     config: Path = CONFIG,
+    strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Promote a frozen file to the live path if it passes the gate (atomically); exit 1 if not."""
     from research.promote.gate import promote
     from signals.config import load_settings
+    from signals.strategy_paths import apply_strategy_paths
+
+    apply_strategy_paths(strategy_path, config)
 
     overrides = {
         "min_sharpe": min_sharpe, "min_dsr": min_dsr, "max_pbo": max_pbo,
