@@ -8,7 +8,7 @@ DEMO_DIR ?= reports/demo
 # test files run in this many processes (a file's tests stay together: they share fixtures)
 TEST_JOBS ?= 2
 
-.PHONY: help venv demo test lint format bench clean lab reoptimise chromium postgresql system-deps
+.PHONY: help venv demo test lint format bench clean lab reoptimise chromium postgresql mariadb system-deps
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,11 +46,11 @@ demo: $(STAMP)  ## sample database -> signals -> backtest -> sweep -> walk-forwa
 	$(BIN)/signals demo-live --db $(DEMO_DB) --out $(DEMO_DIR)/live --hours 24
 	@echo "== done: reports in $(DEMO_DIR)/ (backtest.html, sweep.html, walkforward/report.html, live/paper.html)"
 
-# system packages some tests need (headless Chromium, a PostgreSQL server): installed when
+# system packages some tests need (headless Chromium, PostgreSQL and MariaDB servers): installed when
 # missing; where that cannot be done here, the tests that need them skip and say why
 system-deps:
-	-@$(MAKE) --no-print-directory chromium postgresql >/dev/null 2>&1 || \
-		echo "note: chromium/postgresql could not be installed; tests that need them will skip"
+	-@$(MAKE) --no-print-directory chromium postgresql mariadb >/dev/null 2>&1 || \
+		echo "note: chromium/postgresql/mariadb could not be installed; tests that need them will skip"
 
 test: $(STAMP) system-deps  ## lint and type-check, then the whole test suite
 	$(BIN)/ruff check .
@@ -91,6 +91,10 @@ chromium:  ## install Debian's chromium when missing (headless report rendering 
 postgresql:  ## install Debian's PostgreSQL when missing (the shared walk-forward tests start one)
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update && apt-get install -y postgresql)
+
+mariadb:  ## install Debian's MariaDB server when missing (the MySQL walk-forward tests start one)
+	command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || \
+		(apt-get update && apt-get install -y --no-install-recommends mariadb-server)
 
 clean:  ## remove the venv and generated demo output
 	rm -rf $(VENV) $(DEMO_DIR)

@@ -31,7 +31,7 @@ def _bin(name: str) -> str | None:
     return candidates[-1] if candidates else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -107,7 +107,7 @@ def start_server() -> PgServer:
     if done.returncode != 0:
         shutil.rmtree(directory, ignore_errors=True)
         pytest.skip(f"PostgreSQL initdb failed: {done.stderr.strip()[-300:]}")
-    server = PgServer(directory, _free_port(), as_user, pg_ctl)
+    server = PgServer(directory, free_port(), as_user, pg_ctl)
     try:
         server.start()
     except RuntimeError as exc:

@@ -178,9 +178,14 @@ def open_storage(url: str | None, *, heartbeat: int = HEARTBEAT) -> BaseStorage:
         path = journal_path(url)
         if path is not None:
             return _JournalHeartbeatStorage(path, heartbeat)
-        if url.startswith(("postgresql://", "postgres://")):  # the driver the project installs
+        if url.startswith(("postgresql://", "postgres://")):  # the drivers the project installs
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return _rdb_storage(url, heartbeat)
+        elif url.startswith(("mysql://", "mariadb://")):
+            url = "mysql+pymysql://" + url.split("://", 1)[1]
+        storage = _rdb_storage(url, heartbeat)
+        if url.startswith(("mysql", "mariadb")):
+            retrying(_widen_mysql_texts)(storage)
+        return storage
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -196,7 +201,32 @@ def _engine_options(url: str) -> dict[str, Any]:
     return {}
 
 
-def _rdb_storage(url: str, heartbeat: int) -> BaseStorage:
+_ATTRIBUTES = ("study_user_attributes", "study_system_attributes", "trial_user_attributes",
+               "trial_system_attributes")  # fmt: skip
+
+
+def _widen_mysql_texts(storage: RDBStorage) -> None:
+    """MySQL/MariaDB: make optuna's attribute values MEDIUMTEXT (16 MB) instead of TEXT (64 KB).
+
+    optuna declares them ``Text``, 64 KB on MySQL: a trial's daily train returns over some
+    eight years or more do not fit, and the trial fails with a StorageInternalError.
+    PostgreSQL's and SQLite's TEXT have no such limit. Idempotent; every process checks.
+    """
+    import sqlalchemy
+
+    query = sqlalchemy.text(
+        "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+        "AND COLUMN_NAME = 'value_json' AND DATA_TYPE = 'text'"
+    )
+    with storage.engine.begin() as conn:
+        narrow = [name for name in conn.execute(query).scalars() if name in _ATTRIBUTES]
+        for table in narrow:
+            conn.execute(sqlalchemy.text(f"ALTER TABLE {table} MODIFY value_json MEDIUMTEXT"))
+    if narrow:
+        log.info("optuna storage: %s.value_json widened to MEDIUMTEXT", ", ".join(narrow))
+
+
+def _rdb_storage(url: str, heartbeat: int) -> RDBStorage:
     import sqlalchemy.exc as sa
 
     for attempt in range(5):

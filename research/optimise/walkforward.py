@@ -23,11 +23,13 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import secrets
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +39,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from research.backtest.execution import ExecutionModel
@@ -52,6 +54,8 @@ from signals.timeframes import timeframe_seconds
 from signals.warmup import start_position
 from strategies import Strategy
 from strategies.params import as_dict, make_params, ranges, suggest
+
+log = logging.getLogger(__name__)
 
 BAD_SCORE = -100.0
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -264,8 +268,7 @@ def _optimise(study: optuna.Study, objective: _Objective, config: WalkForwardCon
         if free <= 0:
             time.sleep(poll)
             continue
-        with quiet():
-            study.optimize(objective, n_trials=min(free, config.jobs), n_jobs=config.jobs)
+        _run_trials(study, objective, min(free, config.jobs), config.jobs)
 
     def complete() -> list[int]:
         with quiet():
@@ -275,6 +278,55 @@ def _optimise(study: optuna.Study, objective: _Objective, config: WalkForwardCon
     name = f"{study.study_name}:closed@{config.trials}"
     numbers, _ = publish_once(study._storage, name, complete)
     return [int(n) for n in numbers]
+
+
+def _run_trials(study: optuna.Study, objective: _Objective, count: int, jobs: int) -> None:
+    """Run `count` trials, `jobs` at a time (what ``study.optimize`` does, see `_one_trial`)."""
+    if jobs == 1:
+        for _ in range(count):
+            _one_trial(study, objective)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for future in [pool.submit(_one_trial, study, objective) for _ in range(count)]:
+            future.result()
+
+
+def _one_trial(study: optuna.Study, objective: _Objective) -> None:
+    """Run one trial as ``study.optimize`` does, but drop (and say) one failed meanwhile elsewhere.
+
+    The steps are optuna's: fail stale trials, ask, run the objective under a heartbeat, tell.
+    When this process could not beat for longer than the grace period (the database away, the
+    process paused), another process fails its trial as stale; optuna's own loop then dies
+    with a traceback on the attribute write or the tell. Here the result is dropped: the
+    fold's budget counts completed trials only, so another trial replaces it.
+    """
+    storage = study._storage
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "heartbeat ... used with Study.optimize"
+        if is_heartbeat_enabled(storage):
+            optuna.storages.fail_stale_trials(study)
+        trial = study.ask()
+    value: float | None = None
+    with get_heartbeat_thread(trial._trial_id, storage):
+        try:
+            value = objective(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # failed by another process while this one was writing its results
+        except BaseException:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+    state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+    try:
+        told = study.tell(trial, value, state=state, skip_if_finished=True).state
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed between the check and the write
+        told = TrialState.FAIL
+    if told != state or value is None:
+        log.warning("%s: trial %d was failed by another process while this one ran it (no "
+                    "heartbeat for longer than the grace period); its result is dropped and "
+                    "another trial replaces it", study.study_name, trial.number)  # fmt: skip
 
 
 def _trials_table(trials: list[FrozenTrial], fold: Fold) -> pd.DataFrame:
