@@ -277,11 +277,15 @@ def flat(close: pd.Series, period: int) -> pd.Series:
     decayed float remnants, whose ratio depends on where history started. Undefined (NaN
     average) counts as not flat.
     """
-    change = _wrap(np.abs(np.diff(_values(close), prepend=np.nan)), close, "abs_change")
-    moved = ema(change, 2 * period - 1)
-    with np.errstate(invalid="ignore"):
-        quiet = _values(moved) <= _values(price_tolerance(close))
+    quiet = _talib("flat", _flat_values, _values(close), timeperiod=period)
     return pd.Series(quiet, index=close.index, name="flat", copy=False)
+
+
+def _flat_values(close: np.ndarray, timeperiod: int) -> np.ndarray:
+    # memoised as a whole: the change array is new on every call, so its EMA alone would not be
+    moved = talib.EMA(np.abs(np.diff(close, prepend=np.nan)), timeperiod=2 * timeperiod - 1)
+    with np.errstate(invalid="ignore"):
+        return moved <= np.abs(close) * PRICE_TOLERANCE
 
 
 def within(event: pd.Series, candles: int) -> pd.Series:
