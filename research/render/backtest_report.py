@@ -42,6 +42,7 @@ from research.render.backtest_stats import (
     yearly_returns,
 )
 from research.render.charts import declared_plots
+from research.render.frames import trades_frame
 from research.render.page import (
     autoscale_script,
     figure_blocks,
@@ -253,19 +254,8 @@ def _chart_note(view: Overview, summary: dict[str, Any]) -> str:
 
 def _trade_list(trades: pd.DataFrame, unit: str) -> str:
     shown = trades.tail(MAX_TRADE_ROWS)
-    rows = pd.DataFrame({
-        "#": range(len(trades) - len(shown) + 1, len(trades) + 1),
-        "direction": shown["direction"],
-        "entry": shown["entry_time"].dt.strftime("%Y-%m-%d %H:%M"),
-        "entry price": shown["entry_price"].map(fmt.price),
-        "exit": shown["exit_time"].dt.strftime("%Y-%m-%d %H:%M"),
-        "exit price": shown["exit_price"].map(fmt.price),
-        "held": (shown["exit_time"] - shown["entry_time"]).dt.total_seconds().map(fmt.duration),
-        f"P&L{f' ({unit})' if unit else ''}": shown["pnl"].map(lambda v: fmt.money(v, signed=True)),
-        "return": shown["return"].map(lambda v: fmt.percent(v, signed=True)),
-        "fees": shown["fees"].map(fmt.money),
-        "status": shown["status"],
-    })  # fmt: skip
+    rows = trades_frame(shown, unit)
+    rows.insert(0, "#", range(len(trades) - len(shown) + 1, len(trades) + 1))
     cut = len(trades) - len(shown)
     note = f" (the last {fmt.count(len(shown))}; --trades-out writes all)" if cut else ""
     return (f"<h2>Trade list{html.escape(note)}</h2>"

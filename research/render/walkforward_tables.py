@@ -17,6 +17,7 @@ from research.optimise.efficiency import Efficiency, daily_rate
 from research.optimise.outputs import OUTCOMES, trial_outcomes
 from research.optimise.walkforward import WalkForwardRun, window_days
 from research.render import format as fmt
+from research.render.frames import trades_frame
 from research.render.page import pairs_table
 from research.render.page import table as html_table
 from signals.config import GateSettings
@@ -223,17 +224,6 @@ def trade_rows(run: WalkForwardRun, unit: str, limit: int = 500) -> tuple[pd.Dat
     """Return the out-of-sample trades formatted (the last `limit`) and how many there are."""
     trades = pd.concat([f.test.trades.assign(fold=f.fold.index) for f in run.folds])
     shown = trades.tail(limit)
-    rows = pd.DataFrame({
-        "fold": shown["fold"],
-        "direction": shown["direction"],
-        "entry": shown["entry_time"].dt.strftime("%Y-%m-%d %H:%M"),
-        "entry price": shown["entry_price"].map(fmt.price),
-        "exit": shown["exit_time"].dt.strftime("%Y-%m-%d %H:%M"),
-        "exit price": shown["exit_price"].map(fmt.price),
-        "held": (shown["exit_time"] - shown["entry_time"]).dt.total_seconds().map(fmt.duration),
-        f"P&L{f' ({unit})' if unit else ''}": shown["pnl"].map(lambda v: fmt.money(v, signed=True)),
-        "return": shown["return"].map(lambda v: fmt.percent(v, signed=True)),
-        "fees": shown["fees"].map(fmt.money),
-        "status": shown["status"],
-    })  # fmt: skip
+    rows = trades_frame(shown, unit)
+    rows.insert(0, "fold", shown["fold"].to_numpy())
     return rows, len(trades)
