@@ -244,7 +244,7 @@ def test_walkforward_with_helpers_and_promote_from_a_folder(
     walk = cli("walkforward", "--strategy-path", str(folder), "-s", "my_cross", "-t", "1m",
                "--db", str(long_db), "--folds", "2", "--trials", "3", "--min-trades", "0",
                "--out", str(out), "--no-report", "--storage", f"journal:///{journal}",
-               "--workers", "2", "--heartbeat", "1", cwd=tmp_path, timeout=600)  # fmt: skip
+               "--workers", "2", "--heartbeat", "3", cwd=tmp_path, timeout=600)  # fmt: skip
     assert walk.returncode == 0, walk.stderr[-2000:]
     # the helper process (started with this command line and SIGNALS_STRATEGY_PATH) found the
     # strategy too: a helper that fails says "walk-forward helper <pid> ended with code 2"

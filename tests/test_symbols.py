@@ -272,7 +272,7 @@ def test_walkforward_workers_tune_each_symbol_once_in_total(store: Path, tmp_pat
     done = signals_cli(
         "walkforward", *WF_ARGS, "--db", str(store), "--symbol", "BTCUSDT", "--symbol",
         "ETHUSDT", "--out", str(tmp_path / "out"), "--no-report", "--storage",
-        f"journal:///{journal}", "--workers", "2", "--heartbeat", "1", "--run", "multi",
+        f"journal:///{journal}", "--workers", "2", "--heartbeat", "3", "--run", "multi",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "helper" not in done.stderr  # each symbol's helper process ended well too

@@ -79,7 +79,7 @@ def test_workers_share_one_run_in_a_journal_file(tmp_path: Path) -> None:
         [sys.executable, "-m", "signals", "walkforward", "-s", "ema_cross", "--db",
          str(tmp_path / "candles.db"), "-t", "15m", "--folds", "2", "--trials", "6",
          "--min-trades", "2", "--seed", "9", "--out", str(tmp_path / "out"), "--no-report",
-         "--storage", f"journal:///{journal}", "--workers", "2", "--heartbeat", "1"],
+         "--storage", f"journal:///{journal}", "--workers", "2", "--heartbeat", "3"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

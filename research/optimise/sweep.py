@@ -268,9 +268,9 @@ def sweep_heatmap(result: SweepResult, x: str, y: str, metric: str = "sharpe") -
     """Return a plotly heatmap of `metric` over parameters `x` and `y`.
 
     When other parameters vary too, each cell shows the best value over them (the maximum; the
-    minimum for metrics where lower is better): "how good can (x, y) get".
+    minimum for metrics where lower is better): "how good can (x, y) get". The same figure as
+    the sweep report's (`research.render.sweep_figures.pair_heatmap`), over every combination.
     """
-    import plotly.graph_objects as go
 
     table = result.table
     for name in (x, y):
@@ -278,26 +278,12 @@ def sweep_heatmap(result: SweepResult, x: str, y: str, metric: str = "sharpe") -
             raise KeyError(f"{name!r} is not a parameter ({', '.join(result.param_names)})")
     if metric not in table.columns:
         raise KeyError(f"unknown metric {metric!r}; one of {', '.join(METRIC_KEYS)}")
-    how = "min" if metric in LOWER_IS_BETTER else "max"
-    values = table[metric].astype("float64").replace([np.inf, -np.inf], np.nan)
-    grid = values.groupby([table[y], table[x]]).agg(how).unstack(x).sort_index()
-    grid = grid.reindex(sorted(grid.columns), axis=1)
-    figure = go.Figure(
-        go.Heatmap(
-            z=grid.to_numpy(),
-            x=[str(v) for v in grid.columns],
-            y=[str(v) for v in grid.index],
-            colorscale="RdYlGn_r" if how == "min" else "RdYlGn",
-            colorbar={"title": metric},
-            hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{metric}=%{{z:.4g}}<extra></extra>",
-        )
+    from research.render.sweep_figures import pair_heatmap  # the sweep report's heatmap
+
+    figure = pair_heatmap(table, x, y, metric)
+    return figure.update_layout(
+        title_text=f"{result.strategy} {result.timeframe}: {figure.layout.title.text}"
     )
-    figure.update_layout(
-        title=f"{result.strategy} {result.timeframe}: {metric} ({how} over other parameters)",
-        xaxis_title=x,
-        yaxis_title=y,
-    )
-    return figure
 
 
 def write_heatmap(result: SweepResult, x: str, y: str, metric: str, out_dir: Path) -> Path:
