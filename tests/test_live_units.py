@@ -195,26 +195,28 @@ def test_socket_path_checks(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["inotify", "poll"])
-def test_watcher_notices_a_commit_quickly(tmp_path: Path, mode: str) -> None:
+def test_watcher_notices_a_commit(tmp_path: Path, mode: str) -> None:
+    """A commit wakes the watcher: by inotify alone (its safety tick set to a minute), or by a poll.
+
+    How fast is measured in benchmarks/live_latency.py (commit noticed within ~0.2 ms), not here.
+    """
     db = tmp_path / "c.db"
     conn = connect_writable(db)
     candles = random_walk(5)
     write_candles(conn, candles.iloc[:1], symbol="BTCUSDT", timeframe="1m")
+    poll = 60.0 if mode == "inotify" else 0.02  # inotify: no poll tick can wake it in time
 
-    async def scenario() -> float:
-        watcher = DbWatcher(db, use_inotify=mode == "inotify", poll_interval_s=0.02)
+    async def scenario() -> None:
+        watcher = DbWatcher(db, use_inotify=mode == "inotify", poll_interval_s=poll)
         assert watcher.start() == mode
         await asyncio.sleep(0.05)
         while watcher._event.is_set():
             await watcher.wait()
-        t0 = time.perf_counter()
         write_candles(conn, candles.iloc[1:2], symbol="BTCUSDT", timeframe="1m")
-        await asyncio.wait_for(watcher.wait(), 2.0)
+        await asyncio.wait_for(watcher.wait(), 10.0)
         watcher.close()
-        return time.perf_counter() - t0
 
-    elapsed = asyncio.run(scenario())
-    assert elapsed < (0.05 if mode == "inotify" else 0.5)
+    asyncio.run(scenario())
     conn.close()
 
 
