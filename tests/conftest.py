@@ -27,3 +27,16 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "BTCUSDT-1m-2023-04.csv.gz").exists():
         pytest.skip(f"real candles not found at {SHARED_DATA} (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store of every real BTCUSDT file in ../shared/data, imported once a session."""
+    from signals.data.importers import import_files
+
+    files = sorted(SHARED_DATA.glob("BTCUSDT-*.csv.gz"))
+    if len(files) < 4:
+        pytest.skip(f"real candles not found at {SHARED_DATA} (see ../shared/data/README.md)")
+    db = tmp_path_factory.mktemp("real") / "btc.db"
+    import_files(files, db=db, symbol="BTCUSDT", progress=False)
+    return db

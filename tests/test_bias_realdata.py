@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from research.backtest.bias import check_bias
 from signals.cli.app import app
-from signals.data.importers import import_files
 from signals.identity import synthetic_market
 from strategies import get_strategy
 from strategies.registry import PACKAGE, strategy_modules
@@ -49,18 +48,6 @@ CASES = shipped()
 def test_every_declared_timeframe_has_a_window() -> None:
     assert {timeframe for _, timeframe in CASES} <= set(WINDOWS)
     assert ("scalping", "1m") in CASES and ("swing", "1h") in CASES
-
-
-@pytest.fixture(scope="module")
-def real_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import SHARED_DATA
-
-    files = sorted(SHARED_DATA.glob("BTCUSDT-*.csv.gz"))
-    if len(files) < 4:
-        pytest.skip(f"real candles not found at {SHARED_DATA} (see ../shared/data/README.md)")
-    db = tmp_path_factory.mktemp("real") / "btc.db"
-    import_files(files, db=db, symbol="BTCUSDT", progress=False)
-    return db
 
 
 @pytest.mark.realdata

@@ -6,23 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from signals.data.importers import import_files
 from signals.data.load import load_candles
 from strategies import get_strategy
 
 pytestmark = pytest.mark.realdata
-
-
-@pytest.fixture(scope="module")
-def real_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import SHARED_DATA
-
-    files = sorted(SHARED_DATA.glob("BTCUSDT-*.csv.gz"))
-    if len(files) < 4:
-        pytest.skip(f"real candles not found at {SHARED_DATA} (see ../shared/data/README.md)")
-    db = tmp_path_factory.mktemp("real") / "btc.db"
-    import_files(files, db=db, symbol="BTCUSDT", progress=False)
-    return db
 
 
 def rates(db: Path, name: str, timeframe: str, *, start: str | None = None) -> tuple[float, float]:

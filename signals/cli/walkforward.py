@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,79 +132,71 @@ def walkforward_command(
     storage = storage or default_storage(out)
     store = open_storage(storage, heartbeat=heartbeat)
     walk = _one_symbol if len(runs) == 1 else _several_symbols
-    walk(runs, wf, out=out, storage=storage, store=store, name=name, fresh=fresh,
-         heartbeat=heartbeat, tune_only=tune_only, report=report, workers=workers,
-         config=config, progress=progress)  # fmt: skip
+    walk(runs, wf, _Walk(out=out, storage=storage, store=store, name=name, fresh=fresh,
+                         heartbeat=heartbeat, tune_only=tune_only, report=report,
+                         workers=workers, config=config, progress=progress))  # fmt: skip
 
 
-def _one_symbol(
-    runs: dict[str, RunInputs],
-    wf: WalkForwardConfig,
-    *,
-    out: Path,
-    storage: str,
-    store: BaseStorage,
-    name: str,
-    fresh: bool,
-    heartbeat: int,
-    tune_only: bool,
-    report: bool,
-    workers: int,
-    config: Path | None,
-    progress: bool,
-) -> None:
+@dataclass(frozen=True)
+class _Walk:
+    """How this command walks forward: where, in which run, with what output and helpers."""
+
+    out: Path
+    storage: str
+    store: BaseStorage
+    name: str
+    fresh: bool
+    heartbeat: int
+    tune_only: bool
+    report: bool
+    workers: int
+    config: Path | None
+    progress: bool
+
+
+def _one_symbol(runs: dict[str, RunInputs], wf: WalkForwardConfig, w: _Walk) -> None:
     """Walk the one symbol's run forward in `out` as run `name`."""
     from research.optimise.pipeline import run_pipeline
     from research.optimise.storage import forget_run
     from signals.config import load_settings
 
     [run] = runs.values()
-    if fresh:
-        typer.echo(f"--fresh: deleted {forget_run(store, name)} studies of run {name!r}", err=True)
+    if w.fresh:
+        deleted = forget_run(w.store, w.name)
+        typer.echo(f"--fresh: deleted {deleted} studies of run {w.name!r}", err=True)
     done = run_pipeline(
-        run, config=wf, out=out, storage=store, run=name,
+        run, config=wf, out=w.out, storage=w.store, run=w.name,
         since=run.since,  # the candles before --from only warm the indicators up
-        labels={"symbol": run.symbol}, heartbeat=heartbeat, progress=progress and not tune_only,
-        report=report, tune_only=tune_only, while_tuning=_helpers(workers - 1, storage, out),
-        gate=load_settings(config).gate,  # the report's verdict is `signals promote`'s
+        labels={"symbol": run.symbol}, heartbeat=w.heartbeat,
+        progress=w.progress and not w.tune_only, report=w.report, tune_only=w.tune_only,
+        while_tuning=_helpers(w.workers - 1, w.storage, w.out),
+        gate=load_settings(w.config).gate,  # the report's verdict is `signals promote`'s
     )  # fmt: skip
     if done is not None:
         _print_summary(done)
 
 
-def _several_symbols(
-    runs: dict[str, RunInputs],
-    wf: WalkForwardConfig,
-    *,
-    out: Path,
-    storage: str,
-    store: BaseStorage,
-    name: str,
-    fresh: bool,
-    heartbeat: int,
-    tune_only: bool,
-    report: bool,
-    workers: int,
-    config: Path | None,
-    progress: bool,
-) -> None:
+def _several_symbols(runs: dict[str, RunInputs], wf: WalkForwardConfig, w: _Walk) -> None:
     """Walk each symbol forward in <out>/<SYMBOL> as run <name>-<SYMBOL>, then compare them."""
     from research.optimise.storage import forget_run
     from research.optimise.symbols import run_symbol_pipelines, symbol_folder, symbol_run_name
     from signals.config import load_settings
 
-    for each in [symbol_run_name(name, s) for s in runs] if fresh else []:
-        typer.echo(f"--fresh: deleted {forget_run(store, each)} studies of run {each!r}", err=True)
+    for each in [symbol_run_name(w.name, s) for s in runs] if w.fresh else []:
+        typer.echo(
+            f"--fresh: deleted {forget_run(w.store, each)} studies of run {each!r}", err=True
+        )
 
     def helpers(symbol: str) -> AbstractContextManager[None]:
         # each symbol's helpers run the single-symbol command this symbol's run equals
-        single = ["--symbol", symbol, "--run", symbol_run_name(name, symbol)]
-        return _helpers(workers - 1, storage, symbol_folder(out, symbol), single)
+        single = ["--symbol", symbol, "--run", symbol_run_name(w.name, symbol)]
+        return _helpers(w.workers - 1, w.storage, symbol_folder(w.out, symbol), single)
 
     done = run_symbol_pipelines(
-        runs, config=wf, out=out, storage=store, run=name,
-        gate=load_settings(config).gate, heartbeat=heartbeat, progress=progress and not tune_only,
-        report=report, tune_only=tune_only, while_tuning=helpers,
+        runs, config=wf, out=w.out, storage=w.store, run=w.name,
+        gate=load_settings(w.config).gate, heartbeat=w.heartbeat,
+        progress=w.progress and not w.tune_only, report=w.report, tune_only=w.tune_only,
+        while_tuning=helpers,
     )  # fmt: skip
     if done is not None:
         for result in done.results.values():
