@@ -221,7 +221,7 @@ class SignalEngine:
         frame = frame_from_arrays(window_ts[:end], window[:end], COLUMNS)
         return signal_records(
             frame, self.strategy, self.params, symbol=self.symbol, timeframe=self.timeframe,
-            since=pd.Timestamp(since, unit="s", tz="UTC"),
+            since=pd.Timestamp(since, unit="s", tz="UTC"), frozen_id=self.frozen.params_id,
         )  # fmt: skip
 
     def _window_before(

@@ -21,17 +21,20 @@ def signal_records(
     symbol: str,
     timeframe: str,
     since: pd.Timestamp | None = None,
+    frozen_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Return one wire-protocol signal object (no ``seq``/``emitted_at``) per emitted signal.
 
     `since` keeps only signals on candles at or after it (the candles before still warm up).
+    `frozen_id` is the ``params_id`` of the frozen file the set comes from: its signals carry
+    the file's id, which a file frozen under other shared code keeps (signals/frozen.py).
     """
     start = start_position(candles.index, since)
     period, frame = warmed_signals(candles, strategy, params, start=start)
     listed = frame.signal_list()
     if not listed:
         return []
-    pid = params_id(strategy, timeframe, params)
+    pid = frozen_id or params_id(strategy, timeframe, params)
     at = [row[0] for row in listed]
     times = epoch_seconds(period.index[at])
     closes = period["close"].to_numpy(dtype="float64")[at]

@@ -278,6 +278,37 @@ def test_strategy_hash_mismatch_is_refused_unless_allowed(tmp_path: Path) -> Non
     assert stop_runner(proc) == 0
 
 
+def test_signals_carry_the_files_params_id_when_shared_code_changed_since(tmp_path: Path) -> None:
+    # A file frozen under other shared strategy code (another strategy_hash, so another
+    # params_id) whose behaviour is unchanged is accepted (identity v2): its signals must carry
+    # the params_id the hello and the journal name, the file's own, not one recomputed today.
+    from signals.frozen import load_frozen, typed_params
+    from signals.identity import params_id
+    from strategies import get_strategy
+
+    frozen = write_frozen_file(tmp_path / "f.json", "ema_cross", "1m", EMA)
+    raw = json.loads(frozen.read_text())
+    typed = typed_params(load_frozen(frozen))
+    raw["strategy_hash"] = "1" * 64  # written sealed by the freeze of that day, not edited
+    raw["params_id"] = params_id(get_strategy("ema_cross"), "1m", typed, hash_="1" * 64)
+    write_frozen(FrozenParams.model_validate(raw), frozen)
+    assert load_frozen(frozen).params_id == raw["params_id"]  # accepted: behaviour unchanged
+    candles = random_walk(200)
+    db, sock = tmp_path / "c.db", tmp_path / "s.sock"
+    seed_db(db, candles, "1m", 100)
+    proc = start_runner(frozen, db, sock)
+    try:
+        wait_listening(sock, proc)
+        with LineClient(sock) as client:
+            hello = client.read_type("hello")
+            replay(db, candles, "1m", 100, 200)
+            signal_ = client.read_type("signal")
+        assert [s["params_id"] for s in hello["streams"]] == [raw["params_id"]]
+        assert signal_["params_id"] == raw["params_id"]
+    finally:
+        stop_runner(proc)
+
+
 LOCKER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)

@@ -99,7 +99,7 @@ def recent_signals(
         strategy = get_strategy(frozen.strategy)
         for record in signal_records(candles, strategy, typed_params(frozen),
                                      symbol=frozen.symbol, timeframe=frozen.timeframe,
-                                     since=since):  # fmt: skip
+                                     since=since, frozen_id=frozen.params_id):  # fmt: skip
             rows.append({
                 "candle": pd.Timestamp(record["candle_ts"], unit="s", tz="UTC"), "set": label,
                 "params_id": record["params_id"], "signal": record["signal"],
