@@ -9,7 +9,7 @@ import pandas as pd
 
 from signals.data.validate import epoch_seconds, future_candles, iso
 from signals.identity import params_id
-from signals.warmup import start_position, warmed_signals
+from signals.warmup import start_position
 from strategies import Strategy
 
 
@@ -21,23 +21,27 @@ def signal_records(
     symbol: str,
     timeframe: str,
     since: pd.Timestamp | None = None,
+    first: int = 0,
     frozen_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Return one wire-protocol signal object (no ``seq``/``emitted_at``) per emitted signal.
 
-    `since` keeps only signals on candles at or after it (the candles before still warm up).
+    `since` keeps only signals on candles at or after it (the candles before still warm up);
+    `first`, only those from candle position `first` on.
     `frozen_id` is the ``params_id`` of the frozen file the set comes from: its signals carry
     the file's id, which a file frozen under other shared code keeps (signals/frozen.py).
     """
-    start = start_position(candles.index, since)
-    period, frame = warmed_signals(candles, strategy, params, start=start)
-    listed = frame.signal_list()
+    start = max(first, start_position(candles.index, since))
+    # warmed_signals(candles, strategy, params, start=start) without its two slices: the live
+    # engine calls this on every step, where each pandas call counts (benchmarks/live_latency.py)
+    frame = strategy.signals(candles, params)
+    listed = (frame.from_position(start) if start else frame).signal_list()
     if not listed:
         return []
     pid = frozen_id or params_id(strategy, timeframe, params)
-    at = [row[0] for row in listed]
-    times = epoch_seconds(period.index[at])
-    closes = period["close"].to_numpy(dtype="float64")[at]
+    at = [start + row[0] for row in listed]
+    times = epoch_seconds(candles.index[at])
+    closes = candles["close"].to_numpy(dtype="float64")[at]
     return [
         {
             "type": "signal",

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signals.config import CandleSource, ColumnMap, parse_settings
 from signals.data.schema import ANALYSIS_COLUMNS, CANDLE_COLUMNS
@@ -385,3 +387,18 @@ def test_data_version_changes_after_another_connection_commits(ref_db: Path) -> 
         writer.close()
         assert after != before
         assert len(store.history("BTCUSDT", "1m")) == 11
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2**34), max_size=50))
+def test_frames_index_builder_equals_pandas_public_constructor(stamps: list[int]) -> None:
+    # frame_from_arrays builds its index with pandas' internal constructor when it is equal to
+    # the public one on this pandas (checked once at import): equal for every open-time array
+    from signals.data import frames
+
+    ts = np.array(stamps, dtype="int64")
+    built = frames.frame_from_arrays(ts, np.zeros((len(ts), 1)), ["close"]).index
+    public = pd.to_datetime(ts, unit="s", utc=True).as_unit("us").rename("time")
+    assert built.equals(public) and built.dtype == public.dtype and built.name == "time"
+    assert built.freq is None and built.is_monotonic_increasing == public.is_monotonic_increasing
+    assert list(built.asi8) == list(public.asi8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import numpy as np
@@ -49,6 +50,36 @@ def arrays_from_rows(rows: list[tuple], n_values: int) -> tuple[np.ndarray, np.n
 UTC_MICROSECONDS = pd.DatetimeTZDtype("us", "UTC")
 
 
+def _public_index(stamps: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(stamps, name="time", dtype=UTC_MICROSECONDS)
+
+
+def _wrapped_index(stamps: np.ndarray) -> pd.DatetimeIndex:
+    # pandas' own constructors without their validation (the stamps are datetime64[us] already)
+    from pandas.core.arrays import DatetimeArray
+
+    values = DatetimeArray._simple_new(stamps, dtype=UTC_MICROSECONDS)  # type: ignore[attr-defined]  # pandas-internal, checked below
+    return pd.DatetimeIndex._simple_new(values, name="time")  # type: ignore[attr-defined]  # pandas-internal, checked below
+
+
+def _choose_index_builder() -> Callable[[np.ndarray], pd.DatetimeIndex]:
+    # The live engine builds a window frame on every step, and the public constructor's
+    # validation is a tenth of a step (benchmarks/live_latency.py). The internal one is used
+    # only if it gives exactly the public one's index on this pandas; else the public one.
+    probe = np.array([0, 60, 3_600, 1_700_000_040], dtype="int64").astype("datetime64[s]")
+    stamps = probe.astype("datetime64[us]")
+    try:
+        fast = _wrapped_index(stamps)
+        slow = _public_index(stamps)
+        same = fast.equals(slow) and fast.dtype == slow.dtype and fast.name == slow.name
+    except Exception:  # an internal API gone or changed
+        return _public_index
+    return _wrapped_index if same and fast.freq == slow.freq else _public_index
+
+
+_utc_index = _choose_index_builder()
+
+
 def frame_from_arrays(
     ts: np.ndarray, values: np.ndarray, columns: list[str] | pd.Index
 ) -> pd.DataFrame:
@@ -58,9 +89,8 @@ def frame_from_arrays(
     on every step).
     """
     # as pd.to_datetime(ts, unit="s", utc=True) gives (microseconds, UTC), without its parsing
-    stamps = ts.astype("datetime64[s]").astype("datetime64[us]")
-    index = pd.DatetimeIndex(stamps, name="time", dtype=UTC_MICROSECONDS)
-    return pd.DataFrame(values, index=index, columns=columns)
+    stamps = np.asarray(ts, dtype="int64").astype("datetime64[s]").astype("datetime64[us]")
+    return pd.DataFrame(values, index=_utc_index(stamps), columns=columns)
 
 
 def epoch_seconds(index: pd.Index) -> np.ndarray:
