@@ -37,10 +37,11 @@ import pandas as pd
 
 from signals.data.schema import CANDLE_COLUMNS
 from signals.data.store import CandleStore, frame_from_arrays
-from signals.data.validate import check_arrays, epoch_seconds
+from signals.data.validate import check_arrays, clean_matrix, epoch_seconds
 from signals.frozen import FrozenParams, typed_params
 from signals.scan import signal_records
 from signals.strategy_paths import get_strategy
+from signals.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
 WINDOW_MARGIN = 64
@@ -76,6 +77,7 @@ class SignalEngine:
         self.params = typed_params(frozen)
         self.lookback = self.strategy.lookback(self.params, frozen.timeframe)
         self.symbol, self.timeframe = frozen.symbol, frozen.timeframe
+        self._step = timeframe_seconds(frozen.timeframe)
         # the last valid candles, oldest first: open times and a (candles x CANDLE_COLUMNS) matrix
         self._window: tuple[np.ndarray, np.ndarray] | None = None
         self._window_end: int | None = None  # open time of the newest candle read
@@ -243,6 +245,8 @@ class SignalEngine:
         self, ts: np.ndarray, values: np.ndarray, *, log_them: bool
     ) -> tuple[np.ndarray, list[int]]:
         # A mask of the candles that pass validation, and the open times of those that do not.
+        if clean_matrix(ts, values, self._step):  # the usual case, without the detailed checks
+            return np.ones(len(ts), dtype=bool), []
         columns = {name: values[:, i] for i, name in enumerate(CANDLE_COLUMNS)}
         violations = check_arrays(
             ts, columns, timeframe=self.timeframe, symbol=self.symbol, origin="live window"

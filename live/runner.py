@@ -78,6 +78,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from live.collect import Collector
 from live.engine import SignalEngine
 from live.hub import Hub
 from live.journal import Journal
@@ -144,6 +145,7 @@ class Runner(Following):
         self.follow_stuck = False
         self._stuck_after_s = FOLLOW_STUCK_S
         self.exit_code = 0
+        self.collector = Collector()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self._serial = asyncio.Lock()  # one step or reload at a time, whichever thread runs it
         self._checkpoint_timer: asyncio.TimerHandle | None = None
@@ -216,6 +218,7 @@ class Runner(Following):
             "latency_ms": self.counters.latency.summary_ms(),
             "decide_ms": self.counters.decide.summary_ms(),
             "journal_ms": self.counters.journal.summary_ms(),
+            "gc": self.collector.summary(),
             "heavy_modules": heavy_modules_loaded(),
             "streams": streams,
         }
@@ -242,17 +245,21 @@ class Runner(Following):
             # collector's full passes, which otherwise walk pandas' and numpy's objects and
             # stall a step for tens of milliseconds now and then.
             gc.freeze()
-            tasks = [
-                asyncio.create_task(self._fatal_on_error(self._follow), name="follow"),
-                asyncio.create_task(self._fatal_on_error(self._monitor), name="monitor"),
-            ]
-            await self._stopping.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._serve()
         finally:
             await self._shutdown()
         return self.exit_code
+
+    async def _serve(self) -> None:
+        """Run the follow loop and the monitor until stopped."""
+        tasks = [
+            asyncio.create_task(self._fatal_on_error(self._follow), name="follow"),
+            asyncio.create_task(self._fatal_on_error(self._monitor), name="monitor"),
+        ]
+        await self._stopping.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fatal_on_error(self, body: Callable[[], Any]) -> None:
         """Run a task body; an unexpected error is logged with its traceback and ends the run.

@@ -94,15 +94,16 @@ class Following(Deciding):
         return bound
 
     async def _cycle(self, noticed: float) -> bool:
-        async with self._serial:
-            if not await self._database_ready():
+        with self.collector.paused():  # no collection between a commit and its signals
+            async with self._serial:
+                if not await self._database_ready():
+                    return False
+                step = self._decide_here()
+                if step is _IN_WORKER:
+                    step = await self._with_retry(self._decide)
+            if step is None:
                 return False
-            step = self._decide_here()
-            if step is _IN_WORKER:
-                step = await self._with_retry(self._decide)
-        if step is None:
-            return False
-        self._publish(step, noticed)  # type: ignore[arg-type]  # neither None nor _IN_WORKER
+            self._publish(step, noticed)  # type: ignore[arg-type]  # neither None nor _IN_WORKER
         self._checkpoint_later()
         return True
 

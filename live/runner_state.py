@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from live.collect import Collector
 from live.engine import Decisions, SignalEngine
 from live.hub import Hub
 from live.journal import Journal, SeriesKey
@@ -84,6 +85,7 @@ class RunnerState:
     store: CandleStore
     journal: Journal
     counters: Counters
+    collector: Collector
     hub: Hub
     watcher: DbWatcher
     listeners: list[Listener]

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -400,3 +401,64 @@ def test_runner_defaults_are_the_settings_defaults() -> None:
     assert listener["max_buffer_bytes"].default == live.client_buffer_bytes
     assert listener["idle_line_s"].default == server.IDLE_LINE_S == live.client_idle_line_s
     assert server.ConnectionLimit().max_clients == server.MAX_CLIENTS == live.max_clients
+
+
+def test_collections_run_between_steps_never_inside_one(tmp_path: Path) -> None:
+    # Each step makes cyclic garbage past the collector's threshold. With automatic collection
+    # a collection would start inside the step (on the latency path); the runner pauses it
+    # from the check to the sent signals and collects right after (live/collect.py).
+    import gc
+
+    candles = random_walk(160, seed=5)
+    db, conn, frozen = _ema_store(tmp_path, candles)
+    now = {"t": candles.index[99].timestamp() + 60.0}
+    runner = Runner(RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock"),
+                    clock=lambda: now["t"])  # fmt: skip
+    inside = {"step": False}
+    started: list[bool] = []  # per collection: whether it started inside a step
+    decide, publish, step = runner._decide, runner._publish, runner.engine.step
+
+    def deciding() -> Any:
+        inside["step"] = True
+        return decide()
+
+    def publishing(*args: Any) -> None:
+        publish(*args)
+        inside["step"] = False
+
+    def garbage_step(*args: Any, **kwargs: Any) -> Any:
+        for _ in range(3 * gc.get_threshold()[0]):
+            cycle: list[Any] = []
+            cycle.append(cycle)
+        return step(*args, **kwargs)
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(inside["step"])
+
+    runner._decide = deciding  # type: ignore[method-assign]  # the test marks the step
+    runner._publish = publishing  # type: ignore[method-assign]  # the test marks the step
+    runner.engine.step = garbage_step  # type: ignore[method-assign]  # garbage in every step
+
+    async def scenario() -> dict[str, Any]:
+        task = asyncio.create_task(runner.run(handle_signals=False))
+        await _until(lambda: runner.mark == int(candles.index[99].timestamp()))
+        gc.callbacks.append(on_gc)
+        try:
+            for i in range(100, 160):
+                write_candles(conn, candles.iloc[i : i + 1], symbol="BTCUSDT", timeframe="1m")
+                now["t"] += 60.0
+                await _until(lambda i=i: runner.mark == int(candles.index[i].timestamp()))
+        finally:
+            gc.callbacks.remove(on_gc)
+        status = runner.status()
+        runner.stop()
+        await task
+        return status
+
+    was_enabled = gc.isenabled()
+    status = asyncio.run(scenario())
+    conn.close()
+    assert gc.isenabled() == was_enabled  # on between steps
+    assert started and not any(started), f"{sum(started)} of {len(started)} inside a step"
+    assert status["gc"]["gen0"] + status["gc"]["gen1"] + status["gc"]["gen2"] >= 30  # deferred

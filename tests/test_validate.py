@@ -461,3 +461,25 @@ def test_load_candles_honours_the_configured_source(tmp_path: Path) -> None:
     frame = load_candles(db, symbol="BTCUSDT", timeframe="5m", settings=settings)
     assert len(frame) == 4 and frame["close"].eq(10.5).all()
     assert frame["buy_volume"].isna().all()
+
+
+_VALUE = st.one_of(
+    st.floats(min_value=0, max_value=100), st.sampled_from([float("nan"), float("inf"), -1.0])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 10), *[_VALUE] * 7), min_size=1, max_size=6),
+)
+def test_the_quick_matrix_check_agrees_with_the_detailed_checks(rows: list[tuple]) -> None:
+    # the live engine asks `clean_matrix` first and runs the detailed checks only when it says
+    # no: it must say yes exactly when they find nothing, for all candles
+    from signals.data.schema import CANDLE_COLUMNS
+
+    assert validate.CHECKED_COLUMNS == CANDLE_COLUMNS  # the engine passes its window as it is
+    ts = np.array([r[0] * 30 for r in rows], dtype="int64")  # half of them off the 60 s step
+    values = np.array([r[1:] for r in rows], dtype="float64")
+    columns = {name: values[:, i] for i, name in enumerate(CANDLE_COLUMNS)}
+    found = validate.check_arrays(ts, columns, timeframe="1m", symbol="X", origin="test")
+    assert validate.clean_matrix(ts, values, 60) == (not found)

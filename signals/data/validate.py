@@ -33,6 +33,8 @@ from signals.timeframes import timeframe_seconds
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 REQUIRED_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("buy_volume", "trades")
+CHECKED_COLUMNS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)  # the candle schema's order
+_N_REQUIRED = len(REQUIRED_COLUMNS)
 BUY_VOLUME_RTOL = 1e-9
 PRICE_RTOL = 1e-9
 VOLUME_RTOL = 1e-6
@@ -124,22 +126,30 @@ class _Collector:
 
 
 def _clean(ts: np.ndarray, columns: dict[str, np.ndarray], step: int) -> bool:
-    # True when none of the checks below can find anything: the usual case, in a few array
-    # operations (the live runner validates every new candle), before the detailed checks.
+    # True when none of the checks below can find anything (see `clean_matrix`).
+    return clean_matrix(ts, np.column_stack([columns[c] for c in CHECKED_COLUMNS]), step)
+
+
+def clean_matrix(ts: np.ndarray, values: np.ndarray, step: int) -> bool:
+    """Return whether no check can find anything in candles given as a matrix.
+
+    `values` holds one row per candle and the columns of `CHECKED_COLUMNS` (the candle
+    schema's order). The usual case in a few array operations, before the detailed checks:
+    the live runner validates every new candle.
+    """
     if len(ts) > 1 and not (np.diff(ts) > 0).all():
         return False
     if (ts % step).any():
         return False
-    required = np.stack([columns[c] for c in REQUIRED_COLUMNS])
+    required, optional = values[:, :_N_REQUIRED], values[:, _N_REQUIRED:]
     if not (np.isfinite(required).all() and (required >= 0).all()):
         return False
-    optional = np.stack([columns[c] for c in OPTIONAL_COLUMNS])
     if np.isinf(optional).any() or (optional < 0).any():
         return False
-    o, h, low, c = required[:4]
+    o, h, low, c = required.T[:4]
     if (h < np.fmax(o, c)).any() or (low > np.fmin(o, c)).any():
         return False
-    vol, buy = columns["volume"], columns["buy_volume"]
+    vol, buy = required[:, 4], optional[:, 0]
     return not (buy - vol > BUY_VOLUME_RTOL * np.abs(vol)).any()
 
 
@@ -199,7 +209,8 @@ def _check_ohlc(out: _Collector, columns: dict[str, np.ndarray]) -> None:
 
 def _check_buy_volume(out: _Collector, columns: dict[str, np.ndarray]) -> None:
     vol, buy = columns["volume"], columns["buy_volume"]
-    bad = buy - vol > BUY_VOLUME_RTOL * np.abs(vol)
+    with np.errstate(invalid="ignore"):  # inf - inf: reported as infinite values already
+        bad = buy - vol > BUY_VOLUME_RTOL * np.abs(vol)
     out.add(
         bad,
         "buy_volume",
