@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from signals.frozen import FrozenFileError, FrozenParams, freeze, load_frozen, write_frozen
+from signals.frozen import (
+    DataInfo,
+    FrozenFileError,
+    FrozenParams,
+    WalkForwardInfo,
+    freeze,
+    load_frozen,
+    write_frozen,
+)
 from signals.identity import identity
 from strategies import get_strategy
 from tests.candles import random_walk
@@ -45,7 +53,8 @@ def old_file(tmp_path: Path, name: str = "scalping") -> Path:
     """A file of `name` frozen before the tolerant comparisons, with old walk-forward metrics."""
     return frozen_before_tolerance(
         name, tmp_path / f"old-{name}.json", symbol="ETHUSDT", direction="both", metrics=PASSING,
-        costs={"fee_bps": 5.5},
+        costs={"fee_bps": 5.5}, data=DataInfo(source="candles.db", rows=9000),
+        walkforward=WalkForwardInfo(scheme="rolling", folds=6, trials=100, seed=42),
     )  # fmt: skip
 
 
@@ -79,8 +88,9 @@ def test_from_freezes_the_same_parameters_under_the_current_code(name: str, tmp_
     assert trail.path == str(old.resolve()) and trail.params_id == before["params_id"]
     assert trail.identity is not None and trail.identity.model_dump() == before["identity"]
     assert trail.behaviour_matched is False and trail.sealed
-    assert trail.created_at == before["created_at"] and trail.dropped == ["metrics"]
-    assert frozen.metrics is None and frozen.promotion is None  # old evidence not carried over
+    assert trail.created_at == before["created_at"]
+    assert trail.dropped == ["data", "walkforward", "metrics"]  # the old code's evidence:
+    assert frozen.data is None and frozen.walkforward is None and frozen.metrics is None
     assert json.loads(old.read_text()) == before  # the old file is left as it was
 
 
@@ -160,14 +170,20 @@ def test_promote_does_not_pass_a_refrozen_file_on_the_old_metrics(tmp_path: Path
         freeze(strategy="ema_cross", timeframe="1m", params={}, metrics=PASSING),
         tmp_path / "passing.json",
     )
-    assert signals("promote", str(passing), "--to", str(tmp_path / "a.json")).returncode == 0
+    promoted = tmp_path / "promoted.json"  # passed the gate: with its promotion block
+    assert signals("promote", str(passing), "--to", str(promoted)).returncode == 0
     plain = tmp_path / "plain.json"
     assert signals("freeze", "-s", "ema_cross", "-t", "1m", "--out", str(plain)).returncode == 0
-    for source in (passing, old_file(tmp_path)):
+    for source, dropped in ((promoted, ["metrics", "promotion"]),
+                            (old_file(tmp_path), ["data", "walkforward", "metrics"])):  # fmt: skip
         new, target = tmp_path / "new.json", tmp_path / "live.json"
         done = signals("freeze", "--from", str(source), "--out", str(new))
         assert done.returncode == 0, done.stderr
-        assert "metrics of" in done.stdout and "`signals promote` refuses this file" in done.stdout
+        refrozen = load_frozen(new)
+        assert refrozen.metrics is None and refrozen.promotion is None
+        assert refrozen.refrozen_from is not None and refrozen.refrozen_from.dropped == dropped
+        assert f"{', '.join(dropped)} of {source} not carried over" in done.stdout
+        assert "`signals promote` refuses this file on the gate" in done.stdout
         refused = signals("promote", str(new), "--to", str(target))
         assert refused.returncode == 1 and not target.exists()
         assert "passed the gate" not in refused.stdout
