@@ -195,6 +195,10 @@ def test_promote_does_not_pass_a_refrozen_file_on_the_old_metrics(tmp_path: Path
             baseline.returncode == 1
             and [x for x in baseline.stderr.splitlines() if x.startswith("gate:")] == gate
         )  # at least as strict: the same failures
+    forced = signals("promote", str(new), "--to", str(target), "--force")
+    assert forced.returncode == 0 and "FORCED past the gate" in forced.stdout
+    live = load_frozen(target)
+    assert live.promotion is not None and live.promotion.forced and live.refrozen_from is not None
 
 
 def test_set_overrides_the_files_parameters_and_a_contradiction_is_an_error(
@@ -248,7 +252,11 @@ def test_an_unsealed_file_frozen_before_identity_is_refrozen_beside_it(tmp_path:
 def test_a_file_without_the_new_entry_keeps_its_format_and_checksum(tmp_path: Path) -> None:
     plain = write_frozen(freeze(strategy="ema_cross", timeframe="1m", params={}),
                          tmp_path / "plain.json")  # fmt: skip
-    assert "refrozen_from" not in json.loads(plain.read_text())
+    doc = json.loads(plain.read_text())
+    assert "refrozen_from" not in doc  # sealed by the rule of the files written before it:
+    rest = {key: value for key, value in doc.items() if key != "checksum"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert doc["checksum"] == hashlib.sha256(canonical.encode()).hexdigest()
     refrozen = tmp_path / "re.json"
     assert signals("freeze", "--from", str(plain), "--out", str(refrozen)).returncode == 0
     doc = json.loads(refrozen.read_text())
