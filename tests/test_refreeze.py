@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from signals.frozen import (
     DataInfo,
@@ -27,6 +30,7 @@ from signals.frozen import (
     write_frozen,
 )
 from signals.identity import identity
+from signals.refreeze import refreeze
 from strategies import get_strategy
 from tests.candles import random_walk
 from tests.livekit import ROOT, seed_db, start_runner, status, stop_runner, wait_listening
@@ -265,3 +269,38 @@ def test_a_file_without_the_new_entry_keeps_its_format_and_checksum(tmp_path: Pa
     refrozen.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
     with pytest.raises(FrozenFileError, match="checksum"):
         load_frozen(refrozen)
+
+
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fast=st.integers(2, 20),
+    gap=st.integers(1, 30),
+    threshold=st.sampled_from([0.5, 1.0]),
+    symbol=st.sampled_from(["BTCUSDT", "ETHUSDT", "SOLUSDT"]),
+    direction=st.sampled_from(["long", "short", "both"]),
+    fee=st.floats(0, 20, allow_nan=False),
+)
+def test_refreeze_keeps_every_setting_and_names_the_file_for_any_file(
+    tmp_path: Path, fast: int, gap: int, threshold: float, symbol: str, direction: str, fee: float
+) -> None:
+    params = {"fast": fast, "slow": fast + 3 + gap, "threshold": threshold}
+    old = write_frozen(freeze(strategy="ema_cross", timeframe="5m", params=params, symbol=symbol,
+                              direction=direction, costs={"fee_bps": fee}, metrics=PASSING),
+                       tmp_path / "old.json")  # fmt: skip
+    before = load_frozen(old)
+    new = write_frozen(refreeze(old), tmp_path / "new.json")
+    frozen = load_frozen(new)
+    assert (frozen.strategy, frozen.timeframe, frozen.symbol, frozen.direction, frozen.costs) == (
+        before.strategy,
+        before.timeframe,
+        before.symbol,
+        before.direction,
+        before.costs,
+    )
+    assert frozen.params == before.params and frozen.params_id == before.params_id
+    assert frozen.metrics is None and frozen.identity == before.identity
+    trail = frozen.refrozen_from
+    assert trail is not None and trail.behaviour_matched and trail.dropped == ["metrics"]
+    assert trail.sha256 == hashlib.sha256(old.read_bytes()).hexdigest()
