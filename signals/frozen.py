@@ -33,7 +33,7 @@ from signals import __version__
 from signals.config import validation_messages
 from signals.errors import ParamsError, SignalsError
 from signals.identity import check as check_identity
-from signals.identity import identity, params_id, require_saved, strategy_hash
+from signals.identity import identity, params_id, refusal_remedy, require_saved, strategy_hash
 from signals.strategy_paths import get_strategy
 from strategies import Strategy
 from strategies.params import as_dict
@@ -88,6 +88,20 @@ class StrategyIdentity(_Strict):
     behaviour_sha256: str
 
 
+class RefrozenFrom(_Strict):
+    """The file a re-frozen file was made from (``signals freeze --from``): its audit trail."""
+
+    path: str  # the old file, absolute
+    sha256: str  # of the old file's bytes, as `sha256sum` prints it
+    params_id: str
+    strategy_hash: str
+    identity: StrategyIdentity | None = None  # None for a file frozen before identity version 2
+    behaviour_matched: bool | None = None  # its behaviour equals the current code's; None: unknown
+    sealed: bool = True  # the old file had a checksum (verified); False: written before sealing
+    created_at: str
+    dropped: list[str] = Field(default_factory=list)  # its evidence, not carried over
+
+
 class FrozenParams(_Strict):
     """The frozen parameter file's content (ARCHITECTURE.md, "Frozen parameter file")."""
 
@@ -107,6 +121,7 @@ class FrozenParams(_Strict):
     created_at: str
     code_version: str
     identity: StrategyIdentity | None = None  # absent in files frozen before identity version 2
+    refrozen_from: RefrozenFrom | None = None  # absent unless written by `signals freeze --from`
     checksum: str | None = None  # sha256 of everything else; None in files written before it
 
 
@@ -135,6 +150,7 @@ def freeze(
     walkforward: WalkForwardInfo | None = None,
     metrics: dict[str, float | None] | None = None,
     created_at: str | None = None,
+    refrozen_from: RefrozenFrom | None = None,
 ) -> FrozenParams:
     """Build a frozen parameter set for `strategy` with validated `params` (a Params or dict)."""
     impl = get_strategy(strategy)
@@ -160,14 +176,17 @@ def freeze(
         created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds"),
         code_version=code_version(),
         identity=StrategyIdentity(**identity(impl, timeframe, typed)),
+        refrozen_from=refrozen_from,
     )
     return seal(frozen)
 
 
 def _payload(frozen: FrozenParams) -> dict[str, Any]:
     payload = frozen.model_dump(mode="json")
-    if payload.get("identity") is None:  # a file frozen before identity: its format unchanged
-        payload.pop("identity", None)
+    # optional blocks a file lacks are left out, so files written before them keep their checksum
+    for key in ("identity", "refrozen_from"):
+        if payload.get(key) is None:
+            payload.pop(key, None)
     return payload
 
 
@@ -218,9 +237,17 @@ def _umask() -> int:
 
 def load_frozen(path: Path | str, *, allow_hash_mismatch: bool = False) -> FrozenParams:
     """Read and verify a frozen file; raise `FrozenFileError` saying what is wrong and where."""
+    return read_frozen(path, allow_hash_mismatch=allow_hash_mismatch)[0]
+
+
+def read_frozen(
+    path: Path | str, *, allow_hash_mismatch: bool = False
+) -> tuple[FrozenParams, bytes]:
+    """Read and verify a frozen file as `load_frozen` does; also return the bytes it holds."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        raw = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise FrozenFileError(f"{path}: frozen parameter file not found") from None
     except OSError as exc:  # a directory, no permission, an I/O error
@@ -241,7 +268,7 @@ def load_frozen(path: Path | str, *, allow_hash_mismatch: bool = False) -> Froze
         lines = validation_messages(exc, FrozenParams)
         raise FrozenFileError(f"{path}: invalid frozen file\n  " + "\n  ".join(lines)) from None
     verify(frozen, origin=str(path), allow_hash_mismatch=allow_hash_mismatch)
-    return check_seal(frozen, origin=str(path))
+    return check_seal(frozen, origin=str(path)), data
 
 
 def verify(frozen: FrozenParams, *, origin: str, allow_hash_mismatch: bool = False) -> FrozenParams:
@@ -258,7 +285,7 @@ def verify(frozen: FrozenParams, *, origin: str, allow_hash_mismatch: bool = Fal
         raise FrozenFileError(
             f"{origin}: strategy_hash {frozen.strategy_hash[:12]} does not match the code of "
             f"{impl.name!r} ({current[:12]}): the strategy changed since this file was frozen. "
-            "Re-freeze it, or pass --allow-hash-mismatch to run it anyway."
+            f"{refusal_remedy(origin)}"
         )
     expected = params_id(impl, frozen.timeframe, typed)
     if frozen.strategy_hash == current and frozen.params_id != expected:
@@ -282,9 +309,7 @@ def _verify_identity(
     assert frozen.identity is not None
     problem = check_identity(frozen.identity.model_dump(), impl, frozen.timeframe, typed)
     if problem and not allow_mismatch:
-        raise FrozenFileError(
-            f"{origin}: {problem}. Re-freeze it, or pass --allow-hash-mismatch to run it anyway."
-        )
+        raise FrozenFileError(f"{origin}: {problem}. {refusal_remedy(origin)}")
     return frozen
 
 

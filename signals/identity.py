@@ -24,6 +24,7 @@ import hashlib
 import inspect
 import json
 import logging
+import shlex
 from typing import Any
 
 import numpy as np
@@ -187,4 +188,12 @@ def check(recorded: dict[str, Any], strategy: Strategy, timeframe: str, params: 
     return (
         f"strategy {strategy.name!r} changed since this file was frozen: {what} "
         "(different decisions or scores on the synthetic market)"
+    )
+
+
+def refusal_remedy(origin: str) -> str:
+    """Return the sentence that ends a refusal of the frozen file `origin`: what to do instead."""
+    return (
+        "Walk forward again, run it anyway with `signals live --allow-hash-mismatch`, or "
+        f"re-freeze its parameters with: signals freeze --from {shlex.quote(origin)}"
     )

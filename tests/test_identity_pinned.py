@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,14 +43,24 @@ def test_behaviour_fingerprint_at_the_defaults(name: str) -> None:
     assert behaviour_sha256(strategy, timeframe, strategy.params()) == PINNED[name]
 
 
+def frozen_before_tolerance(name: str, path: Path, **freeze_args: Any) -> Path:
+    """Write, sealed, the file `freeze` gave for `name`'s defaults before the tolerant comparisons.
+
+    Its identity is the one of that code (`BEFORE_TOLERANCE`); `freeze_args` (symbol, direction,
+    metrics, ...) go to `freeze`, whose params must stay the defaults the pinned hashes are of.
+    """
+    timeframe = get_strategy(name).timeframes[0]
+    frozen = freeze(strategy=name, timeframe=timeframe, params={}, **freeze_args)
+    doc = json.loads(frozen.model_dump_json())
+    module, behaviour = BEFORE_TOLERANCE[name]
+    doc["identity"].update(module_sha256=module, behaviour_sha256=behaviour)
+    return write_frozen(FrozenParams.model_validate(doc), path)
+
+
 @pytest.mark.parametrize("name", sorted(BEFORE_TOLERANCE))
 def test_a_file_frozen_before_the_tolerant_comparisons_is_refused(
     name: str, tmp_path: Path
 ) -> None:
-    timeframe = get_strategy(name).timeframes[0]
-    doc = json.loads(freeze(strategy=name, timeframe=timeframe, params={}).model_dump_json())
-    module, behaviour = BEFORE_TOLERANCE[name]
-    doc["identity"].update(module_sha256=module, behaviour_sha256=behaviour)
-    path = write_frozen(FrozenParams.model_validate(doc), tmp_path / "old.json")  # sealed
+    path = frozen_before_tolerance(name, tmp_path / "old.json")
     with pytest.raises(FrozenFileError, match=f"'{name}' changed .*its module and its behaviour"):
         load_frozen(path)

@@ -296,3 +296,40 @@ def test_a_symbol_given_twice_is_refused_naming_it(store: Path) -> None:
                        "fast=3", "--symbol", "ETHUSDT", "--symbol", "ETHUSDT")  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "symbol 'ETHUSDT' is given twice" in done.stderr
+
+
+def test_walkforward_fresh_starts_every_symbols_run_afresh(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    line = ["walkforward", *WF_ARGS, "--db", str(store), "--symbol", "BTCUSDT", "--symbol",
+            "ETHUSDT", "--out", str(out), "--no-report"]  # fmt: skip
+
+    def trials() -> dict[str, list[tuple[int, object]]]:
+        """Each study's trials (number, start time): a resumed run keeps them, a fresh one not."""
+        storage = open_storage(f"sqlite:///{out / 'optuna.db'}")
+        return {s.study_name: [(t.number, t.datetime_start) for t in
+                               optuna.load_study(study_name=s.study_name, storage=storage).trials]
+                for s in optuna.get_all_study_summaries(storage)
+                if re.match(r"again-(BTCUSDT|ETHUSDT)-fold\d+$", s.study_name)}  # fmt: skip
+
+    first = signals_cli(*line)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = trials()
+    assert len(before) == 4 and all(len(t) == 4 for t in before.values())
+    resumed = signals_cli(*line)  # the same command again: resumes, no new trial
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert trials() == before and "--fresh" not in resumed.stderr
+    other = signals_cli(*line, "--seed", "43")  # other settings: refused without --fresh
+    assert other.returncode == 2 and "seed 42 there, 43 here" in other.stderr
+    summaries = optuna.get_all_study_summaries(open_storage(f"sqlite:///{out / 'optuna.db'}"))
+    kept = {s: sum(x.study_name.startswith(f"again-{s}") for x in summaries) for s in SYMBOLS}
+    fresh = signals_cli(*line, "--seed", "43", "--fresh")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    for symbol in SYMBOLS:  # refused if either symbol's run had been kept
+        assert kept[symbol] >= 3  # its settings and two folds (and their closing marks)
+        assert f"--fresh: deleted {kept[symbol]} studies of run 'again-{symbol}'" in fresh.stderr
+        frozen = load_frozen(out / symbol / "frozen.json")
+        assert frozen.walkforward is not None and frozen.walkforward.seed == 43
+        assert len(pd.read_parquet(out / symbol / "trial_ledger.parquet")) == 8
+    after = trials()
+    assert after.keys() == before.keys() and all(len(t) == 4 for t in after.values())
+    assert all(after[name][0][1] > before[name][-1][1] for name in before)  # new trials

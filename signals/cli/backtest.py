@@ -230,34 +230,102 @@ def _execution(model: type, fill: str, direction: str, size, stop_loss, take_pro
 
 
 def freeze_command(
-    strategy: str = STRATEGY,
-    timeframe: str = TIMEFRAME,
-    out: Path = typer.Option(..., "--out", "-o", help="Frozen parameter file to write (JSON)."),
-    symbol: str = typer.Option("BTCUSDT", "--symbol", help="Symbol the parameters are for."),
+    strategy: str = typer.Option(
+        None,
+        "--strategy",
+        "-s",
+        help="Strategy name (see `signals strategies`); with --from, the file's.",
+    ),
+    timeframe: str = typer.Option(
+        None,
+        "--timeframe",
+        "-t",
+        help="Candle timeframe: 1m 5m 15m 1h 4h 1d; with --from, the file's.",
+    ),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Frozen parameter file to write (JSON); with --from, default "
+        "OLD.refrozen.json beside it.",
+    ),
+    symbol: str = typer.Option(
+        None,
+        "--symbol",
+        help="Symbol the parameters are for (default BTCUSDT; with --from, the file's).",
+    ),
     set_: list[str] = SET,
-    direction: str = DIRECTION,
+    direction: str = typer.Option(
+        None, "--direction", help="long (default), short, or both; with --from, the file's."
+    ),
+    from_: Path = typer.Option(
+        None,
+        "--from",
+        help="Re-freeze this frozen file under the current code: its strategy, "
+        "timeframe, symbol, direction, costs and parameters (--set overrides one), not its "
+        "metrics. Its identity may differ; its checksum must match.",
+    ),
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Freeze a strategy's defaults (or --set values) into a frozen file, without optimisation.
 
     The live runner can then run before any walk-forward; the walk-forward writes the same format
-    with its provenance and out-of-sample metrics.
+    with its provenance and out-of-sample metrics. --from OLD.json freezes OLD's parameters again
+    under the current code and records OLD (path, sha256, params_id, identity) in the new file.
     """
     from signals.strategy_paths import apply_strategy_paths
 
     apply_strategy_paths(strategy_path)
     from research.inputs import parse_assignments
+
+    if from_ is not None:
+        _refreeze(from_, out, parse_assignments(set_), direction,
+                  {"strategy": strategy, "timeframe": timeframe, "symbol": symbol})  # fmt: skip
+        return
     from signals.frozen import freeze, write_frozen
 
+    for value, hint in ((strategy, "'--strategy' / '-s'"), (timeframe, "'--timeframe' / '-t'"),
+                        (out, "'--out' / '-o'")):  # fmt: skip
+        if value is None:
+            raise typer.BadParameter("required (unless --from re-freezes a file)", param_hint=hint)
     frozen = freeze(
         strategy=strategy,
         timeframe=timeframe,
         params=get_params(strategy, parse_assignments(set_)),
-        symbol=symbol,
-        direction=direction,
+        symbol=symbol or "BTCUSDT",
+        direction=direction or "long",
     )
     path = write_frozen(frozen, out)
     typer.echo(f"wrote {path}: {frozen.strategy} {frozen.timeframe} params_id {frozen.params_id}")
+
+
+def _refreeze(
+    source: Path,
+    out: Path | None,
+    overrides: dict[str, str],
+    direction: str | None,
+    expect: dict[str, str | None],
+) -> None:
+    """``freeze --from``: write `source`'s parameters frozen under the current code; say what."""
+    from signals.frozen import write_frozen
+    from signals.refreeze import default_out, refreeze
+
+    frozen = refreeze(source, overrides=overrides, direction=direction, expect=expect)
+    path = write_frozen(frozen, out or default_out(source))
+    trail = frozen.refrozen_from
+    assert trail is not None
+    matched = {True: "unchanged", False: "changed", None: "unknown (no identity)"}
+    typer.echo(
+        f"wrote {path}: {frozen.strategy} {frozen.timeframe} {frozen.symbol} params_id "
+        f"{frozen.params_id}, re-frozen from {source} (params_id {trail.params_id}, sha256 "
+        f"{trail.sha256[:12]}; its behaviour under the current code: "
+        f"{matched[trail.behaviour_matched]})"
+    )
+    dropped = f" {', '.join(trail.dropped)} of {source} not carried over;" if trail.dropped else ""
+    typer.echo(
+        f"no out-of-sample metrics:{dropped} `signals promote` refuses this file on the gate, as "
+        "any `signals freeze` file, until a walk-forward measures the current code"
+    )
 
 
 def get_params(strategy: str, values: dict[str, str]) -> object:
