@@ -162,9 +162,10 @@ class SignalEngine:
             k = int(np.searchsorted(got_ts, after_ts, side="right"))  # rows already decided
             unchanged = (
                 k <= len(ts)
-                and np.array_equal(got_ts[:k], ts[len(ts) - k :])
-                and np.array_equal(got[:k], values[len(ts) - k :], equal_nan=True)
-            )  # the usual case, in two comparisons (a step is on the latency path)
+                and got_ts[:k].tobytes() == ts[len(ts) - k :].tobytes()
+                and got[:k].tobytes() == values[len(ts) - k :].tobytes()
+            )  # the usual case, in two byte comparisons (a step is on the latency path); any
+            # other case (-0.0 for 0.0 included) is compared value by value
             if not unchanged:
                 rewritten = self._compare(got_ts[:k], got[:k])
             fresh_ts, fresh = got_ts[k:], got[k:]

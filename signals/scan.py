@@ -32,14 +32,14 @@ def signal_records(
     the file's id, which a file frozen under other shared code keeps (signals/frozen.py).
     """
     start = max(first, start_position(candles.index, since))
-    # warmed_signals(candles, strategy, params, start=start) without its two slices: the live
-    # engine calls this on every step, where each pandas call counts (benchmarks/live_latency.py)
+    # as warmed_signals(candles, strategy, params, start=start), without slicing the candles
+    # and the frame: the live engine calls this on every step, where each pandas call counts
     frame = strategy.signals(candles, params)
-    listed = (frame.from_position(start) if start else frame).signal_list()
+    listed = frame.signal_list(first=start)
     if not listed:
         return []
     pid = frozen_id or params_id(strategy, timeframe, params)
-    at = [start + row[0] for row in listed]
+    at = [row[0] for row in listed]
     times = epoch_seconds(candles.index[at])
     closes = candles["close"].to_numpy(dtype="float64")[at]
     return [

@@ -200,13 +200,17 @@ class SignalFrame:
             self.gate_reasons,
         )
 
-    def signal_list(self, since: pd.Timestamp | None = None) -> list[tuple[int, str, float, list]]:
+    def signal_list(
+        self, since: pd.Timestamp | None = None, *, first: int = 0
+    ) -> list[tuple[int, str, float, list]]:
         """Return (candle position, side, confidence, reasons) per emitted signal, in order.
 
-        `since` keeps only the signals on candles at or after it.
+        `since` keeps only the signals on candles at or after it, `first` only those from
+        candle position `first` on.
         """
         buy, sell = self.sides[BUY], self.sides[SELL]
-        first = 0 if since is None else int(self.index.searchsorted(since, side="left"))
+        if since is not None:
+            first = max(first, int(self.index.searchsorted(since, side="left")))
         positions = first + np.flatnonzero(buy.signal[first:] | sell.signal[first:])
         out: list[tuple[int, str, float, list]] = []
         for i in positions.tolist():  # conflicts are resolved: one side per candle

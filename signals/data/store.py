@@ -71,6 +71,7 @@ class CandleStore:
         self.source = source or CandleSource()
         self.clock = clock
         self._conn = connect_readonly(self.path, busy_timeout_ms=busy_timeout_ms)
+        self._selects: dict[bool, tuple[str, list[str]]] = {}
         info = self.path.stat()
         self._identity = (info.st_dev, info.st_ino)
         self.analysis_db = Path(analysis_db) if analysis_db else None
@@ -251,6 +252,18 @@ class CandleStore:
         limit: int | None,
         with_analysis: bool,
     ) -> tuple[list[tuple], list[str]]:
+        if with_analysis not in self._selects:  # built once per store: a live step reads
+            self._selects[with_analysis] = self._select(with_analysis)
+        select, names = self._selects[with_analysis]
+        sql = f"{select} WHERE {' AND '.join(where) or '1'} ORDER BY {self._ts_expr()} {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._errors("reading candles"):
+            rows = self._conn.execute(sql, params).fetchall()
+        return rows, list(names)
+
+    def _select(self, with_analysis: bool) -> tuple[str, list[str]]:
+        # The SELECT ... FROM ... [JOIN] of the mapped columns, and their names
         cols = self.source.columns
         names = ["timestamp", *CANDLE_COLUMNS]
         exprs = [self._ts_expr()]
@@ -269,15 +282,7 @@ class CandleStore:
                 " LEFT JOIN an.analysis a ON a.symbol = "
                 f"{sym} AND a.timeframe = {tf} AND a.timestamp = {self._ts_expr()}"
             )
-        sql = (
-            f"SELECT {', '.join(exprs)} FROM {quote_name(self.source.table)} c{join}"
-            f" WHERE {' AND '.join(where) or '1'} ORDER BY {self._ts_expr()} {order}"
-        )
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        with self._errors("reading candles"):
-            rows = self._conn.execute(sql, params).fetchall()
-        return rows, names
+        return f"SELECT {', '.join(exprs)} FROM {quote_name(self.source.table)} c{join}", names
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
