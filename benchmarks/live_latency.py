@@ -12,10 +12,12 @@ the two personalities (``scalping`` 1m, ``swing`` 15m, default parameters) run t
 after it, so their figures say what a real strategy's pandas code adds. ``--streams N`` adds
 the multi-stream scenario: one runner serving the target's frozen set on N symbols (one
 ``--params`` file each), the writer committing each minute's candles of every symbol in one
-transaction (as a pipeline writing several symbols at once); latency per signal, any symbol.
+transaction (as a pipeline writing several symbols at once), or with ``--stagger-ms`` each
+symbol's candle in a commit of its own, that far apart (as a pipeline writing each websocket
+message as it arrives); latency per signal, any symbol.
 
     .venv/bin/python benchmarks/live_latency.py [--candles 1000] [--rate 50] [--target-only]
-        [--streams N] [--write-results]
+        [--streams N [--stagger-ms MS]] [--write-results]
 """
 
 from __future__ import annotations
@@ -60,12 +62,16 @@ class Scenario:
     timeframe: str
     params: dict[str, Any]
     symbols: tuple[str, ...] = ("BTCUSDT",)  # one stream per symbol, one runner
+    stagger_ms: float = 0.0  # several symbols: 0 = one commit for all, else one each, apart
 
     @property
     def label(self) -> str:
         """Return e.g. ``ema_cross 1m fast=2 slow=5`` (with ``x N symbols`` for several)."""
         shown = " ".join(f"{k}={v}" for k, v in self.params.items()) or "defaults"
         many = f" x {len(self.symbols)} symbols" if len(self.symbols) > 1 else ""
+        if many:
+            apart = f"{self.stagger_ms:g} ms apart" if self.stagger_ms else ""
+            many += f" ({'one commit each, ' + apart if apart else 'one commit'})"
         return f"{self.strategy} {self.timeframe} {shown}{many}"
 
     def frozen(self, symbol: str = "BTCUSDT") -> FrozenParams:
@@ -94,6 +100,7 @@ from signals.data.store import connect_writable, write_candles
 from signals.data.write import upsert_candles
 frames = pd.read_pickle(sys.argv[3])  # {symbol: candles}
 rate, start, timeframe = float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+stagger = float(sys.argv[7]) / 1e3  # 0: every symbol's candle in one commit
 conn = connect_writable(sys.argv[2])
 commits = {}
 t0 = time.monotonic()
@@ -102,6 +109,14 @@ for k, i in enumerate(range(start, len(candles))):
     wait = t0 + k / rate - time.monotonic()
     if wait > 0:
         time.sleep(wait)
+    if stagger:  # one commit per symbol, `stagger` apart (a pipeline writing each message)
+        for n, (symbol, frame) in enumerate(frames.items()):
+            if n:
+                time.sleep(stagger)
+            with conn:
+                upsert_candles(conn, frame.iloc[i : i + 1], symbol=symbol, timeframe=timeframe)
+            commits[f"{symbol} {int(candles.index[i].timestamp())}"] = time.monotonic()
+        continue
     with conn:  # every symbol's candle of this minute in one commit
         for symbol, frame in frames.items():
             upsert_candles(conn, frame.iloc[i : i + 1], symbol=symbol, timeframe=timeframe)
@@ -230,7 +245,7 @@ def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
     time.sleep(1.0)
     writer = subprocess.run(
         [sys.executable, "-c", WRITER, str(ROOT), str(db), str(tmp / "candles.pkl"), str(rate),
-         str(history), scenario.timeframe],
+         str(history), scenario.timeframe, str(scenario.stagger_ms)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     commits = json.loads(writer.stdout)
@@ -378,6 +393,11 @@ def main() -> None:
     parser.add_argument(
         "--streams", type=int, default=0, help="also run the target on N symbols in one runner"
     )
+    parser.add_argument(
+        "--stagger-ms", type=float, default=0.0,
+        help="with --streams: commit each symbol's candle on its own, this far apart (0: one "
+        "commit for all)",
+    )  # fmt: skip
     parser.add_argument("--write-results", action="store_true", help="update RESULTS.md")
     args = parser.parse_args()
     runs = []
@@ -391,7 +411,10 @@ def main() -> None:
             print(json.dumps(personalities[-1], indent=2), flush=True)
     if args.streams > 1:
         symbols = tuple(f"SYM{k}USDT" for k in range(args.streams - 1))
-        multi = Scenario(TARGET.strategy, TARGET.timeframe, TARGET.params, ("BTCUSDT", *symbols))
+        multi = Scenario(
+            TARGET.strategy, TARGET.timeframe, TARGET.params, ("BTCUSDT", *symbols),
+            args.stagger_ms,
+        )  # fmt: skip
         personalities.append(run(multi, args.candles, args.rate, 0.0))
         print(json.dumps(personalities[-1], indent=2), flush=True)
     text = section(runs, personalities)
