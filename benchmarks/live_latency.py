@@ -8,7 +8,8 @@ every signal line; latency = receive time - the writer's commit time of that can
 an echo process.
 
 The target scenario is ``ema_cross`` fast=2 slow=5 on 1m (a signal on about one candle in five);
-the two personalities (``scalping`` 1m, ``swing`` 15m, default parameters) run the same way,
+the personalities (``scalping`` 1m, ``swing`` 15m, ``trend_pullback`` 15m with its 1h input,
+default parameters) run the same way,
 after it, so their figures say what a real strategy's pandas code adds. ``--streams N`` adds
 the multi-stream scenario: one runner serving the target's frozen set on N symbols (one
 ``--params`` file each), the writer committing each minute's candles of every symbol in one
@@ -91,7 +92,11 @@ class Scenario:
 
 
 TARGET = Scenario("ema_cross", "1m", PARAMS)
-PERSONALITIES = (Scenario("scalping", "1m", {}), Scenario("swing", "15m", {}))
+PERSONALITIES = (
+    Scenario("scalping", "1m", {}),
+    Scenario("swing", "15m", {}),
+    Scenario("trend_pullback", "15m", {}),  # reads the 1h candles (aggregated in the step)
+)
 WRITER = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
