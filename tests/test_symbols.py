@@ -27,6 +27,7 @@ from signals.errors import SignalsError
 from signals.frozen import load_frozen
 from tests.candles import random_walk
 from tests.livekit import ROOT
+from tests.sharedrun import narrow_folder
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 GRID = ["fast=3:9:3", "slow=5,10,20"]  # 9 pairs, 2 invalid (fast >= slow): 7 combinations
@@ -269,10 +270,13 @@ def test_walkforward_workers_tune_each_symbol_once_in_total(store: Path, tmp_pat
     from research.optimise.storage import quiet
 
     journal = tmp_path / "run.log"
+    args = [*WF_ARGS[2:], "-s", "narrow_ema_cross"]  # every trial valid (tests/sharedrun.py)
+    folder = narrow_folder(tmp_path / "strategies")
     done = signals_cli(
-        "walkforward", *WF_ARGS, "--db", str(store), "--symbol", "BTCUSDT", "--symbol",
+        "walkforward", *args, "--db", str(store), "--symbol", "BTCUSDT", "--symbol",
         "ETHUSDT", "--out", str(tmp_path / "out"), "--no-report", "--storage",
         f"journal:///{journal}", "--workers", "2", "--heartbeat", "3", "--run", "multi",
+        "--strategy-path", str(folder),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "helper" not in done.stderr  # each symbol's helper process ended well too

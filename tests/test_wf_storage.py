@@ -28,6 +28,7 @@ from signals.data.synth import write_synth_db
 from signals.errors import SignalsError
 from strategies import get_strategy
 from tests.candles import random_walk
+from tests.sharedrun import narrow_folder
 
 
 def outage(failures: int):
@@ -75,11 +76,13 @@ def test_journal_urls_and_run_settings_in_a_journal_file(tmp_path: Path) -> None
 def test_workers_share_one_run_in_a_journal_file(tmp_path: Path) -> None:
     write_synth_db(tmp_path, days=30, seed=4, symbol="BTCUSDT")
     journal = tmp_path / "run.log"
+    folder = narrow_folder(tmp_path / "strategies")  # every trial valid (tests/sharedrun.py)
     done = subprocess.run(
-        [sys.executable, "-m", "signals", "walkforward", "-s", "ema_cross", "--db",
+        [sys.executable, "-m", "signals", "walkforward", "-s", "narrow_ema_cross", "--db",
          str(tmp_path / "candles.db"), "-t", "15m", "--folds", "2", "--trials", "6",
          "--min-trades", "2", "--seed", "9", "--out", str(tmp_path / "out"), "--no-report",
-         "--storage", f"journal:///{journal}", "--workers", "2", "--heartbeat", "3"],
+         "--storage", f"journal:///{journal}", "--workers", "2", "--heartbeat", "3",
+         "--strategy-path", str(folder)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
