@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.pgserver import ROOT, free_port
+from tests.pgserver import ROOT, free_port, initialise_or_skip, own_or_skip, start_or_skip
 
 
 def _bin(*names: str) -> str | None:
@@ -112,23 +112,9 @@ def start_server() -> MySqlServer:
     directory = Path(tempfile.mkdtemp(prefix="signals-my-"))
     user: list[str] = []
     if os.geteuid() == 0:  # mariadbd refuses to run as root unless told which user to become
-        try:
-            shutil.chown(directory, user="mysql", group="mysql")
-        except (LookupError, PermissionError) as exc:
-            pytest.skip(f"MariaDB refuses root, and no mysql user to run it as ({exc})")
+        own_or_skip(directory, "mysql", "MariaDB")
         user = ["--user=mysql"]
-    done = subprocess.run(
-        [install_db, "--no-defaults", f"--datadir={directory / 'data'}", *user,
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    if done.returncode != 0:
-        shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"mariadb-install-db failed: {(done.stderr or done.stdout).strip()[-300:]}")
-    found = MySqlServer(directory, free_port(), server, user)
-    try:
-        found.start()
-    except RuntimeError as exc:
-        shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"MariaDB could not be started: {exc}")
-    return found
+    command = [install_db, "--no-defaults", f"--datadir={directory / 'data'}", *user,
+               "--auth-root-authentication-method=normal", "--skip-test-db"]  # fmt: skip
+    initialise_or_skip(command, directory, "mariadb-install-db")
+    return start_or_skip(MySqlServer(directory, free_port(), server, user), directory, "MariaDB")

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -96,21 +97,42 @@ def start_server() -> PgServer:
     if os.geteuid() == 0:
         if shutil.which("runuser") is None:
             pytest.skip("PostgreSQL refuses root, and runuser is missing to run it as postgres")
-        try:
-            shutil.chown(directory, user="postgres", group="postgres")
-        except (LookupError, PermissionError) as exc:
-            pytest.skip(f"PostgreSQL refuses root, and no postgres user to run it as ({exc})")
+        own_or_skip(directory, "postgres", "PostgreSQL")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data = directory / "data"
-    done = subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres",
-                           "--no-sync"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    command = [*as_user, initdb, "-D", str(directory / "data"), "-A", "trust", "-U", "postgres",
+               "--no-sync"]  # fmt: skip
+    initialise_or_skip(command, directory, "PostgreSQL initdb")
+    return start_or_skip(PgServer(directory, free_port(), as_user, pg_ctl), directory, "PostgreSQL")
+
+
+class _Server(Protocol):
+    def start(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+def own_or_skip(directory: Path, user: str, what: str) -> None:
+    """Give `directory` to the service `user` (`what` refuses to run as root), or skip."""
+    try:
+        shutil.chown(directory, user=user, group=user)
+    except (LookupError, PermissionError) as exc:
+        pytest.skip(f"{what} refuses root, and no {user} user to run it as ({exc})")
+
+
+def initialise_or_skip(command: list[str], directory: Path, what: str) -> None:
+    """Run a server's data-directory initialisation `command`; skip (and clean up) if it fails."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"PostgreSQL initdb failed: {done.stderr.strip()[-300:]}")
-    server = PgServer(directory, free_port(), as_user, pg_ctl)
+        pytest.skip(f"{what} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+
+def start_or_skip(server: S, directory: Path, what: str) -> S:
+    """Start `server` and return it; skip (and clean up) if it cannot be started."""
     try:
         server.start()
     except RuntimeError as exc:
         shutil.rmtree(directory, ignore_errors=True)
-        pytest.skip(f"PostgreSQL could not be started: {exc}")
+        pytest.skip(f"{what} could not be started: {exc}")
     return server
