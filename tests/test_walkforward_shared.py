@@ -38,6 +38,7 @@ from tests.sharedrun import (
     one_process_equals_in_memory,
     other_settings_refused,
     run_two,
+    slow_env,
     stop_mid_trial,
     trial_states,
 )
@@ -90,8 +91,12 @@ def test_a_database_away_for_a_while_is_waited_for_and_said(
     pg: PgServer, candles_db: Path, tmp_path: Path
 ) -> None:
     url = pg.url("outage")
-    args = command(candles_db, tmp_path / "o", url, "--heartbeat", "5")
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # slow trials, and more of them: the run is still going when the server stops, however
+    # late this loop sees the second trial complete (a fast run once finished before it)
+    more = ("--heartbeat", "5", "--trials", str(KILLED_TRIALS), "-s", "slow_ema_cross")
+    args = command(candles_db, tmp_path / "o", url, *more)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=slow_env(tmp_path))  # fmt: skip
     storage = open_storage(url)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
