@@ -16,6 +16,7 @@ import math
 import os
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from live.runner_step import Deciding, JournalWriteError, Step
@@ -98,7 +99,7 @@ class Following(Deciding):
             async with self._serial:
                 if not await self._database_ready():
                     return False
-                step = self._decide_here()
+                step = self._decide_here(noticed)
                 if step is _IN_WORKER:
                     step = await self._with_retry(self._decide)
             if step is None:
@@ -172,15 +173,18 @@ class Following(Deciding):
                 )  # fmt: skip
         return True
 
-    def _decide_here(self) -> Step | object | None:
-        """Decide on the loop thread if that cannot wait or take long; else say `_IN_WORKER`."""
+    def _decide_here(self, noticed: float) -> Step | object | None:
+        """Decide on the loop thread if that cannot wait or take long; else say `_IN_WORKER`.
+
+        There, each stream's signals are sent as soon as it is decided (`_decide`'s `send`).
+        """
         if self._unjournaled is not None:
             return _IN_WORKER  # a step to journal again
         for stream in self.streams:
             if not stream.engine.window_ends_at(stream.mark):
                 return _IN_WORKER  # the first step after a start or reload
         try:
-            return self._decide()
+            return self._decide(partial(self._publish, noticed=noticed))
         except (DataError, sqlite3.Error, JournalWriteError) as exc:
             self._version = None
             self.counters.deferred_steps += 1

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -42,24 +43,41 @@ class Step:
 class Deciding(Monitoring):
     """The deciding part of a `Runner`: one step from the store to the journal to clients."""
 
-    def _decide(self) -> Step | None:
-        """Check for a commit, decide every stream, journal. None if nothing new (either thread)."""
+    def _decide(self, send: Callable[[Step], None] | None = None) -> Step | None:
+        """Check for a commit, decide every stream, journal. None if nothing new (either thread).
+
+        With `send` (the loop thread's steps), a stream's signals are journaled and sent as
+        soon as that stream is decided, before the next stream is: the first streams of a
+        commit do not wait for the last. Streams with nothing to send are journaled with the
+        next that has, or at the end; the returned step holds what was not sent.
+        """
+        held = Step([], [])
         if self._unjournaled is not None:  # decided before, not journaled yet: that first
-            return self._journal_step(self._unjournaled)
+            held = self._journal_step(self._unjournaled)
         now = self.clock()
         version = self.store.data_version()
         due = any(s.settle is not None and (s.settle.next_due() or math.inf) <= now
                   for s in self.streams)  # fmt: skip
         if version == self._version and not due:
+            if held.parts:
+                return held
             self.counters.empty_checks += 1
             return None
         self._version = version
-        parts = []
+        waiting: list[Part] = []  # decided, not journaled yet
+        sent = False
         for stream in self.streams:
             part = self._decide_stream(stream, now)
-            if part is not None:
-                parts.append(part)
-        return self._journal_step(parts) if parts else None
+            if part is None:
+                continue
+            waiting.append(part)
+            if send is not None and part.decisions.records:
+                send(self._journal_step(waiting))
+                waiting, sent = [], True
+        if waiting:
+            step = self._journal_step(waiting)
+            held = Step(held.parts + step.parts, held.entries + step.entries)
+        return held if held.parts or sent else None
 
     def _decide_stream(self, stream: Stream, now: float) -> Part | None:
         """Decide one stream's newly closed candles (None: nothing new for it)."""

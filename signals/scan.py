@@ -39,8 +39,8 @@ def signal_records(
     if not listed:
         return []
     pid = frozen_id or params_id(strategy, timeframe, params)
-    at = [row[0] for row in listed]
-    times = epoch_seconds(candles.index[at])
+    at = np.fromiter((row[0] for row in listed), dtype=np.intp, count=len(listed))
+    times = epoch_seconds(candles.index)[at]
     closes = candles["close"].to_numpy(dtype="float64")[at]
     return [
         {

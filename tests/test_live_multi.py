@@ -9,17 +9,21 @@ with one ``seq`` across the streams: nothing lost, nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 from hypothesis import given, settings
@@ -29,6 +33,7 @@ from live.journal import Journal, SeriesKey
 from live.runner import Runner, RunnerConfig
 from signals.data.load import load_candles
 from signals.data.store import connect_writable, write_candles
+from signals.data.write import upsert_candles
 from signals.frozen import freeze, write_frozen
 from signals.scan import signal_records
 from strategies import get_strategy
@@ -482,3 +487,158 @@ def test_a_commit_of_one_series_does_not_step_a_stream_that_has_nothing_due(
         runner.journal.close()
         runner._executor.shutdown()
         conn.close()
+
+
+class OneCommitStreams:
+    """A runner in this process on three 1m symbols whose candles land in one commit each,
+    with a real client on its socket (resumed from 0, so it gets the live stream)."""
+
+    SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    PARAMS: ClassVar[dict[str, int]] = {"fast": 2, "slow": 5}
+
+    def __init__(self, tmp_path: Path, candles: int = 220) -> None:
+        self.db, self.sock = tmp_path / "c.db", tmp_path / "s.sock"
+        self.frames = {
+            s: random_walk(candles, seed=20 + k, freq="1min") for k, s in enumerate(self.SYMBOLS)
+        }
+        self.conn = connect_writable(self.db)
+        for symbol, frame in self.frames.items():
+            write_candles(self.conn, frame.iloc[:100], symbol=symbol, timeframe="1m")
+        files = [
+            write_frozen(freeze(strategy="ema_cross", timeframe="1m", params=self.PARAMS,
+                                symbol=s), tmp_path / f"{s}.json")
+            for s in self.SYMBOLS
+        ]  # fmt: skip
+        self.now = self.frames["BTCUSDT"].index[99].timestamp() + 60.5
+        config = RunnerConfig(params=tuple(files), db=self.db, socket=self.sock)
+        self.runner = Runner(config, clock=lambda: self.now)
+        self.count = len(self.SYMBOLS)
+        self.client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.received = bytearray()
+        self.loop_thread: threading.Thread | None = None
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Read what the client has been sent so far (without waiting); return every line."""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := self.client.recv(65536, socket.MSG_DONTWAIT):
+                self.received.extend(chunk)
+        return [json.loads(line) for line in bytes(self.received).splitlines()]
+
+    def signals(self) -> list[dict[str, Any]]:
+        """Return the signals the client has been sent so far."""
+        return [m for m in self.messages() if m["type"] == "signal"]
+
+    def run(self) -> None:
+        """Start the runner, connect, write candles 100 on one commit each, stop."""
+
+        async def until(condition: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + 20
+            while not condition():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                await asyncio.sleep(0.002)
+
+        async def scenario() -> None:
+            self.loop_thread = threading.current_thread()
+            runner = self.runner
+            task = asyncio.create_task(runner.run(handle_signals=False))
+            start = int(self.frames["BTCUSDT"].index[99].timestamp())
+            await until(
+                lambda: (
+                    [s.mark for s in runner.streams] == [start] * self.count and self.sock.exists()
+                ),
+                "the start",
+            )
+            self.client.connect(str(self.sock))
+            await until(self.messages, "the hello")
+            self.client.sendall(b'{"type":"resume","since_seq":0}\n')  # ends the hold
+            await until(lambda: not any(c.replaying for c in runner.hub.clients), "live")
+            for i in range(100, len(self.frames["BTCUSDT"])):
+                with self.conn:  # both symbols' candle in one commit
+                    for symbol, frame in self.frames.items():
+                        upsert_candles(self.conn, frame.iloc[i : i + 1], symbol=symbol,
+                                       timeframe="1m")  # fmt: skip
+                self.now += 60.0
+                want = int(self.frames["BTCUSDT"].index[i].timestamp())
+                await until(
+                    lambda w=want: [s.mark for s in runner.streams] == [w] * self.count,
+                    f"candle {i}",
+                )
+            await asyncio.sleep(0.05)
+            runner.stop()
+            await task
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            self.conn.close()
+
+    def scanned(self, symbol: str) -> list[tuple[int, str]]:
+        """Return (candle_ts, side) of `scan`'s signals on `symbol` from candle 100 on."""
+        strategy = get_strategy("ema_cross")
+        first = int(self.frames[symbol].index[100].timestamp())
+        records = signal_records(
+            self.frames[symbol], strategy, strategy.params(self.PARAMS), symbol=symbol,
+            timeframe="1m",
+        )  # fmt: skip
+        return [(r["candle_ts"], r["signal"]) for r in records if r["candle_ts"] >= first]
+
+
+def test_a_streams_signals_are_sent_before_the_next_stream_is_decided(tmp_path: Path) -> None:
+    # Both symbols' candles land in one commit. On the loop thread the runner journals and
+    # sends each stream's signals as soon as that stream is decided: when ETHUSDT's step
+    # starts, BTCUSDT's signal on the same candle is already readable on the client's socket.
+    case = OneCommitStreams(tmp_path)
+    seen: dict[int, set[int]] = {}  # ETHUSDT's step, by its candle: the BTCUSDT signals sent
+    eth = case.runner.streams[1]
+    eth_step = eth.engine.step
+
+    def watched(store: Any, after_ts: Any, **kw: Any) -> Any:
+        if threading.current_thread() is case.loop_thread:  # the loop thread's steps
+            newest = store.closed_since_arrays("ETHUSDT", "1m", after_ts)[0]
+            if len(newest):
+                btc = [m for m in case.signals() if m["symbol"] == "BTCUSDT"]
+                seen[int(newest[-1])] = {m["candle_ts"] for m in btc}
+        return eth_step(store, after_ts, **kw)
+
+    eth.engine.step = watched  # type: ignore[method-assign]  # the test looks at the client
+    case.run()
+    checked = [ts for ts, _ in case.scanned("BTCUSDT") if ts in seen]
+    assert len(checked) >= 10
+    late = [ts for ts in checked if ts not in seen[ts]]
+    assert not late, f"BTCUSDT signals not yet sent when ETHUSDT's step began: {late}"
+
+
+def test_a_journal_failure_after_a_stream_was_sent_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    # The journal write of ETHUSDT's signal fails once, after BTCUSDT's signal of the same
+    # commit was journaled and sent, before SOLUSDT is decided. The retry journals the held
+    # signal and decides SOLUSDT; each stream still equals its scan, with one seq across the
+    # three, each signal once.
+    case = OneCommitStreams(tmp_path)
+    journal = case.runner.journal
+    record = journal.record_streams
+    both = sorted(
+        set(ts for ts, _ in case.scanned("BTCUSDT")) & set(ts for ts, _ in case.scanned("ETHUSDT"))
+    )
+    failed: list[int] = []
+
+    def failing(marks: Any, records: Any) -> Any:
+        records = list(records)
+        eth = [r["candle_ts"] for r in records if r["symbol"] == "ETHUSDT"]
+        if not failed and eth and eth[0] in both:
+            sent = {m["candle_ts"] for m in case.signals() if m["symbol"] == "BTCUSDT"}
+            assert eth[0] in sent  # BTCUSDT's signal of this commit is out already
+            failed.append(eth[0])
+            raise sqlite3.OperationalError("disk I/O error")
+        return record(marks, records)
+
+    journal.record_streams = failing  # type: ignore[method-assign]  # fails once
+    case.run()
+    assert failed, "no commit gave both streams a signal"
+    signals = case.signals()
+    assert [m["seq"] for m in signals] == list(range(1, len(signals) + 1))
+    for symbol in case.SYMBOLS:
+        got = [(m["candle_ts"], m["signal"]) for m in signals if m["symbol"] == symbol]
+        assert got == case.scanned(symbol)
+    assert case.runner.counters.journal_errors == 1

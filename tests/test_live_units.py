@@ -418,12 +418,12 @@ def test_collections_run_between_steps_never_inside_one(tmp_path: Path) -> None:
     started: list[bool] = []  # per collection: whether it started inside a step
     decide, publish, step = runner._decide, runner._publish, runner.engine.step
 
-    def deciding() -> Any:
+    def deciding(*args: Any) -> Any:
         inside["step"] = True
-        return decide()
+        return decide(*args)
 
-    def publishing(*args: Any) -> None:
-        publish(*args)
+    def publishing(*args: Any, **kwargs: Any) -> None:
+        publish(*args, **kwargs)
         inside["step"] = False
 
     def garbage_step(*args: Any, **kwargs: Any) -> Any:

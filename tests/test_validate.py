@@ -483,3 +483,28 @@ def test_the_quick_matrix_check_agrees_with_the_detailed_checks(rows: list[tuple
     columns = {name: values[:, i] for i, name in enumerate(CANDLE_COLUMNS)}
     found = validate.check_arrays(ts, columns, timeframe="1m", symbol="X", origin="test")
     assert validate.clean_matrix(ts, values, 60) == (not found)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.integers(-(2**62) // 10**9 + 1, 2**62 // 10**9 - 1)),
+        max_size=20,
+    ),
+    st.integers(0, 10**9 - 1),
+    st.sampled_from(["s", "ms", "us", "ns"]),
+)
+def test_epoch_seconds_equals_pandas_flooring_to_seconds(
+    seconds: list[int | None], fraction_ns: int, unit: str
+) -> None:
+    # The one-operation path (asi8 // units per second) must equal as_unit("s") on every
+    # index: fractions of a second and times before 1970 floor, NaT takes the pandas path.
+    stamps = [None if s is None else s * 10**9 + fraction_ns for s in seconds]
+    index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True)).as_unit("ns")
+    if unit != "ns":
+        index = pd.DatetimeIndex(index.floor({"s": "s", "ms": "ms", "us": "us"}[unit]))
+        index = index.as_unit(unit)
+    got = validate.epoch_seconds(index)
+    want = index.as_unit("s").asi8.astype("int64")
+    assert got.dtype == np.int64
+    assert got.tolist() == want.tolist()
