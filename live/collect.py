@@ -6,7 +6,8 @@ objects takes ~0.1-0.5 ms on this project's machine, and about one step in twent
 one (benchmarks/live_latency.py). The runner therefore pauses automatic collection from the
 check for a commit until its signals are sent, then runs the collection that became due (by
 CPython's own thresholds) at once. Between steps (clients coming and going, heartbeats) the
-collector runs as usual.
+collector runs as usual, and so it does while a step that met a fault waits to be retried in
+the worker thread (an outage can last hours).
 """
 
 from __future__ import annotations

@@ -95,16 +95,20 @@ class Following(Deciding):
         return bound
 
     async def _cycle(self, noticed: float) -> bool:
-        with self.collector.paused():  # no collection between a commit and its signals
-            async with self._serial:
-                if not await self._database_ready():
-                    return False
-                step = self._decide_here(noticed)
-                if step is _IN_WORKER:
-                    step = await self._with_retry(self._decide)
-            if step is None:
+        async with self._serial:
+            if not await self._database_ready():
                 return False
-            self._publish(step, noticed)  # type: ignore[arg-type]  # neither None nor _IN_WORKER
+            with self.collector.paused():  # no collection between a commit and its signals
+                step = self._decide_here(noticed)
+                if step is not _IN_WORKER and step is not None:
+                    self._publish(step, noticed)  # type: ignore[arg-type]  # a Step
+            if step is _IN_WORKER:  # collection stays on while it waits: a fault may last
+                step = await self._with_retry(self._decide)
+                if step is not None:
+                    with self.collector.paused():
+                        self._publish(step, noticed)
+        if step is None:
+            return False
         self._checkpoint_later()
         return True
 

@@ -462,3 +462,45 @@ def test_collections_run_between_steps_never_inside_one(tmp_path: Path) -> None:
     assert gc.isenabled() == was_enabled  # on between steps
     assert started and not any(started), f"{sum(started)} of {len(started)} inside a step"
     assert status["gc"]["gen0"] + status["gc"]["gen1"] + status["gc"]["gen2"] >= 30  # deferred
+
+
+def test_collection_stays_on_while_a_step_waits_out_a_fault(tmp_path: Path) -> None:
+    # A step that meets a fault is retried in the worker thread for as long as the fault lasts
+    # (a lock here; an outage can last hours). Collection is paused only around a step's own
+    # work, so clients and heartbeats meanwhile cannot pile up garbage; it is off again for the
+    # publish of the retried step, and on when the runner stops.
+    import gc
+
+    candles = random_walk(110, seed=8)
+    ts = [int(t.timestamp()) for t in candles.index]
+    db, conn, frozen = _ema_store(tmp_path, candles)
+    conn.execute("PRAGMA journal_mode = DELETE")  # rollback journal: a writer blocks readers
+    config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock", busy_timeout_ms=50)
+    enabled_while_waiting: list[bool] = []
+
+    async def scenario() -> Runner:
+        runner = Runner(config)
+        task = asyncio.create_task(runner.run(handle_signals=False))
+        await _until(lambda: runner.mark == ts[99])
+        locker = sqlite3.connect(db, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        upsert_candles(locker, candles.iloc[100:101], symbol="BTCUSDT", timeframe="1m")
+        await _until(lambda: runner.counters.db_retries >= 2)  # waiting out the lock
+        for _ in range(20):
+            enabled_while_waiting.append(gc.isenabled())
+            await asyncio.sleep(0.01)
+        locker.execute("COMMIT")
+        locker.close()
+        await _until(lambda: runner.mark == ts[100])
+        runner.stop()
+        await task
+        return runner
+
+    was_enabled = gc.isenabled()
+    try:
+        runner = asyncio.run(scenario())
+    finally:
+        conn.close()
+    assert was_enabled and gc.isenabled()
+    assert enabled_while_waiting and all(enabled_while_waiting)
+    assert runner.counters.candles_processed == 1
