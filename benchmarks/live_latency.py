@@ -15,7 +15,8 @@ the multi-stream scenario: one runner serving the target's frozen set on N symbo
 ``--params`` file each), the writer committing each minute's candles of every symbol in one
 transaction (as a pipeline writing several symbols at once), or with ``--stagger-ms`` each
 symbol's candle in a commit of its own, that far apart (as a pipeline writing each websocket
-message as it arrives); latency per signal, any symbol.
+message as it arrives); latency per signal, any symbol, and per stream (`by_stream_ms`, in
+the order a step decides the streams: the runner sends each stream's signals once it is decided).
 
     .venv/bin/python benchmarks/live_latency.py [--candles 1000] [--rate 50] [--target-only]
         [--streams N [--stagger-ms MS]] [--write-results]
@@ -257,6 +258,10 @@ def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
     time.sleep(1.0)
     status = runner_status(sock)
     latencies = [receiver.received[ts] - commits[ts] for ts in receiver.received if ts in commits]
+    by_symbol: dict[str, list[float]] = {}  # several streams: in the order the step decides them
+    for key in receiver.received:
+        if key in commits:
+            by_symbol.setdefault(key.split()[0], []).append(receiver.received[key] - commits[key])
     idle_cpu = None
     if idle_s > 0:
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -279,6 +284,11 @@ def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
         | {"max": max(latencies) * 1e3}
         if latencies
         else None,
+        "by_stream_ms": {
+            symbol: {"signals": len(v), "p50": pct(v, 0.5) * 1e3, "p99": pct(v, 0.99) * 1e3}
+            for symbol in scenario.symbols
+            if (v := by_symbol.get(symbol))
+        },
         "decide_ms": status["decide_ms"],
         "journal_ms": status["journal_ms"],
         "empty_checks": status["empty_checks"],
