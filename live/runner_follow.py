@@ -188,7 +188,7 @@ class Following(Deciding):
             if not stream.engine.window_ends_at(stream.mark):
                 return _IN_WORKER  # the first step after a start or reload
         try:
-            return self._decide(partial(self._publish, noticed=noticed))
+            return self._decide(partial(self._send, noticed=noticed))
         except (DataError, sqlite3.Error, JournalWriteError) as exc:
             self._version = None
             self.counters.deferred_steps += 1

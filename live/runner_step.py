@@ -34,50 +34,63 @@ class JournalWriteError(SignalsError):
 
 @dataclass
 class Step:
-    """One decided step: each stream's decisions and the journaled entries to broadcast."""
+    """One decided step: each stream's decisions and the journaled entries to broadcast.
+
+    The first `sent` entries were broadcast already, while the step went on (`Deciding._decide`).
+    """
 
     parts: list[Part]
     entries: list[Entry]
+    sent: int = 0
+
+    def add(self, other: Step) -> None:
+        """Append another journaled step's parts and entries."""
+        self.parts += other.parts
+        self.entries += other.entries
 
 
 class Deciding(Monitoring):
     """The deciding part of a `Runner`: one step from the store to the journal to clients."""
 
-    def _decide(self, send: Callable[[Step], None] | None = None) -> Step | None:
+    def _decide(self, send: Callable[[list[Entry]], None] | None = None) -> Step | None:
         """Check for a commit, decide every stream, journal. None if nothing new (either thread).
 
         With `send` (the loop thread's steps), a stream's signals are journaled and sent as
         soon as that stream is decided, before the next stream is: the first streams of a
         commit do not wait for the last. Streams with nothing to send are journaled with the
-        next that has, or at the end; the returned step holds what was not sent.
+        next that has, or at the end. Counting and logging wait for `_publish`.
         """
-        held = Step([], [])
+        done = Step([], [])
         if self._unjournaled is not None:  # decided before, not journaled yet: that first
-            held = self._journal_step(self._unjournaled)
+            done.add(self._journal_step(self._unjournaled))
         now = self.clock()
         version = self.store.data_version()
         due = any(s.settle is not None and (s.settle.next_due() or math.inf) <= now
                   for s in self.streams)  # fmt: skip
         if version == self._version and not due:
-            if held.parts:
-                return held
+            if done.parts:
+                return done
             self.counters.empty_checks += 1
             return None
         self._version = version
         waiting: list[Part] = []  # decided, not journaled yet
-        sent = False
-        for stream in self.streams:
-            part = self._decide_stream(stream, now)
-            if part is None:
-                continue
-            waiting.append(part)
-            if send is not None and part.decisions.records:
-                send(self._journal_step(waiting))
-                waiting, sent = [], True
+        try:
+            for stream in self.streams:
+                part = self._decide_stream(stream, now)
+                if part is None:
+                    continue
+                waiting.append(part)
+                if send is not None and part.decisions.records:
+                    done.add(self._journal_step(waiting))
+                    send(done.entries[done.sent :])
+                    done.sent, waiting = len(done.entries), []
+        except BaseException:
+            if done.sent:  # what was sent is counted and logged, as any sent step
+                self._account(Step(done.parts, done.entries[: done.sent], done.sent))
+            raise
         if waiting:
-            step = self._journal_step(waiting)
-            held = Step(held.parts + step.parts, held.entries + step.entries)
-        return held if held.parts or sent else None
+            done.add(self._journal_step(waiting))
+        return done if done.parts else None
 
     def _decide_stream(self, stream: Stream, now: float) -> Part | None:
         """Decide one stream's newly closed candles (None: nothing new for it)."""
@@ -186,11 +199,20 @@ class Deciding(Monitoring):
         return self.clock() - closed_at > self.config.stale_after_s
 
     def _publish(self, step: Step, noticed: float) -> None:
-        self.hub.broadcast(step.entries)
-        if step.entries:
+        """Broadcast what the step has not sent yet, then count and log all of it."""
+        self._send(step.entries[step.sent :], noticed)
+        self._account(step)
+
+    def _send(self, entries: list[Entry], noticed: float) -> None:
+        """Broadcast journaled entries; their latency runs from `noticed` to now."""
+        self.hub.broadcast(entries)
+        if entries:
             latency = self.perf() - noticed
-            for _ in step.entries:
+            for _ in entries:
                 self.counters.latency.add(latency)
+
+    def _account(self, step: Step) -> None:
+        """Count and log a sent step: signals, candles, skips, per stream and in total."""
         self.counters.signals_emitted += len(step.entries)
         for part in step.parts:
             self._count(part)

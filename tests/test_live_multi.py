@@ -642,3 +642,8 @@ def test_a_journal_failure_after_a_stream_was_sent_loses_and_repeats_nothing(
         got = [(m["candle_ts"], m["signal"]) for m in signals if m["symbol"] == symbol]
         assert got == case.scanned(symbol)
     assert case.runner.counters.journal_errors == 1
+    # what was sent before the failure is counted like any sent signal
+    assert case.runner.counters.signals_emitted == len(signals)
+    for stream in case.runner.streams:
+        sent = [m for m in signals if m["symbol"] == stream.frozen.symbol]
+        assert stream.counters.signals_emitted == len(sent)
