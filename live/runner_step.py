@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -210,6 +211,9 @@ class Deciding(Monitoring):
             latency = self.perf() - noticed
             for _ in entries:
                 self.counters.latency.add(latency)
+            # the woken clients may be queued on this CPU behind the rest of the step (the
+            # next streams, logging, a collection): let them read their line first
+            os.sched_yield()
 
     def _account(self, step: Step) -> None:
         """Count and log a sent step: signals, candles, skips, per stream and in total."""
