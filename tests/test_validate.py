@@ -481,8 +481,84 @@ def test_the_quick_matrix_check_agrees_with_the_detailed_checks(rows: list[tuple
     ts = np.array([r[0] * 30 for r in rows], dtype="int64")  # half of them off the 60 s step
     values = np.array([r[1:] for r in rows], dtype="float64")
     columns = {name: values[:, i] for i, name in enumerate(CANDLE_COLUMNS)}
-    found = validate.check_arrays(ts, columns, timeframe="1m", symbol="X", origin="test")
-    assert validate.clean_matrix(ts, values, 60) == (not found)
+    assert validate.clean_matrix(ts, values, 60) == (not _detailed(ts, columns))
+
+
+def _detailed(ts: np.ndarray, columns: dict[str, np.ndarray]) -> list[object]:
+    # the detailed checks alone (check_arrays asks clean_matrix first: it cannot judge it)
+    out = validate._Collector(ts, origin="test", symbol="X", timeframe="1m")
+    validate._check_all(out, ts, columns, 60)
+    return out.items
+
+
+_FAULTS = (
+    None, "buy_above_volume", "high_below_open", "high_below_close", "low_above_open",
+    "low_above_close", "negative", "infinite", "nan_required", "nan_optional", "misaligned",
+    "duplicate", "backwards",
+)  # fmt: skip
+
+
+@st.composite
+def _valid_candles_with_one_fault(  # noqa: C901  # one branch per fault
+    draw: st.DrawFn,
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    # Valid candles (the usual case), then at most one fault on one row: the checks must
+    # agree on candles that pass every check but one, which random values rarely reach.
+    n = draw(st.integers(1, 8))
+    price = st.floats(1.0, 100.0)
+    rows = []
+    for _ in range(n):
+        o, c = draw(price), draw(price)
+        h = max(o, c) + draw(st.floats(0.0, 5.0))
+        low = min(o, c) - draw(st.floats(0.0, min(o, c) - 0.5))
+        vol = draw(st.floats(0.0, 1e6))
+        share = draw(st.one_of(st.just(float("nan")), st.floats(0.0, 1.0)))
+        buy = share * vol
+        rows.append([o, h, low, c, vol, buy, float(draw(st.integers(0, 1000)))])
+    ts = np.arange(n, dtype="int64") * 60 + 1_700_000_040
+    values = np.array(rows, dtype="float64")
+    fault = draw(st.sampled_from(_FAULTS))
+    k = draw(st.integers(0, n - 1))
+    o, h, low, c, vol = values[k, :5]
+    if fault == "buy_above_volume":
+        values[k, 5] = vol * (1 + 1e-6) + 1e-3
+    elif fault == "high_below_open":
+        values[k, 1] = o - 1e-6 * o
+    elif fault == "high_below_close":
+        values[k, 1] = c - 1e-6 * c
+    elif fault == "low_above_open":
+        values[k, 2] = o + 1e-6 * o
+    elif fault == "low_above_close":
+        values[k, 2] = c + 1e-6 * c
+    elif fault == "negative":
+        values[k, draw(st.integers(0, 6))] = -1.0
+    elif fault == "infinite":
+        values[k, draw(st.integers(0, 6))] = float("inf")
+    elif fault == "nan_required":
+        values[k, draw(st.integers(0, 4))] = float("nan")
+    elif fault == "nan_optional":
+        values[k, draw(st.integers(5, 6))] = float("nan")  # allowed: unknown
+    elif fault == "misaligned":
+        ts[k] += 7
+    elif fault == "duplicate" and n > 1:
+        ts[k] = ts[k - 1] if k else ts[1]
+    elif fault == "backwards" and n > 1:
+        ts[[0, n - 1]] = ts[[n - 1, 0]]
+    return ts, values, fault
+
+
+@settings(max_examples=400, deadline=None)
+@given(_valid_candles_with_one_fault())
+def test_the_quick_check_agrees_on_candles_with_one_fault(
+    case: tuple[np.ndarray, np.ndarray, str | None],
+) -> None:
+    # both paths of `clean_matrix` (a few rows in plain floats, more in arrays) against the
+    # detailed checks, on valid candles and on candles with exactly one fault
+    from signals.data.schema import CANDLE_COLUMNS
+
+    ts, values, _fault = case
+    columns = {name: values[:, i] for i, name in enumerate(CANDLE_COLUMNS)}
+    assert validate.clean_matrix(ts, values, 60) == (not _detailed(ts, columns))
 
 
 @settings(max_examples=200, deadline=None)
