@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 from research.backtest.execution import ExecutionModel, simulate, simulate_orders
 from signals.costs import CostModel
 from tests.candles import random_walk
+from tests.livekit import ROOT
 
 CANDLES = random_walk(400, seed=11)
 FIELDS = ("col", "idx", "size", "price", "fees", "side")
@@ -94,3 +98,30 @@ def test_a_signal_on_the_last_candle_does_not_fill_at_next_open() -> None:
     free = CostModel(fee_bps=0.0, slippage_bps=0.0)
     (order,) = simulate_orders(CANDLES, buy, none, execution=at_close, costs=free)
     assert order["idx"] == len(CANDLES) - 1 and order["price"] == CANDLES["close"].iloc[-1]
+
+
+def kernel_calls() -> tuple[int, int]:
+    """Simulate with and without stops; return vectorbt's kernel's (cache hits, cache misses)."""
+    from research.backtest.kernel import simulate_from_signals_nb as kernel
+
+    buy = np.zeros(len(CANDLES), dtype=bool)
+    buy[[3, 200]] = True
+    sell = np.roll(buy, 50)
+    costs = CostModel(fee_bps=5.5, slippage_bps=1.0)
+    simulate(CANDLES, pd.Series(buy), pd.Series(sell), execution=ExecutionModel(), costs=costs,
+             timeframe="1m")  # fmt: skip
+    simulate_orders(CANDLES, buy, sell, execution=ExecutionModel(stop_loss=0.01), costs=costs)
+    stats = kernel.stats
+    return sum(stats.cache_hits.values()), sum(stats.cache_misses.values())
+
+
+def test_a_new_process_loads_the_simulation_kernel_from_the_disk_cache() -> None:
+    # vectorbt compiles its kernel without numba's disk cache (5 s a process): here it is
+    # compiled once (in this process, if no earlier one did), then a new process loads both
+    # entry points' versions (from_signals, and the stops path) from the cache
+    kernel_calls()
+    code = "from tests.test_execution_orders import kernel_calls; print(*kernel_calls())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2", "0"]  # hits, misses (a miss compiles)

@@ -21,6 +21,7 @@ time and memory. Both are checked against each other in tests/test_execution_ord
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -216,6 +217,17 @@ def _size(execution: ExecutionModel) -> tuple[float, int]:
     return execution.size, int(SizeType.Percent)
 
 
+# Every argument of vectorbt's kernel that the stops call leaves at its default, passed
+# explicitly: numba types an omitted array default by its object's id, a new type in every
+# process, so the compiled kernel was never found again in the disk cache (and each process
+# added an entry to it).
+_KERNEL_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(vbt_nb.simulate_from_signals_nb.py_func).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
+
+
 def _simulate_with_stops(
     buy: np.ndarray,
     sell: np.ndarray,
@@ -229,11 +241,7 @@ def _simulate_with_stops(
     size, size_type = _size(execution)
     shape = (len(buy), k)
     group_lens = np.ones(k, dtype=np.int64)
-    records, _ = vbt_nb.simulate_from_signals_nb(
-        shape,
-        group_lens,
-        np.full(k, execution.init_cash, dtype=np.float64),
-        vbt_nb.build_call_seq(shape, group_lens),
+    given = dict(
         **_ls_signals(np.asfortranarray(buy), np.asfortranarray(sell), execution.direction),
         size=np.asarray(float(size)),
         price=inputs["price"][:, None],
@@ -254,6 +262,13 @@ def _simulate_with_stops(
         # Each order is a signal's, or a stop's exit from a position that a signal opened.
         max_orders=2 * int(buy.sum() + sell.sum()) + k,
         flex_2d=True,
+    )
+    records, _ = vbt_nb.simulate_from_signals_nb(
+        shape,
+        group_lens,
+        np.full(k, execution.init_cash, dtype=np.float64),
+        vbt_nb.build_call_seq(shape, group_lens),
+        **{**_KERNEL_DEFAULTS, **given},
     )
     return records.copy()
 

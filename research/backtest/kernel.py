@@ -11,11 +11,20 @@ tests/test_sweep.py compares the two column by column.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from numba import njit
 from vectorbt.portfolio.enums import order_dt
 from vectorbt.portfolio.nb import simulate_from_signals_nb
 from vectorbt.utils.math_ import add_nb
+
+# vectorbt declares its simulation kernel without numba's disk cache, so every process that
+# simulated compiled it again: about 5 s for `Portfolio.from_signals` and 3.5 s for the stops
+# path, in every `signals backtest`, walk-forward, paper report and notebook. Cached on disk like
+# this module's kernels (numba's default location, or NUMBA_CACHE_DIR), a later process loads it.
+with contextlib.suppress(RuntimeError):  # no writable cache location: compiled per process
+    simulate_from_signals_nb.enable_caching()
 
 # Output columns of `equity_metrics_nb`, in order.
 EQUITY_FIELDS = (
