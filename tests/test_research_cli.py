@@ -206,3 +206,19 @@ def test_backtest_from_warms_up_like_scan(synth_db: Path, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     entry = pd.read_csv(trades)["entry_time"].iloc[0]
     assert pd.Timestamp(entry).timestamp() == first_buy["candle_ts"] + 300
+
+
+def test_a_research_command_does_not_load_the_iri_format_checker(synth_db: Path) -> None:
+    # jsonschema (under vectorbt -> plotly -> nbformat) would build rfc3987_syntax's parsers:
+    # 2 s of every research command's start (signals.cli.app.skip_iri_format_checks)
+    code = (
+        "import sys\nfrom signals.cli.app import main\n"
+        f"sys.argv = ['signals', 'backtest', '-s', 'ema_cross', '--db', {str(synth_db)!r}, "
+        "'-t', '1h', '--json']\nmain()\n"
+        "print(sorted(m for m in ('vectorbt', 'rfc3987_syntax.syntax_helpers', 'lark') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "['vectorbt']"

@@ -64,8 +64,18 @@ for group in (scan, backtest, demo, sweep, walkforward, replay, reoptimise, live
     group.register(app)
 
 
+def skip_iri_format_checks() -> None:
+    """Keep jsonschema from loading its 2-second IRI format checker in this process."""
+    # vectorbt imports plotly, plotly nbformat, nbformat jsonschema, and jsonschema imports
+    # rfc3987_syntax when installed, which builds ~35 Earley parsers as it loads: 2 of the 6 s
+    # every research command took to start, for the "iri" formats no schema here uses
+    # (python-jsonschema/jsonschema#1428). Marked absent, jsonschema leaves those unchecked.
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+
 def main() -> None:
     """Run the CLI, turning `SignalsError` into a one-line message and exit code 2."""
+    skip_iri_format_checks()
     try:
         code = app(standalone_mode=False)
     except SignalsError as exc:
