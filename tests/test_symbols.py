@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -302,8 +303,12 @@ def test_a_symbol_given_twice_is_refused_naming_it(store: Path) -> None:
     assert "symbol 'ETHUSDT' is given twice" in done.stderr
 
 
-def test_walkforward_fresh_starts_every_symbols_run_afresh(store: Path, tmp_path: Path) -> None:
-    out = tmp_path / "again"
+def test_walkforward_fresh_starts_every_symbols_run_afresh(
+    walked: tuple[Path, str], store: Path, tmp_path: Path
+) -> None:
+    # the module's two-symbol run, copied: its storage (out/optuna.db) holds both symbols' runs
+    out = tmp_path / "both"  # the run is named after its folder: both-BTCUSDT, both-ETHUSDT
+    shutil.copytree(walked[0], out)
     line = ["walkforward", *WF_ARGS, "--db", str(store), "--symbol", "BTCUSDT", "--symbol",
             "ETHUSDT", "--out", str(out), "--no-report"]  # fmt: skip
 
@@ -313,22 +318,20 @@ def test_walkforward_fresh_starts_every_symbols_run_afresh(store: Path, tmp_path
         return {s.study_name: [(t.number, t.datetime_start) for t in
                                optuna.load_study(study_name=s.study_name, storage=storage).trials]
                 for s in optuna.get_all_study_summaries(storage)
-                if re.match(r"again-(BTCUSDT|ETHUSDT)-fold\d+$", s.study_name)}  # fmt: skip
+                if re.match(r"both-(BTCUSDT|ETHUSDT)-fold\d+$", s.study_name)}  # fmt: skip
 
-    first = signals_cli(*line)
-    assert first.returncode == 0, first.stderr[-3000:]
     before = trials()
     assert len(before) == 4 and all(len(t) == 4 for t in before.values())
     other = signals_cli(*line, "--seed", "43")  # other settings: refused without --fresh
     assert other.returncode == 2 and "seed 42 there, 43 here" in other.stderr
     assert trials() == before  # (a rerun resumes: tests/test_walkforward_cli.py)
     summaries = optuna.get_all_study_summaries(open_storage(f"sqlite:///{out / 'optuna.db'}"))
-    kept = {s: sum(x.study_name.startswith(f"again-{s}") for x in summaries) for s in SYMBOLS}
+    kept = {s: sum(x.study_name.startswith(f"both-{s}") for x in summaries) for s in SYMBOLS}
     fresh = signals_cli(*line, "--seed", "43", "--fresh")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     for symbol in SYMBOLS:  # refused if either symbol's run had been kept
         assert kept[symbol] >= 3  # its settings and two folds (and their closing marks)
-        assert f"--fresh: deleted {kept[symbol]} studies of run 'again-{symbol}'" in fresh.stderr
+        assert f"--fresh: deleted {kept[symbol]} studies of run 'both-{symbol}'" in fresh.stderr
         frozen = load_frozen(out / symbol / "frozen.json")
         assert frozen.walkforward is not None and frozen.walkforward.seed == 43
         assert len(pd.read_parquet(out / symbol / "trial_ledger.parquet")) == 8
