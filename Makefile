@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= reports/demo
-# test files run in this many processes (a file's tests stay together: they share fixtures)
+# test files run in this many processes (a file's tests stay together: they share fixtures),
+# the longest files first (tests/conftest.py SLOWEST_FILES; xdist's own reorder is off)
 TEST_JOBS ?= 2
 
 .PHONY: help venv demo test lint format bench clean lab reoptimise chromium postgresql mariadb system-deps
@@ -56,7 +57,7 @@ test: $(STAMP) system-deps  ## lint and type-check, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)  ## ruff check + format check + mypy (signals/, live/, paper/; see pyproject.toml)
 	$(BIN)/ruff check .
