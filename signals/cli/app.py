@@ -70,7 +70,7 @@ def skip_iri_format_checks() -> None:
     # rfc3987_syntax when installed, which builds ~35 Earley parsers as it loads: 2 of the 6 s
     # every research command took to start, for the "iri" formats no schema here uses
     # (python-jsonschema/jsonschema#1428). Marked absent, jsonschema leaves those unchecked.
-    sys.modules.setdefault("rfc3987_syntax", None)
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: absent
 
 
 def main() -> None:
