@@ -18,8 +18,10 @@ NOTES = """\
   /proc; pages shared copy-on-write after the fork are counted in each process, so it errs high.
 - `ema_cold` runs first with an empty `NUMBA_CACHE_DIR` (every cached kernel compiles); later
   runs reuse the cache. The sweep's kernels (`research.backtest.kernel`: the per-column call of
-  vectorbt's `simulate_from_signals_nb`, the equity metrics) are cached on disk; the stops and
-  funding paths call vectorbt's own uncached entry points, compiled once per process.
+  vectorbt's `simulate_from_signals_nb`, the equity metrics) are cached on disk, and so is that
+  kernel called directly (the stops and funding paths, `Portfolio.from_signals`): vectorbt
+  declares it uncached and `research.backtest.kernel` turns numba's cache on (since 2026-12-02;
+  runs before that compiled it once per process).
 - vectorbt-naive is its README recipe (`MA.run_combs(..., r=2, ewm=True)`,
   `ma_crossed_above/below`, `Portfolio.from_signals` on the DataFrames, then `total_return`,
   `sharpe_ratio`, `max_drawdown`) on the same candles with the same fee and slippage. The 1,000
