@@ -121,7 +121,11 @@ def test_a_new_process_loads_the_simulation_kernel_from_the_disk_cache() -> None
     # entry points' versions (from_signals, and the stops path) from the cache
     kernel_calls()
     code = "from tests.test_execution_orders import kernel_calls; print(*kernel_calls())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    for _ in range(2):  # numba updates a cache index by read-modify-write: another process
+        # saving the same kernel at that moment can drop this entry once (that one recompiles)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=300, cwd=ROOT)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        if done.stdout.split() == ["2", "0"]:
+            break
     assert done.stdout.split() == ["2", "0"]  # hits, misses (a miss compiles)
