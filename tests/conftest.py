@@ -42,25 +42,24 @@ def real_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-# The longest test files, in seconds each takes alone on the 2-core machine (measured 2026-12-02,
-# or summed from its slowest tests' durations; to refresh:
+# The longest test files, in seconds each took alone on the 2-core machine (2026-12-02; to refresh:
 # `pytest tests/FILE --durations=0`). `make test` sends whole files to its two processes
 # (--dist loadfile, --no-loadscope-reorder) in collection order; this hook puts these first,
 # longest first, so the run does not end with one process in a long file and the other idle
 # (xdist's own order, most tests first, left these few-test long files for the end). A file not
 # listed keeps its place after them; only the order changes, never what runs.
 SLOWEST_FILES: dict[str, float] = {
-    "test_walkforward_shared.py": 170,  # PostgreSQL server, processes killed, an outage
     "test_symbols.py": 131,
-    "test_notebooks.py": 100,
-    "test_walkforward_mysql.py": 100,
+    "test_walkforward_shared.py": 124,  # PostgreSQL server, processes killed, outages
+    "test_notebooks.py": 83,
     "test_research_cli.py": 82,
-    "test_strategy_paths.py": 80,
-    "test_paper.py": 60,
-    "test_progress_costs.py": 45,
-    "test_execution_orders.py": 45,
+    "test_strategy_paths.py": 56,
+    "test_walkforward_mysql.py": 54,
+    "test_paper.py": 53,
+    "test_execution_orders.py": 45,  # 17 once numba's cache holds vectorbt's kernel
     "test_paper_report.py": 42,
-    "test_wf_storage.py": 38,
+    "test_progress_costs.py": 39,
+    "test_wf_storage.py": 24,
 }
 
 

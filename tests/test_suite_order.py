@@ -16,7 +16,7 @@ def test_the_longest_files_are_collected_first_each_file_together_in_order() -> 
              "test_walkforward_shared.py", "test_walkforward_shared.py"]  # fmt: skip
     items = [SimpleNamespace(path=TESTS / name, n=k) for k, name in enumerate(names)]
     conftest.pytest_collection_modifyitems(items)  # type: ignore[arg-type]  # stand-ins: .path only
-    assert [item.n for item in items] == [5, 6, 3, 4, 0, 1, 2]  # the longer listed file first
+    assert [item.n for item in items] == [3, 4, 5, 6, 0, 1, 2]  # the longer listed file first
 
 
 def test_every_listed_file_exists_and_make_test_keeps_the_order() -> None:
