@@ -292,15 +292,25 @@ async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def _lockable_store(
+    tmp_path: Path, candles: pd.DataFrame, *, busy_timeout_ms: int
+) -> tuple[list[int], Path, sqlite3.Connection, RunnerConfig]:
+    # `_ema_store` in rollback-journal mode (a writer's lock blocks readers), with its open
+    # times and a runner config whose reads wait `busy_timeout_ms` in the worker thread
+    db, conn, frozen = _ema_store(tmp_path, candles)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    config = RunnerConfig(
+        params=frozen, db=db, socket=tmp_path / "s.sock", busy_timeout_ms=busy_timeout_ms
+    )
+    return [int(t.timestamp()) for t in candles.index], db, conn, config
+
+
 def test_a_step_that_meets_a_lock_moves_to_the_worker_and_waits(tmp_path: Path) -> None:
     # On the loop thread a read never waits: a writer's lock hands the step to the worker
     # thread, whose reads wait busy_timeout_ms (no failure, no retry). The journal is
     # checkpointed when idle.
     candles = random_walk(120, seed=8)
-    ts = [int(t.timestamp()) for t in candles.index]
-    db, conn, frozen = _ema_store(tmp_path, candles)
-    conn.execute("PRAGMA journal_mode = DELETE")  # rollback journal: a writer blocks readers
-    config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock", busy_timeout_ms=5000)
+    ts, db, conn, config = _lockable_store(tmp_path, candles, busy_timeout_ms=5000)
 
     async def scenario() -> tuple[Runner, list[str]]:
         runner = Runner(config)
@@ -472,10 +482,7 @@ def test_collection_stays_on_while_a_step_waits_out_a_fault(tmp_path: Path) -> N
     import gc
 
     candles = random_walk(110, seed=8)
-    ts = [int(t.timestamp()) for t in candles.index]
-    db, conn, frozen = _ema_store(tmp_path, candles)
-    conn.execute("PRAGMA journal_mode = DELETE")  # rollback journal: a writer blocks readers
-    config = RunnerConfig(params=frozen, db=db, socket=tmp_path / "s.sock", busy_timeout_ms=50)
+    ts, db, conn, config = _lockable_store(tmp_path, candles, busy_timeout_ms=50)
     enabled_while_waiting: list[bool] = []
 
     async def scenario() -> Runner:
