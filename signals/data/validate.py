@@ -27,6 +27,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from signals.data import frames
 from signals.data.aggregate import aggregate
 from signals.errors import DataError
 from signals.timeframes import timeframe_seconds
@@ -92,16 +93,10 @@ class GapReport:
         )
 
 
-_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
-
-
 def epoch_seconds(index: pd.Index) -> np.ndarray:
     """Return the candle open times of a frame index as int64 epoch seconds."""
     if isinstance(index, pd.DatetimeIndex):
-        per = _PER_SECOND.get(index.unit)
-        if per is not None and not index.hasnans:  # as ``as_unit("s")``, which floors, in one
-            return index.asi8 // per  # array operation (the live step calls this)
-        return index.as_unit("s").asi8.astype("int64")
+        return frames.epoch_seconds(index)
     return np.asarray(index, dtype="int64")
 
 
