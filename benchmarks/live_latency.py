@@ -257,11 +257,11 @@ def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
     commits = json.loads(writer.stdout)
     time.sleep(1.0)
     status = runner_status(sock)
-    latencies = [receiver.received[ts] - commits[ts] for ts in receiver.received if ts in commits]
     by_symbol: dict[str, list[float]] = {}  # several streams: in the order the step decides them
     for key in receiver.received:
         if key in commits:
             by_symbol.setdefault(key.split()[0], []).append(receiver.received[key] - commits[key])
+    latencies = [latency for stream in by_symbol.values() for latency in stream]
     idle_cpu = None
     if idle_s > 0:
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()

@@ -102,4 +102,4 @@ def epoch_seconds(index: pd.Index) -> np.ndarray:
     per = _PER_SECOND.get(times.unit)
     if per is not None and not times.hasnans:  # as ``as_unit("s")``, which floors, in one
         return times.asi8 // per  # array operation (the live step calls this)
-    return times.as_unit("s").asi8.astype("int64")
+    return times.as_unit("s").asi8
