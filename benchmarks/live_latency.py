@@ -65,6 +65,7 @@ class Scenario:
     params: dict[str, Any]
     symbols: tuple[str, ...] = ("BTCUSDT",)  # one stream per symbol, one runner
     stagger_ms: float = 0.0  # several symbols: 0 = one commit for all, else one each, apart
+    deciders: int = 0  # `signals live --deciders N`
 
     @property
     def label(self) -> str:
@@ -74,6 +75,8 @@ class Scenario:
         if many:
             apart = f"{self.stagger_ms:g} ms apart" if self.stagger_ms else ""
             many += f" ({'one commit each, ' + apart if apart else 'one commit'})"
+        if self.deciders:
+            many += f", --deciders {self.deciders}"
         return f"{self.strategy} {self.timeframe} {shown}{many}"
 
     def frozen(self, symbol: str = "BTCUSDT") -> FrozenParams:
@@ -232,6 +235,8 @@ def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
     pd.to_pickle(frames, tmp / "candles.pkl")
     conn = connect_writable(db)
     cmd = [sys.executable, "-m", "signals", "live", "--db", str(db)]
+    if scenario.deciders:
+        cmd += ["--deciders", str(scenario.deciders)]
     for symbol, candles in frames.items():
         write_candles(conn, candles.iloc[:history], symbol=symbol, timeframe=scenario.timeframe)
         frozen = write_frozen(scenario.frozen(symbol), tmp / f"frozen-{symbol}.json")
@@ -248,6 +253,10 @@ def run(scenario: Scenario, candles_n: int, rate: float, idle_s: float) -> dict:
             time.sleep(0.005)
     startup = time.monotonic() - started
     receiver.start()
+    for _ in range(600):  # deciders get ready after their imports: measure them, not the runner
+        if all(d["ready"] for d in runner_status(sock).get("deciders", [])):
+            break
+        time.sleep(0.05)
     time.sleep(1.0)
     writer = subprocess.run(
         [sys.executable, "-c", WRITER, str(ROOT), str(db), str(tmp / "candles.pkl"), str(rate),
@@ -413,6 +422,9 @@ def main() -> None:
         help="with --streams: commit each symbol's candle on its own, this far apart (0: one "
         "commit for all)",
     )  # fmt: skip
+    parser.add_argument(
+        "--deciders", type=int, default=0, help="with --streams: signals live --deciders N"
+    )
     parser.add_argument("--write-results", action="store_true", help="update RESULTS.md")
     args = parser.parse_args()
     runs = []
@@ -428,7 +440,7 @@ def main() -> None:
         symbols = tuple(f"SYM{k}USDT" for k in range(args.streams - 1))
         multi = Scenario(
             TARGET.strategy, TARGET.timeframe, TARGET.params, ("BTCUSDT", *symbols),
-            args.stagger_ms,
+            args.stagger_ms, args.deciders,
         )  # fmt: skip
         personalities.append(run(multi, args.candles, args.rate, 0.0))
         print(json.dumps(personalities[-1], indent=2), flush=True)

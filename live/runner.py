@@ -79,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 from live.collect import Collector
+from live.deciders import Deciders, StoreSpec
 from live.engine import SignalEngine
 from live.hub import Hub
 from live.journal import Journal
@@ -146,6 +147,10 @@ class Runner(Following):
         self._stuck_after_s = FOLLOW_STUCK_S
         self.exit_code = 0
         self.collector = Collector()
+        self.deciders = Deciders(
+            config.deciders, len(self.streams), StoreSpec(config.db, config.analysis_db,
+            config.source), timeout_s=config.decider_timeout_s, perf=perf,
+        )  # fmt: skip
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide")
         self._serial = asyncio.Lock()  # one step or reload at a time, whichever thread runs it
         self._checkpoint_timer: asyncio.TimerHandle | None = None
@@ -219,6 +224,8 @@ class Runner(Following):
             "decide_ms": self.counters.decide.summary_ms(),
             "journal_ms": self.counters.journal.summary_ms(),
             "gc": self.collector.summary(),
+            "decider_restarts": self.deciders.lost,
+            "deciders": self.deciders.status(),
             "heavy_modules": heavy_modules_loaded(),
             "streams": streams,
         }
@@ -241,6 +248,7 @@ class Runner(Following):
                 self.hub.last_seq, len(self.streams),
             )  # fmt: skip
             sd_notify("READY=1")
+            self.deciders.start()
             # Everything imported so far lives as long as the process: keep it out of the
             # collector's full passes, which otherwise walk pandas' and numpy's objects and
             # stall a step for tens of milliseconds now and then.
@@ -410,6 +418,7 @@ class Runner(Following):
             self._idle_task.cancel()
             await asyncio.gather(self._idle_task, return_exceptions=True)
         self.watcher.close()
+        self.deciders.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()
         self.journal.close()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from live.deciders import DeciderLostError
 from live.runner_step import Deciding, JournalWriteError, Step
 from live.settle import Settle
 from live.streams import Stream
@@ -184,12 +185,14 @@ class Following(Deciding):
         """
         if self._unjournaled is not None:
             return _IN_WORKER  # a step to journal again
-        for stream in self.streams:
+        for slot, stream in enumerate(self.streams):
+            if self.deciders.usable(slot) is not None:
+                continue  # its decider reads the window it needs
             if not stream.engine.window_ends_at(stream.mark):
                 return _IN_WORKER  # the first step after a start or reload
         try:
             return self._decide(partial(self._send, noticed=noticed))
-        except (DataError, sqlite3.Error, JournalWriteError) as exc:
+        except (DataError, sqlite3.Error, JournalWriteError, DeciderLostError) as exc:
             self._version = None
             self.counters.deferred_steps += 1
             log.info("event=step_deferred reason=%r (to the worker thread)", str(exc))
@@ -221,7 +224,11 @@ class Following(Deciding):
             await loop.run_in_executor(self._executor, self._verify_window)
 
     def _verify_window(self) -> None:
-        for stream in self.streams:
+        for slot, stream in enumerate(self.streams):
+            if self.deciders.takes(slot):  # its window is in its decider
+                checked = self.deciders.verify(slot, self.store.file_identity())
+                self._report_rewritten(checked[0] if checked else [])
+                continue
             try:
                 rewritten, _missing = stream.engine.verify_window(self.store)
             except (DataError, sqlite3.Error) as exc:

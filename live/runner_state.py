@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from live.collect import Collector
+from live.deciders import Deciders
 from live.engine import Decisions, SignalEngine
 from live.hub import Hub
 from live.journal import Journal, SeriesKey
@@ -57,6 +58,8 @@ class RunnerConfig:
     stall_after_s: float | None = _LIVE.stall_after_s  # None: three timeframes plus 30 s (+ settle)
     max_clients: int = _LIVE.max_clients
     client_idle_line_s: float = _LIVE.client_idle_line_s
+    deciders: int = _LIVE.deciders  # processes that decide a share of the streams
+    decider_timeout_s: float = _LIVE.decider_timeout_s
 
     def param_files(self) -> tuple[Path, ...]:
         """Return the frozen files of the streams, in order."""
@@ -86,6 +89,7 @@ class RunnerState:
     journal: Journal
     counters: Counters
     collector: Collector
+    deciders: Deciders
     hub: Hub
     watcher: DbWatcher
     listeners: list[Listener]

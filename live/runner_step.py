@@ -76,8 +76,9 @@ class Deciding(Monitoring):
         self._version = version
         waiting: list[Part] = []  # decided, not journaled yet
         try:
-            for stream in self.streams:
-                part = self._decide_stream(stream, now)
+            asked = self._ask_deciders(now) if send is not None else {}
+            for slot in [s for s in range(len(self.streams)) if s not in asked] + list(asked):
+                part = self._decide_stream(slot, now, asked)
                 if part is None:
                     continue
                 waiting.append(part)
@@ -86,6 +87,7 @@ class Deciding(Monitoring):
                     send(done.entries[done.sent :])
                     done.sent, waiting = len(done.entries), []
         except BaseException:
+            self.deciders.forget()
             if done.sent:  # what was sent is counted and logged, as any sent step
                 self._account(Step(done.parts, done.entries[: done.sent], done.sent))
             raise
@@ -93,8 +95,51 @@ class Deciding(Monitoring):
             done.add(self._journal_step(waiting))
         return done if done.parts else None
 
-    def _decide_stream(self, stream: Stream, now: float) -> Part | None:
-        """Decide one stream's newly closed candles (None: nothing new for it)."""
+    def _ask_deciders(self, now: float) -> dict[int, int | None]:
+        """Ask the deciders for their streams' steps; return slot -> `until` (None: nothing)."""
+        asked: dict[int, int | None] = {}
+        for slot, stream in enumerate(self.streams):
+            if self.deciders.usable(slot) is None:
+                continue
+            until = self._plan(stream, now, self.deciders.synced(slot) == stream.mark)
+            if until is not None:
+                identity = self.store.file_identity()
+                self.deciders.ask(slot, stream.frozen, stream.mark, until, identity)
+            asked[slot] = until
+        return asked
+
+    def _decide_stream(self, slot: int, now: float, asked: dict[int, int | None]) -> Part | None:
+        """Decide one stream's newly closed candles (None: nothing new for it).
+
+        A stream in `asked` was asked of its decider: its answer is read here.
+        """
+        stream = self.streams[slot]
+        previous = stream.mark
+        if slot in asked:
+            if asked[slot] is None:
+                return None
+            decided, seconds = self.deciders.answer(slot)
+            self.counters.decide.add(seconds)
+        else:
+            until = self._plan(stream, now, stream.engine.window_ends_at(stream.mark))
+            if until is None:
+                return None
+            started = self.perf()
+            decided = stream.engine.step(self.store, previous, until=until)
+            self.counters.decide.add(self.perf() - started)
+        self._report_rewritten(decided.rewritten)
+        if stream.settle is None:  # with a closed flag, only future candles lie beyond `until`
+            for stamp in decided.beyond:
+                self._refuse_future(stream, stamp)
+        if decided.last_candle_ts is None or decided.last_candle_ts == previous:
+            return None
+        return Part(stream, decided, previous)
+
+    def _plan(self, stream: Stream, now: float, synced: bool) -> int | None:
+        """Return the newest open time to decide for `stream` (None: nothing to read).
+
+        `synced`: its engine's window ends at its mark.
+        """
         until = self._until(stream, now)
         if until is None:
             return None
@@ -103,20 +148,10 @@ class Deciding(Monitoring):
             and stream.settle is None
             and stream.mark is not None
             and until < stream.mark + timeframe_seconds(stream.frozen.timeframe)
-            and stream.engine.window_ends_at(stream.mark)
+            and synced
         ):  # the next candle of its series cannot have closed yet: another series' commit
             return None  # (a rewrite of its window is still seen by the idle check)
-        previous = stream.mark
-        started = self.perf()
-        decided = stream.engine.step(self.store, previous, until=until)
-        self.counters.decide.add(self.perf() - started)
-        self._report_rewritten(decided.rewritten)
-        if stream.settle is None:  # with a closed flag, only future candles lie beyond `until`
-            for stamp in decided.beyond:
-                self._refuse_future(stream, stamp)
-        if decided.last_candle_ts is None or decided.last_candle_ts == previous:
-            return None
-        return Part(stream, decided, previous)
+        return until
 
     def _journal_step(self, parts: list[Part]) -> Step:
         started = self.perf()

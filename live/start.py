@@ -58,6 +58,8 @@ def build_config(settings: Settings, **options: Any) -> RunnerConfig:
         stall_after_s=_pick(options.get("stall_after"), live.stall_after_s),
         max_clients=_pick(options.get("max_clients"), live.max_clients),
         client_idle_line_s=live.client_idle_line_s,
+        deciders=_pick(options.get("deciders"), live.deciders),
+        decider_timeout_s=live.decider_timeout_s,
     )
 
 

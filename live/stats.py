@@ -121,7 +121,7 @@ def _stream_lines(streams: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-COUNTER_FIELDS = frozenset(Counters.__dataclass_fields__) - LATENCY_FIELDS
+COUNTER_FIELDS = frozenset(Counters.__dataclass_fields__) - LATENCY_FIELDS | {"decider_restarts"}
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, float]:

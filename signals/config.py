@@ -125,6 +125,12 @@ class LiveSettings(_Strict):
         "plus 30 s, plus the settle)",
     )
     max_clients: int = Field(default=256, ge=1, description="connections beyond are refused")
+    deciders: int = Field(
+        default=0, ge=0, description="processes deciding a share of the streams (live.deciders)"
+    )
+    decider_timeout_s: float = Field(
+        default=5.0, gt=0, description="a decider that has not answered a step by then is lost"
+    )
     client_idle_line_s: float = Field(
         default=5.0, gt=0, description="a client's bytes without a newline for longer: closed"
     )

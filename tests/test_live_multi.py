@@ -496,7 +496,7 @@ class OneCommitStreams:
     SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
     PARAMS: ClassVar[dict[str, int]] = {"fast": 2, "slow": 5}
 
-    def __init__(self, tmp_path: Path, candles: int = 220) -> None:
+    def __init__(self, tmp_path: Path, candles: int = 220, **config: Any) -> None:
         self.db, self.sock = tmp_path / "c.db", tmp_path / "s.sock"
         self.frames = {
             s: random_walk(candles, seed=20 + k, freq="1min") for k, s in enumerate(self.SYMBOLS)
@@ -510,8 +510,9 @@ class OneCommitStreams:
             for s in self.SYMBOLS
         ]  # fmt: skip
         self.now = self.frames["BTCUSDT"].index[99].timestamp() + 60.5
-        config = RunnerConfig(params=tuple(files), db=self.db, socket=self.sock)
-        self.runner = Runner(config, clock=lambda: self.now)
+        settings = RunnerConfig(params=tuple(files), db=self.db, socket=self.sock, **config)
+        self.runner = Runner(settings, clock=lambda: self.now)
+        self.on_candle: Callable[[int], None] = lambda i: None  # before candle i is written
         self.count = len(self.SYMBOLS)
         self.client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.received = bytearray()
@@ -532,7 +533,7 @@ class OneCommitStreams:
         """Start the runner, connect, write candles 100 on one commit each, stop."""
 
         async def until(condition: Callable[[], bool], what: str) -> None:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while not condition():
                 assert time.monotonic() < deadline, f"timed out waiting for {what}"
                 await asyncio.sleep(0.002)
@@ -552,7 +553,9 @@ class OneCommitStreams:
             await until(self.messages, "the hello")
             self.client.sendall(b'{"type":"resume","since_seq":0}\n')  # ends the hold
             await until(lambda: not any(c.replaying for c in runner.hub.clients), "live")
+            await until(lambda: all(d["ready"] for d in runner.deciders.status()), "the deciders")
             for i in range(100, len(self.frames["BTCUSDT"])):
+                self.on_candle(i)
                 with self.conn:  # both symbols' candle in one commit
                     for symbol, frame in self.frames.items():
                         upsert_candles(self.conn, frame.iloc[i : i + 1], symbol=symbol,

@@ -26,6 +26,17 @@ JOURNAL = typer.Option(
 )
 
 
+DECIDERS = typer.Option(
+    None,
+    "--deciders",
+    min=0,
+    help="With several --params: decide a share of the streams in N other processes, so "
+    "the streams of one commit are decided on several CPUs (pinned one each when the "
+    "machine has enough; default: live.deciders, 0). A decider that dies or hangs is "
+    "replaced; its streams are decided by the runner meanwhile.",
+)
+
+
 def live_command(
     params: list[Path] = PARAMS_FILES,
     db: Path = typer.Option(
@@ -86,6 +97,7 @@ def live_command(
         help="Refuse connections beyond this many, with a too_many_clients error line "
         "(default: live.max_clients, 256).",
     ),
+    deciders: int = DECIDERS,
     strategy_path: list[Path] = STRATEGY_PATH,
 ) -> None:
     """Stream BUY/SELL signals of frozen parameter sets as closed candles arrive (JSON lines).
@@ -101,6 +113,7 @@ def live_command(
         journal=journal, heartbeat=heartbeat, stale_after=stale_after, settle=settle,
         stall_after=stall_after, config=config, allow_hash_mismatch=allow_hash_mismatch,
         metrics_port=metrics_port, max_clients=max_clients, strategy_path=strategy_path,
+        deciders=deciders,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
