@@ -31,6 +31,11 @@ import numpy as np
 import pandas as pd
 import talib
 
+try:  # pandas-internal (see _choose_series_builder): absent, the public constructor is used
+    from pandas.core.internals import SingleBlockManager
+except ImportError:  # pragma: no cover - a pandas without it
+    SingleBlockManager = None
+
 MA_SMA = 0  # TA-Lib MA_Type.SMA: Stochastic smoothing stays windowed (exact after its period)
 PRICE_TOLERANCE = 1e-9  # share of the price below which two price-unit values count as equal
 OSCILLATOR_TOLERANCE = 1e-9  # the same, in the units of a 0..100 oscillator (RSI, Stochastic)
@@ -83,8 +88,50 @@ def _values(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="float64")
 
 
+def _public_series(values: np.ndarray, index: pd.Index, name: str | None) -> pd.Series:
+    return pd.Series(values, index=index, name=name, copy=False)
+
+
+def _internal_series(values: np.ndarray, index: pd.Index, name: str | None) -> pd.Series:
+    # pandas' own path from an array to a Series, without the constructor's argument checks
+    manager = SingleBlockManager.from_array(values, index)
+    series = pd.Series._from_mgr(manager, axes=manager.axes)  # type: ignore[attr-defined]  # pandas-internal, checked below
+    series._name = name  # what the `name` setter stores, without its hashability check
+    return series
+
+
+def _choose_series_builder() -> Callable[[np.ndarray, pd.Index, str | None], pd.Series]:
+    # Every indicator and comparison wraps a fresh array in a Series, and the live step calls
+    # dozens of them on each candle: the public constructor's argument checks are half of its
+    # Python calls (benchmarks/live_latency.py). The internal path is used only if it gives
+    # exactly the public one's Series on this pandas; else the public one.
+    index = pd.DatetimeIndex(["2024-01-01", "2024-01-02"], tz="UTC", name="time")
+    probes = [np.array([1.5, np.nan]), np.array([True, False])]
+    try:
+        for values in probes:
+            fast = _internal_series(values, index, "probe")
+            slow = _public_series(values, index, "probe")
+            if not (
+                fast.equals(slow)
+                and fast.dtype == slow.dtype
+                and fast.name == slow.name
+                and fast.index is index
+                and slow.index is index
+                and fast.flags.allows_duplicate_labels == slow.flags.allows_duplicate_labels
+                and fast.attrs == slow.attrs
+                and np.shares_memory(fast.to_numpy(), values)
+            ):
+                return _public_series
+    except Exception:  # an internal API gone or changed
+        return _public_series
+    return _internal_series
+
+
+_series = _choose_series_builder()
+
+
 def _wrap(values: np.ndarray, like: pd.Series, name: str) -> pd.Series:
-    return pd.Series(values, index=like.index, name=name, copy=False)  # a fresh TA-Lib array
+    return _series(values, like.index, name)  # a fresh TA-Lib array
 
 
 def ema(close: pd.Series, period: int) -> pd.Series:
@@ -160,7 +207,7 @@ def bollinger_squeeze(
     rolling = _wrap(width, middle, "bb_width").rolling(lookback, min_periods=lookback)
     threshold = rolling.quantile(quantile).to_numpy()
     squeezed = (width <= threshold) & ~np.isnan(threshold)
-    return pd.Series(squeezed, index=middle.index, name="bb_squeeze", copy=False)
+    return _series(squeezed, middle.index, "bb_squeeze")
 
 
 def stochastic(
@@ -234,14 +281,14 @@ def above(a: pd.Series, b: pd.Series | float, tolerance: Tolerance = 0.0) -> pd.
     """True where `a` exceeds `b` by more than `tolerance`; NaN on either side gives False."""
     with np.errstate(invalid="ignore"):
         flags = _values(a) > _operand(b, a) + _operand(tolerance, a)
-    return pd.Series(flags, index=a.index, name="above", copy=False)
+    return _series(flags, a.index, "above")
 
 
 def below(a: pd.Series, b: pd.Series | float, tolerance: Tolerance = 0.0) -> pd.Series:
     """True where `a` is under `b` by more than `tolerance`; NaN on either side gives False."""
     with np.errstate(invalid="ignore"):
         flags = _values(a) < _operand(b, a) - _operand(tolerance, a)
-    return pd.Series(flags, index=a.index, name="below", copy=False)
+    return _series(flags, a.index, "below")
 
 
 def crossed_above(a: pd.Series, b: pd.Series, tolerance: Tolerance = 0.0) -> pd.Series:
@@ -256,7 +303,7 @@ def crossed_above(a: pd.Series, b: pd.Series, tolerance: Tolerance = 0.0) -> pd.
     crossed = x > y  # NaN compares False, as in pandas
     crossed[:1] = False
     crossed[1:] &= x[:-1] <= y[:-1]
-    return pd.Series(crossed, index=a.index, name="crossed_above", copy=False)
+    return _series(crossed, a.index, "crossed_above")
 
 
 def rising(series: pd.Series, tolerance: Tolerance = 0.0) -> pd.Series:
@@ -278,7 +325,7 @@ def flat(close: pd.Series, period: int) -> pd.Series:
     average) counts as not flat.
     """
     quiet = _talib("flat", _flat_values, _values(close), timeperiod=period)
-    return pd.Series(quiet, index=close.index, name="flat", copy=False)
+    return _series(quiet, close.index, "flat")
 
 
 def _flat_values(close: np.ndarray, timeperiod: int) -> np.ndarray:
@@ -290,7 +337,7 @@ def _flat_values(close: np.ndarray, timeperiod: int) -> np.ndarray:
 
 def within(event: pd.Series, candles: int) -> pd.Series:
     """True where `event` happened on this candle or on one of the previous ``candles - 1``."""
-    return pd.Series(recent_count(as_flags(event), candles) > 0, index=event.index, copy=False)
+    return _series(recent_count(as_flags(event), candles) > 0, event.index, None)
 
 
 def as_flags(event: pd.Series) -> np.ndarray:

@@ -151,3 +151,39 @@ def test_flat_marks_a_market_that_stopped_and_does_not_depend_on_the_start() -> 
     for start in (150, 250, 300):  # a history that starts later, even inside the flat stretch
         late = ind.flat(close.iloc[start:], period).to_numpy()
         np.testing.assert_array_equal(late[settle:], full[start + settle :])
+
+
+@given(
+    st.one_of(
+        st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30).map(
+            lambda v: np.array(v, dtype="float64")
+        ),
+        st.lists(st.booleans(), max_size=30).map(lambda v: np.array(v, dtype=bool)),
+    ),
+    st.sampled_from(["ema_5", "crossed_above", None]),
+)
+def test_the_fast_series_builder_gives_the_public_constructors_series(
+    values: np.ndarray, name: str | None
+) -> None:
+    # the indicators wrap each result with pandas' internal path when it gives exactly this
+    # (chosen at import: on pandas 3.1 the internal path, see the test below)
+    index = pd.date_range("2024-01-01", periods=len(values), freq="min", tz="UTC", name="time")
+    fast, public = ind._series(values, index, name), pd.Series(values, index, name=name)
+    pd.testing.assert_series_equal(fast, public, check_exact=True)
+    assert fast.index is index and fast.name == name and fast.dtype == values.dtype
+    assert fast.flags.allows_duplicate_labels and fast.attrs == {}
+
+
+def test_the_public_constructor_is_chosen_when_the_internal_path_is_gone_or_differs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ind, "SingleBlockManager", None)  # a pandas without it
+    assert ind._choose_series_builder() is ind._public_series
+    monkeypatch.undo()
+    assert ind._choose_series_builder() is ind._internal_series
+
+    def unnamed(values: np.ndarray, index: pd.Index, name: str | None) -> pd.Series:
+        return pd.Series(values, index)  # a pandas on which the name would be lost
+
+    monkeypatch.setattr(ind, "_internal_series", unnamed)
+    assert ind._choose_series_builder() is ind._public_series
