@@ -72,6 +72,9 @@ class CandleStore:
         self.clock = clock
         self._conn = connect_readonly(self.path, busy_timeout_ms=busy_timeout_ms)
         self._selects: dict[bool, tuple[str, list[str]]] = {}
+        # closed_since_arrays: (symbol, timeframe, bounded) -> (SQL, its series parameters;
+        # None when they hold the clock and are made on each call)
+        self._since_queries: dict[tuple[str, str, bool], tuple[str, tuple | None]] = {}
         info = self.path.stat()
         self._identity = (info.st_dev, info.st_ino)
         self.analysis_db = Path(analysis_db) if analysis_db else None
@@ -165,13 +168,26 @@ class CandleStore:
 
         `until` bounds the open times from above (inclusive).
         """
-        where, params = self._series_filter(symbol, timeframe)
-        where.append(f"{self._ts_expr()} > ?")
-        params.append(_epoch(after))
+        key = (symbol, timeframe, until is not None)
+        query = self._since_queries.get(key)
+        if query is None:  # built once per series: the live engine reads on every step
+            where, params = self._series_filter(symbol, timeframe)
+            where.append(f"{self._ts_expr()} > ?")
+            if until is not None:
+                where.append(f"{self._ts_expr()} <= ?")
+            select = self._select_sql(with_analysis=False)
+            sql = f"{select} WHERE {' AND '.join(where)} ORDER BY {self._ts_expr()} ASC"
+            fixed = tuple(params) if self.source.columns.closed else None  # else: the clock
+            query = self._since_queries[key] = (sql, fixed)
+        sql, fixed = query
+        args = list(fixed) if fixed is not None else self._series_filter(symbol, timeframe)[1]
+        args.append(_epoch(after))
         if until is not None:
-            where.append(f"{self._ts_expr()} <= ?")
-            params.append(_epoch(until))
-        rows = self._rows(where, params, order="ASC", limit=None, with_analysis=False)[0]
+            args.append(_epoch(until))
+        try:
+            rows = self._conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:  # as `_errors`, inline: a live step's read
+            raise DataError(f"{self.path}: reading candles failed: {exc}") from None
         return arrays_from_rows(rows, len(CANDLE_COLUMNS))
 
     def newest_open(self, symbol: str, timeframe: str, *, at_most: int) -> int | None:
@@ -252,15 +268,21 @@ class CandleStore:
         limit: int | None,
         with_analysis: bool,
     ) -> tuple[list[tuple], list[str]]:
-        if with_analysis not in self._selects:  # built once per store: a live step reads
-            self._selects[with_analysis] = self._select(with_analysis)
-        select, names = self._selects[with_analysis]
+        select, names = self._selects_of(with_analysis)
         sql = f"{select} WHERE {' AND '.join(where) or '1'} ORDER BY {self._ts_expr()} {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._errors("reading candles"):
             rows = self._conn.execute(sql, params).fetchall()
         return rows, list(names)
+
+    def _selects_of(self, with_analysis: bool) -> tuple[str, list[str]]:
+        if with_analysis not in self._selects:  # built once per store
+            self._selects[with_analysis] = self._select(with_analysis)
+        return self._selects[with_analysis]
+
+    def _select_sql(self, *, with_analysis: bool) -> str:
+        return self._selects_of(with_analysis)[0]
 
     def _select(self, with_analysis: bool) -> tuple[str, list[str]]:
         # The SELECT ... FROM ... [JOIN] of the mapped columns, and their names
