@@ -260,20 +260,17 @@ class Journal:
         for record in records:
             symbol, params_id = record["symbol"], record["params_id"]
             candle_ts = record["candle_ts"]
-            exists = conn.execute(
-                "SELECT 1 FROM signals WHERE symbol=? AND params_id=? AND candle_ts=?",
-                (symbol, params_id, candle_ts),
-            ).fetchone()
-            if exists:
-                continue
-            seq += 1
             emitted_at = self.clock()
-            line = encode(Signal(**record, seq=seq, emitted_at=emitted_at, stale=stale_of(record)))
-            conn.execute(
-                "INSERT INTO signals VALUES (?,?,?,?,?,?)",
-                (seq, params_id, candle_ts, line.decode("utf-8"), emitted_at, symbol),
-            )
-            entries.append(Entry(seq, line))
+            signal = Signal(**record, seq=seq + 1, emitted_at=emitted_at, stale=stale_of(record))
+            line = encode(signal)
+            added = conn.execute(
+                "INSERT INTO signals VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (symbol, params_id, candle_ts) DO NOTHING",
+                (seq + 1, params_id, candle_ts, line.decode("utf-8"), emitted_at, symbol),
+            ).rowcount
+            if added:  # else journaled before: not again (its seq stays unused)
+                seq += 1
+                entries.append(Entry(seq, line))
         return entries
 
     def since(self, seq: int, *, limit: int | None = None) -> list[Entry]:
