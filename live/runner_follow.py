@@ -225,13 +225,13 @@ class Following(Deciding):
 
     def _verify_window(self) -> None:
         for slot, stream in enumerate(self.streams):
-            if self.deciders.takes(slot):  # its window is in its decider
-                checked = self.deciders.verify(slot, self.store.file_identity())
-                self._report_rewritten(checked[0] if checked else [])
-                continue
             try:
-                rewritten, _missing = stream.engine.verify_window(self.store)
-            except (DataError, sqlite3.Error) as exc:
+                if self.deciders.takes(slot):  # its window is in its decider
+                    checked = self.deciders.verify(slot, self.store.file_identity())
+                    rewritten = checked[0] if checked else []
+                else:
+                    rewritten, _missing = stream.engine.verify_window(self.store)
+            except (DataError, sqlite3.Error) as exc:  # a decider's read error (DataError) too
                 log.info("event=window_check_skipped reason=%r", str(exc))
                 return
             self._report_rewritten(rewritten)
