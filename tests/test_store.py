@@ -402,3 +402,51 @@ def test_frames_index_builder_equals_pandas_public_constructor(stamps: list[int]
     assert built.equals(public) and built.dtype == public.dtype and built.name == "time"
     assert built.freq is None and built.is_monotonic_increasing == public.is_monotonic_increasing
     assert list(built.asi8) == list(public.asi8)
+
+
+@settings(max_examples=100)
+@given(
+    st.integers(min_value=1, max_value=40).flatmap(
+        lambda n: st.lists(
+            st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=7, max_size=7),
+            min_size=n,
+            max_size=n,
+        )
+    )
+)
+def test_frames_window_builder_equals_pandas_public_constructor(rows: list[list[float]]) -> None:
+    # the live engine's window frame (a prebuilt column Index) is built with pandas' internal
+    # block classes when they give the public constructor's frame: equal for every matrix,
+    # and holding its own copy of the values (a strategy writing into its candles never
+    # writes into the engine's window)
+    from live.engine import COLUMNS
+    from signals.data import frames
+
+    values = np.array(rows, dtype="float64")
+    ts = 1_700_000_000 + 60 * np.arange(len(values), dtype="int64")
+    built = frames.frame_from_arrays(ts, values, COLUMNS)
+    public = pd.DataFrame(values, index=built.index, columns=COLUMNS)
+    pd.testing.assert_frame_equal(built, public, check_exact=True)
+    assert built.columns is COLUMNS and built.index.name == "time"
+    before = values.copy()
+    built.iloc[0, 0] = 123.0
+    assert np.array_equal(values, before, equal_nan=True)
+    values[0, 1] = -7.0
+    assert built.iloc[0, 1] != -7.0 or before[0, 1] == -7.0
+
+
+def test_frames_window_builder_falls_back_to_the_public_constructor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signals.data import frames
+
+    assert frames._choose_frame_builder() is frames._internal_frame  # on this pandas
+    monkeypatch.setattr(frames, "BlockManager", None)  # a pandas without it
+    assert frames._choose_frame_builder() is frames._public_frame
+    monkeypatch.undo()
+
+    def sharing(values: np.ndarray, index: pd.Index, columns: pd.Index) -> pd.DataFrame:
+        return pd.DataFrame(values, index=index, columns=columns, copy=False)  # no own copy
+
+    monkeypatch.setattr(frames, "_internal_frame", sharing)
+    assert frames._choose_frame_builder() is frames._public_frame
