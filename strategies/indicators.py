@@ -85,7 +85,49 @@ def _talib(name: str, func: Callable[..., Any], *inputs: np.ndarray, **kwargs: A
 
 
 def _values(series: pd.Series) -> np.ndarray:
-    return series.to_numpy(dtype="float64")
+    values = _held(series, np.float64)
+    return values if values is not None else series.to_numpy(dtype="float64")
+
+
+def _public_held(series: pd.Series, dtype: type[np.generic]) -> np.ndarray | None:
+    return None  # always through to_numpy
+
+
+def _internal_held(series: pd.Series, dtype: type[np.generic]) -> np.ndarray | None:
+    # the numpy array a Series holds, as a read-only view (what to_numpy gives under
+    # copy-on-write), or None when it holds something else; without to_numpy's dispatch
+    values = series._values
+    if type(values) is not np.ndarray or values.dtype != dtype:
+        return None
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
+def _choose_held() -> Callable[[pd.Series, type[np.generic]], np.ndarray | None]:
+    # Each comparison and indicator reads its inputs' arrays (a dozen per live step and
+    # strategy): to_numpy's dispatch is most of that. The internal read is used only if it
+    # gives what to_numpy gives on this pandas, read-only and sharing the Series' memory.
+    probes = [(pd.Series([1.5, np.nan, -0.0]), np.float64), (pd.Series([True, False]), np.bool_)]
+    try:
+        for series, dtype in probes:
+            held, public = _internal_held(series, dtype), series.to_numpy(dtype=dtype)
+            if not (
+                held is not None
+                and held.dtype == public.dtype
+                and np.array_equal(held, public, equal_nan=held.dtype.kind == "f")
+                and held.flags.writeable == public.flags.writeable
+                and np.shares_memory(held, public)
+            ):
+                return _public_held
+        if _internal_held(pd.Series([1, 2]), np.float64) is not None:  # int64: not held as is
+            return _public_held
+    except Exception:  # an internal attribute gone or changed
+        return _public_held
+    return _internal_held
+
+
+_held = _choose_held()
 
 
 def _public_series(values: np.ndarray, index: pd.Index, name: str | None) -> pd.Series:
@@ -342,7 +384,10 @@ def within(event: pd.Series, candles: int) -> pd.Series:
 
 def as_flags(event: pd.Series) -> np.ndarray:
     """Return a boolean Series as a numpy bool array, missing values as False."""
-    if event.dtype == np.bool_:  # numpy bools have no missing values: no NA pass needed
+    held = _held(event, np.bool_)  # numpy bools have no missing values: no NA pass needed
+    if held is not None:
+        return held
+    if event.dtype == np.bool_:
         return event.to_numpy()
     return event.to_numpy(dtype=bool, na_value=False)
 

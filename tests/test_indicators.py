@@ -180,10 +180,53 @@ def test_the_public_constructor_is_chosen_when_the_internal_path_is_gone_or_diff
     monkeypatch.setattr(ind, "SingleBlockManager", None)  # a pandas without it
     assert ind._choose_series_builder() is ind._public_series
     monkeypatch.undo()
-    assert ind._choose_series_builder() is ind._internal_series
 
     def unnamed(values: np.ndarray, index: pd.Index, name: str | None) -> pd.Series:
         return pd.Series(values, index)  # a pandas on which the name would be lost
 
     monkeypatch.setattr(ind, "_internal_series", unnamed)
     assert ind._choose_series_builder() is ind._public_series
+
+
+@given(
+    st.one_of(
+        st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=20).map(
+            lambda v: pd.Series(v, dtype="float64")
+        ),
+        st.lists(st.booleans(), max_size=20).map(lambda v: pd.Series(v, dtype=bool)),
+        st.lists(st.integers(-5, 5), max_size=20).map(lambda v: pd.Series(v, dtype="int64")),
+        st.lists(st.one_of(st.none(), st.booleans()), max_size=20).map(
+            lambda v: pd.Series(v, dtype="boolean")
+        ),
+        st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6)), max_size=20).map(
+            lambda v: pd.Series(v, dtype="Float64")
+        ),
+    )
+)
+def test_the_inputs_arrays_are_what_to_numpy_gives(series: pd.Series) -> None:
+    # indicators and the scoring read their inputs' arrays without to_numpy's dispatch when
+    # pandas holds them as numpy arrays of the wanted dtype: the same values, read-only
+    if series.dtype.kind == "f" or series.dtype == "Float64":
+        got, want = ind._values(series), series.to_numpy(dtype="float64", na_value=np.nan)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.float64
+    if series.dtype in (bool, "boolean"):
+        got, want = ind.as_flags(series), series.to_numpy(dtype=bool, na_value=False)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.bool_
+    held = ind._held(series, np.float64)
+    if held is not None:
+        assert series.dtype == np.float64 and not held.flags.writeable
+        assert not len(series) or np.shares_memory(held, series.to_numpy())
+
+
+def test_to_numpy_is_used_when_the_held_array_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def writable(series: pd.Series, dtype: type[np.generic]) -> np.ndarray | None:
+        return np.array(series.to_numpy(dtype=dtype))  # a copy: not what to_numpy gives
+
+    monkeypatch.setattr(ind, "_internal_held", writable)
+    assert ind._choose_held() is ind._public_held
+    monkeypatch.setattr(ind, "_internal_held", lambda s, d: s.nonexistent)  # attribute gone
+    assert ind._choose_held() is ind._public_held

@@ -440,7 +440,6 @@ def test_frames_window_builder_falls_back_to_the_public_constructor(
 ) -> None:
     from signals.data import frames
 
-    assert frames._choose_frame_builder() is frames._internal_frame  # on this pandas
     monkeypatch.setattr(frames, "BlockManager", None)  # a pandas without it
     assert frames._choose_frame_builder() is frames._public_frame
     monkeypatch.undo()
