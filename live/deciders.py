@@ -297,6 +297,7 @@ def serve(
     use_strategy_paths(paths)
     engines: dict[int, SignalEngine] = {}
     store: CandleStore | None = None
+    changed: dict[int, tuple[list[int], int]] = {}  # windows that differed in a new file
     conn.send(("ready",))
     while True:
         try:
@@ -308,11 +309,13 @@ def serve(
             engines[slot] = SignalEngine(message[2])
             continue
         try:
-            store = _store_for(store, spec, message[-1], engines)
+            store = _store_for(store, spec, message[-1], engines, changed)
             if kind == "step":
                 started = time.perf_counter()
                 decided = engines[slot].step(store, message[2], until=message[3])
                 reply: tuple[str, Any] = ("ok", (decided, time.perf_counter() - started))
+            elif slot in changed:  # what a new file changed in the window, told once
+                reply = ("ok", changed.pop(slot))
             else:
                 reply = ("ok", engines[slot].verify_window(store))
         except (DataError, sqlite3.Error, OSError) as exc:
@@ -324,23 +327,33 @@ def serve(
 
 def _store_for(
     store: CandleStore | None, spec: StoreSpec, identity: tuple[int, int],
-    engines: dict[int, SignalEngine],
+    engines: dict[int, SignalEngine], changed: dict[int, tuple[list[int], int]],
 ) -> CandleStore:  # fmt: skip
-    """Return a store of the file the runner reads (open the path again when it changed)."""
+    """Return a store of the file the runner reads (open the path again when it changed).
+
+    On a new file each window is compared with it, as the runner does with its own
+    (`Following._reopen`): a window that differs is read again, and `changed` keeps what
+    differed for the runner's next check of that stream.
+    """
     if store is not None and store.file_identity() == tuple(identity):
         return store
+    new = CandleStore(spec.db, analysis_db=spec.analysis_db, source=spec.source, busy_timeout_ms=0)
+    if new.file_identity() != tuple(identity):
+        new.close()
+        raise DataError(f"{spec.db}: the database file changed while it was opened")
     if store is not None:
         with contextlib.suppress(sqlite3.Error):
             store.close()
-        for engine in engines.values():
-            engine.reset()  # windows of the old file: read again from the new one
-    store = CandleStore(
-        spec.db, analysis_db=spec.analysis_db, source=spec.source, busy_timeout_ms=0
-    )
-    if store.file_identity() != tuple(identity):
-        store.close()
-        raise DataError(f"{spec.db}: the database file changed while it was opened")
-    return store
+        for slot, engine in engines.items():
+            try:
+                rewritten, missing = engine.verify_window(new)
+            except (DataError, sqlite3.Error):
+                rewritten, missing = [], 0
+                engine.reset()  # not compared: read again
+            if rewritten or missing:
+                engine.reset()  # the next step reads the window from the new file
+                changed[slot] = (rewritten, missing)
+    return new
 
 
 def _split(slots: list[int], parts: int) -> list[list[int]]:

@@ -340,7 +340,8 @@ class Runner(Following):
         settle = stream.settle if same_series else self._new_settle(frozen)
         try:
             if same_series:  # a rewrite of what the old set decided is reported, as when idle
-                self._report_rewritten(stream.engine.verify_window(self.store)[0])
+                slot = self.streams.index(stream)  # (by its decider, if it has one)
+                self._report_rewritten(self._window_changes(slot, self.store)[0])
                 mark = stream.mark
             else:
                 bound = self._start_bound(frozen.timeframe, settle)

@@ -149,7 +149,9 @@ class Following(Deciding):
             store = self._open_store()
             store.set_busy_timeout(self.config.busy_timeout_ms)
             store.check_schema()
-            changed = [(s, *s.engine.verify_window(store)) for s in self.streams]
+            changed = [
+                (s, *self._window_changes(slot, store)) for slot, s in enumerate(self.streams)
+            ]
         except (DataError, sqlite3.Error, OSError) as exc:
             if store is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -177,6 +179,19 @@ class Following(Deciding):
                     self._which(stream),
                 )  # fmt: skip
         return True
+
+    def _window_changes(self, slot: int, store: CandleStore) -> tuple[list[int], int]:
+        """Compare `slot`'s window with a new file: (rewritten, missing) candles.
+
+        A decider's stream is compared in its decider, which reads the new file from now on;
+        the runner's own window of it is of the old file (read again if ever needed).
+        """
+        stream = self.streams[slot]
+        if not self.deciders.takes(slot):
+            return stream.engine.verify_window(store)
+        stream.engine.reset()
+        checked = self.deciders.verify(slot, store.file_identity())
+        return checked if checked is not None else ([], 0)
 
     def _decide_here(self, noticed: float) -> Step | object | None:
         """Decide on the loop thread if that cannot wait or take long; else say `_IN_WORKER`.

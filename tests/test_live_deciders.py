@@ -271,12 +271,16 @@ def _db_files(pid: int, db: Path) -> list[tuple[str, int]]:
     return held
 
 
-def test_a_replaced_database_is_reopened_by_the_decider(tmp_path: Path) -> None:
+def test_a_replaced_database_is_reopened_by_the_decider(tmp_path: Path, caplog: Any) -> None:
     # At candle 150 the store is replaced as a restore or rotation does it: the same history
     # copied into a new file moved into place; the candles from 150 on are written there. The
     # runner reopens the path and asks with the new file's identity; the decider reopens it
     # too (it holds the new file, not the deleted one) and SOLUSDT keeps equalling its scan.
+    # In the copy SOLUSDT's candle 145 has another volume: the decider's window differs from
+    # the new file, and the runner logs it for that stream as for its own (db_window_changed).
+    caplog.set_level(logging.WARNING, logger="live.runner")
     case = OneCommitStreams(tmp_path, deciders=1)
+    differs = int(case.frames["SOLUSDT"].index[145].timestamp())
     db = case.db.resolve()
     deciders, ask = case.runner.deciders, case.runner.deciders.ask
     asked: list[tuple[int, int]] = []  # the file identity sent with each step of the decider
@@ -294,6 +298,12 @@ def test_a_replaced_database_is_reopened_by_the_decider(tmp_path: Path) -> None:
         if i == 150:
             case.conn.close()
             copy_database(case.db, tmp_path / "restored.db")
+            with contextlib.closing(sqlite3.connect(tmp_path / "restored.db")) as restored:
+                restored.execute(
+                    "UPDATE candles SET volume = volume + 1 WHERE symbol = 'SOLUSDT' AND "
+                    "timestamp = ?", (differs,),
+                )  # fmt: skip
+                restored.commit()
             replace_database(case.db, tmp_path / "restored.db")
             case.conn = connect_writable(case.db)
             held[150] = [("new", os.stat(db).st_ino)]
@@ -311,6 +321,9 @@ def test_a_replaced_database_is_reopened_by_the_decider(tmp_path: Path) -> None:
     assert len(after) >= 60  # the decider decided SOLUSDT on the new file
     assert case.runner.counters.db_reopens == 1
     assert deciders.lost == 0 and len(set(pids)) == 1 and None not in pids
+    changed = [r.getMessage() for r in caplog.records if "db_window_changed" in r.getMessage()]
+    assert len(changed) == 1 and f"first={differs}" in changed[0], changed
+    assert "changed=1 missing=0" in changed[0] and "stream=SOLUSDT" in changed[0]
 
 
 def test_the_idle_window_check_goes_through_the_decider(
@@ -371,7 +384,9 @@ def test_a_reload_sends_the_decider_its_streams_new_frozen_set(tmp_path: Path, c
     # Two reloads (what SIGHUP runs): at candle 150 of the same files, at candle 180 with new
     # parameters in SOLUSDT's file. Each time the decider is sent SOLUSDT's reloaded set before
     # its next step, and SOLUSDT's signals are scan's with the old parameters up to the mark
-    # of the second reload and with the new ones after it: none lost, none twice.
+    # of the second reload and with the new ones after it: none lost, none twice. Before the
+    # first, SOLUSDT's candle 145 gets another volume: the reload's check of the window (in
+    # the decider) reports it, once.
     caplog.set_level(logging.INFO, logger="live.runner")
     case = OneCommitStreams(tmp_path, deciders=1)
     deciders, runner = case.runner.deciders, case.runner
@@ -379,6 +394,7 @@ def test_a_reload_sends_the_decider_its_streams_new_frozen_set(tmp_path: Path, c
     sets: list[Any] = [runner.streams[2].frozen]  # SOLUSDT's set: at the start, then reloaded
     new = {"fast": 3, "slow": 8}
     pids: list[Any] = []
+    rewritten = int(case.frames["SOLUSDT"].index[145].timestamp())
 
     def on_candle(i: int) -> None:
         pids.append(_pid(case))
@@ -392,6 +408,12 @@ def test_a_reload_sends_the_decider_its_streams_new_frozen_set(tmp_path: Path, c
                 send(message)
 
             conn.send = watched  # type: ignore[method-assign]  # records, then sends
+        if i == 150:
+            with case.conn:
+                case.conn.execute(
+                    "UPDATE candles SET volume = volume + 1 WHERE symbol = 'SOLUSDT' AND "
+                    "timestamp = ?", (rewritten,),
+                )  # fmt: skip
         if i in (150, 180):
             if i == 180:
                 sets.append(runner.streams[2].frozen)  # the set of the first reload
@@ -421,6 +443,8 @@ def test_a_reload_sends_the_decider_its_streams_new_frozen_set(tmp_path: Path, c
     ids = {m["params_id"] for m in signals if m["symbol"] == "SOLUSDT" and m["candle_ts"] > mark}
     assert ids == {sets[2].params_id}
     assert deciders.lost == 0 and len(set(pids)) == 1 and None not in pids
+    said = [r.getMessage() for r in caplog.records if "event=candle_rewritten" in r.getMessage()]
+    assert len(said) == 1 and f"candle_ts={rewritten}" in said[0], said
 
 
 def test_a_read_error_in_the_deciders_idle_check_skips_that_check(
