@@ -362,7 +362,7 @@ def section(runs: list[dict], personalities: list[dict]) -> str:
     flo = first["floor_us"]
     return f"""{HEADING}
 
-`.venv/bin/python benchmarks/live_latency.py --write-results` ({time.strftime("%Y-%m-%d")},
+`.venv/bin/python benchmarks/live_latency.py {_invocation()}` ({time.strftime("%Y-%m-%d")},
 {machine()}; load average {load_average():.2f} at the end).
 A writer process commits {first["candles"]} closed candles at {first["rate"]:g}/s into a fresh
 database while `signals live` (watch: {first["watch"]}) follows it; a client on the Unix socket
@@ -412,6 +412,13 @@ def streams_summary(runs: list[dict]) -> str:
     met = sum(1 for r in runs if r["latency_ms"] and r["latency_ms"]["p99"] < 5)
     lines.append(f"Target p99 < 5 ms: met in {met} of {len(runs)} runs.")
     return "\n".join(lines)
+
+
+def _invocation() -> str:
+    # the options this run was given (the section says how to run it again)
+    return " ".join(
+        [*sys.argv[1:], *([] if "--write-results" in sys.argv else ["--write-results"])]
+    )
 
 
 def write_results(text: str) -> None:
