@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +72,9 @@ def _caught_up(sock: Path, last_ts: int) -> bool:
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     handle = log.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "signals", *args], stdout=handle, stderr=handle)
+    from signals.cli.argv import signals_command
+
+    return subprocess.Popen(signals_command(*args), stdout=handle, stderr=handle)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

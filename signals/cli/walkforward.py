@@ -65,6 +65,7 @@ REPORT = typer.Option(True, help="Write the HTML report.")
 
 
 def walkforward_command(
+    ctx: typer.Context,
     strategy: str = STRATEGY,
     db: Path = DB,
     timeframe: str = TIMEFRAME,
@@ -134,7 +135,8 @@ def walkforward_command(
     walk = _one_symbol if len(runs) == 1 else _several_symbols
     walk(runs, wf, _Walk(out=out, storage=storage, store=store, name=name, fresh=fresh,
                          heartbeat=heartbeat, tune_only=tune_only, report=report,
-                         workers=workers, config=config, progress=progress))  # fmt: skip
+                         workers=workers, config=config, progress=progress,
+                         command=ctx))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class _Walk:
     workers: int
     config: Path | None
     progress: bool
+    command: typer.Context  # what the helpers' command line is built from (any thread)
 
 
 def _one_symbol(runs: dict[str, RunInputs], wf: WalkForwardConfig, w: _Walk) -> None:
@@ -169,7 +172,7 @@ def _one_symbol(runs: dict[str, RunInputs], wf: WalkForwardConfig, w: _Walk) -> 
         since=run.since,  # the candles before --from only warm the indicators up
         labels={"symbol": run.symbol}, heartbeat=w.heartbeat,
         progress=w.progress and not w.tune_only, report=w.report, tune_only=w.tune_only,
-        while_tuning=_helpers(w.workers - 1, w.storage, w.out),
+        while_tuning=_helpers(w, w.out),
         gate=load_settings(w.config).gate,  # the report's verdict is `signals promote`'s
     )  # fmt: skip
     if done is not None:
@@ -190,7 +193,7 @@ def _several_symbols(runs: dict[str, RunInputs], wf: WalkForwardConfig, w: _Walk
     def helpers(symbol: str) -> AbstractContextManager[None]:
         # each symbol's helpers run the single-symbol command this symbol's run equals
         single = ["--symbol", symbol, "--run", symbol_run_name(w.name, symbol)]
-        return _helpers(w.workers - 1, w.storage, symbol_folder(w.out, symbol), single)
+        return _helpers(w, symbol_folder(w.out, symbol), single)
 
     done = run_symbol_pipelines(
         runs, config=wf, out=w.out, storage=w.store, run=w.name,
@@ -218,25 +221,30 @@ def _print_comparison(done: SymbolPipelines) -> None:
     out.print(f"comparison: {done.paths['markdown']}, {done.paths['html']}", highlight=False)
 
 
-@contextmanager
-def _helpers(
-    count: int, storage: str, out: Path, single: list[str] | None = None
-) -> Iterator[None]:
-    """Run `count` more processes of this very command on the same storage and run meanwhile.
+# the options a helper gets from its starter, not from this command's line
+HELPERS_SET = ("workers", "fresh", "tune_only", "storage", "out")
 
-    They tune only (``--tune-only``): this process writes the outputs. Their own options replace
-    this command's (an option may be given once), so a helper never deletes the run
-    (--no-fresh) nor starts helpers of its own. `single` (``--symbol S --run R``) makes them
-    tune one symbol of a several-symbol run.
+
+@contextmanager
+def _helpers(w: _Walk, out: Path, single: list[str] | None = None) -> Iterator[None]:
+    """Run ``--workers`` - 1 more processes of this very command on its storage and run meanwhile.
+
+    They tune only (``--tune-only``): this process writes the outputs. Their command line is
+    this command's options as given (`given_arguments`, right also in process) less those a
+    helper gets its own of, so a helper never deletes the run (--no-fresh) nor starts helpers
+    of its own. `single` (``--symbol S --run R``) makes them tune one symbol of a
+    several-symbol run.
     """
     import subprocess
-    import sys
 
-    extra = ["--workers", "1", "--no-fresh", "--tune-only", "--storage", storage, "--out", str(out)]
-    valued = {"--workers", "--storage", "--out", *(("--symbol", "--run") if single else ())}
-    kept = _without(sys.argv[1:], valued=valued, flags={"--fresh", "--no-fresh", "--tune-only"})
-    extra += single or []
-    command = [sys.executable, "-m", "signals", *kept, *extra]
+    from signals.cli.argv import given_arguments, signals_command
+
+    mine = ["--workers", "1", "--no-fresh", "--tune-only", "--storage", w.storage]
+    mine += ["--out", str(out)]
+    leave_out = HELPERS_SET + (("symbol", "run_name") if single else ())
+    kept = given_arguments(w.command, leave_out)
+    command = signals_command(*kept, *mine, *(single or []))
+    count = w.workers - 1
     started = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(count)]
     try:
         yield
@@ -245,23 +253,6 @@ def _helpers(
             code = process.wait()
             if code != 0:
                 typer.echo(f"walk-forward helper {process.pid} ended with code {code}", err=True)
-
-
-def _without(args: list[str], *, valued: set[str], flags: set[str]) -> list[str]:
-    """Return `args` without the `valued` options (and their values) and the `flags`."""
-    kept: list[str] = []
-    skip = False
-    for arg in args:
-        name = arg.split("=", 1)[0]
-        if skip:
-            skip = False
-        elif name in flags or (name in valued and "=" in arg):
-            continue
-        elif name in valued:
-            skip = True
-        else:
-            kept.append(arg)
-    return kept
 
 
 def _print_summary(done: PipelineResult) -> None:
