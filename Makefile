@@ -14,10 +14,14 @@ TEST_JOBS ?= 2
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# signals-checkout.pth puts the checkout on the import path: setuptools' editable finder alone let a
+# folder named like one of our packages (strategies/, research/) in the working directory hide it
+# (a namespace package wins over a meta-path finder; tests/test_cli_argv.py)
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'signals-checkout.pth').write_text('$(CURDIR)\\n')"
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install the project with dev extras

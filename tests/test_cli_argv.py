@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -107,3 +109,27 @@ def test_walkforward_workers_share_the_run_when_the_command_runs_in_process(
         completed = [t for t in study.trials if t.state.name == "COMPLETE"]
         assert 6 <= len(completed) <= 7  # met once in total, not once per process
         assert len(ledger[ledger["fold"] == fold]) == len(completed)
+
+
+def test_a_folder_named_like_a_package_in_the_working_directory_does_not_hide_it(
+    tmp_path: Path,
+) -> None:
+    # A user's strategy folder is often called `strategies`. Python puts the working directory
+    # on the path of `python -m`/`-c` and of a notebook kernel (reoptimise runs its kernel there),
+    # and with setuptools' default editable finder such a folder became a namespace package
+    # that hid ours: `from strategies import Strategy` failed (`make venv`: editable_mode=compat).
+    import jupyter_client
+
+    for name in ("strategies", "research", "paper"):
+        (tmp_path / name).mkdir()
+    probe = "import strategies, research, paper; print(strategies.Strategy.__module__)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().startswith("strategies"), done.stderr
+    manager, client = jupyter_client.manager.start_new_kernel(kernel_name="python3", cwd=tmp_path)
+    try:
+        reply = client.execute_interactive(probe, timeout=60, output_hook=lambda m: None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
