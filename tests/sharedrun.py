@@ -84,6 +84,26 @@ def command(db: Path, out: Path, storage: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "signals", "walkforward", *pairs, "--no-report"]
 
 
+def budget_met_once(
+    storage_url: str, run: str, ledger: Path, trials: int, folds: int = FOLDS
+) -> list[list[optuna.trial.FrozenTrial]]:
+    """Assert each fold of `run` met its `trials` once in total and the `ledger` holds each.
+
+    A trial started as the budget was met may add one. Returns each fold's completed trials.
+    """
+    table = pd.read_parquet(ledger)
+    storage = open_storage(storage_url)
+    done = []
+    for fold in range(folds):
+        with quiet():
+            study = optuna.load_study(study_name=f"{run}-fold{fold}", storage=storage)
+        completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+        assert trials <= len(completed) <= trials + 1  # once in total, not once per process
+        assert len(table[table["fold"] == fold]) == len(completed)
+        done.append(completed)
+    return done
+
+
 def trial_states(storage: optuna.storages.BaseStorage) -> dict[str, list[str]]:
     """Return per fold study the states of its trials."""
     states: dict[str, list[str]] = {}

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import optuna
-import pandas as pd
 import pytest
 import typer
 from hypothesis import given
@@ -16,12 +14,11 @@ from hypothesis import strategies as st
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from research.optimise.storage import open_storage, quiet
 from signals.cli.app import app
 from signals.cli.argv import given_arguments
 from signals.data.synth import write_synth_db
 from signals.strategy_paths import ENV
-from tests.sharedrun import narrow_folder
+from tests.sharedrun import budget_met_once, narrow_folder
 
 ROOT = get_command(app)
 
@@ -88,10 +85,15 @@ def test_walkforward_workers_share_the_run_when_the_command_runs_in_process(
 ) -> None:
     # In process (a notebook, CliRunner), sys.argv is not this command's line: the helpers were
     # started with the host program's arguments and ended with code 2 before tuning anything.
+    # Started in the working directory, a helper imported a package of that folder by our name.
     monkeypatch.setenv(ENV, os.environ.get(ENV, ""))  # --strategy-path records folders here
     monkeypatch.chdir(tmp_path)
     write_synth_db(tmp_path, days=30, seed=4, symbol="BTCUSDT")
     folder = narrow_folder(tmp_path / "strategies")  # every trial valid (tests/sharedrun.py)
+    # a folder named like our packages: `strategies/` (a namespace package) and `research/` (a
+    # regular one, which only `python -P` keeps out of the helper's imports)
+    (tmp_path / "research").mkdir()
+    (tmp_path / "research" / "__init__.py").write_text("raise ImportError('the wrong research')\n")
     journal = tmp_path / "run.log"
     done = CliRunner().invoke(app, [
         "walkforward", "-s", "narrow_ema_cross", "--db", "candles.db", "-t", "15m",
@@ -101,14 +103,7 @@ def test_walkforward_workers_share_the_run_when_the_command_runs_in_process(
     ])  # fmt: skip
     assert done.exit_code == 0, (done.output, done.exception)
     assert "helper" not in done.output  # the helper ended with code 0
-    ledger = pd.read_parquet(tmp_path / "out" / "trial_ledger.parquet")
-    storage = open_storage(f"journal:///{journal}")
-    for fold in (0, 1):
-        with quiet():
-            study = optuna.load_study(study_name=f"out-fold{fold}", storage=storage)
-        completed = [t for t in study.trials if t.state.name == "COMPLETE"]
-        assert 6 <= len(completed) <= 7  # met once in total, not once per process
-        assert len(ledger[ledger["fold"] == fold]) == len(completed)
+    budget_met_once(f"journal:///{journal}", "out", tmp_path / "out" / "trial_ledger.parquet", 6)
 
 
 def test_a_folder_named_like_a_package_in_the_working_directory_does_not_hide_it(
@@ -116,8 +111,8 @@ def test_a_folder_named_like_a_package_in_the_working_directory_does_not_hide_it
 ) -> None:
     # A user's strategy folder is often called `strategies`. Python puts the working directory
     # on the path of `python -m`/`-c` and of a notebook kernel (reoptimise runs its kernel there),
-    # and with setuptools' default editable finder such a folder became a namespace package
-    # that hid ours: `from strategies import Strategy` failed (`make venv`: editable_mode=compat).
+    # and with setuptools' editable finder alone such a folder became a namespace package that
+    # hid ours: `from strategies import Strategy` failed (`make venv` writes signals-checkout.pth).
     import jupyter_client
 
     for name in ("strategies", "research", "paper"):
@@ -126,6 +121,9 @@ def test_a_folder_named_like_a_package_in_the_working_directory_does_not_hide_it
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip().startswith("strategies"), done.stderr
+    done = subprocess.run([sys.executable, "-m", "signals", "strategies"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "ema_cross" in done.stdout, done.stderr
     manager, client = jupyter_client.manager.start_new_kernel(kernel_name="python3", cwd=tmp_path)
     try:
         reply = client.execute_interactive(probe, timeout=60, output_hook=lambda m: None)
